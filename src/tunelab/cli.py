@@ -1,0 +1,142 @@
+"""tunelab command line: thin wrappers that parse, call one function, and print."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tunelab import TunelabError
+from tunelab.ui import console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Should I fine-tune, prompt, or retrieve? Measured, with error bars.")
+
+DEFAULT_STORE = "runs/tunelab.db"
+
+
+def _fail(e: Exception) -> None:
+    console.print(f"[red]error:[/] {str(e).splitlines()[0]}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="YAML run config (see configs/)."),
+    store: str = typer.Option(None, help="Results store (overrides the config)."),
+    fail_fast: bool = typer.Option(False, help="Stop at the first failed cell."),
+    report_dir: str = typer.Option(None, help="Where to write the report (default: <out_dir>/report)."),
+):
+    """Run every cell of a config (finished cells are skipped), then write the report."""
+    from tunelab import report
+    from tunelab.config import load_config
+    from tunelab.grid import run_grid
+    from tunelab.store import Store
+
+    t0 = time.perf_counter()
+    try:
+        cfg = load_config(config)
+        if store:
+            cfg.store = store
+        keys = run_grid(cfg, fail_fast=fail_fast)
+        arms = report.load_arms(Store(cfg.store), set(keys))
+        _table(arms)
+        md, html = report.build(cfg.store, report_dir or Path(cfg.out_dir) / "report", set(keys))
+    except TunelabError as e:
+        _fail(e)
+    console.print(f"report: {html} (and {md})")
+    console.print(f"wall time: {time.perf_counter() - t0:.0f} s")
+
+
+def _table(arms) -> None:
+    from tunelab.report import primary_metric, recommend
+
+    if not arms:
+        return
+    metrics = list(arms[0].ci)
+    t = Table(title="results (95% bootstrap CI)")
+    for col in ["model", "method", "n train", *metrics, "prompt tok/ex", "train s", "eval s"]:
+        t.add_column(col)
+    for a in arms:
+        cis = [f"{a.ci[m][0]:.3f} [{a.ci[m][1]:.3f}, {a.ci[m][2]:.3f}]" for m in metrics]
+        t.add_row(a.model, a.label, str(a.n_train), *cis, f"{a.mean('prompt_tokens_mean'):.0f}",
+                  f"{a.mean('train_seconds'):.0f}", f"{a.mean('eval_seconds'):.0f}")
+    console.print(t)
+    for line in recommend(arms, primary_metric(arms)):
+        console.print(f"- {line}")
+
+
+@app.command("report")
+def report_cmd(
+    store: str = typer.Argument(DEFAULT_STORE, help="Results store."),
+    out: str = typer.Option("runs/report", "-o", "--out", help="Output folder."),
+):
+    """Write report.md and a self-contained report.html from a results store."""
+    from tunelab import report
+
+    try:
+        md, html = report.build(store, out)
+    except TunelabError as e:
+        _fail(e)
+    console.print(f"wrote {md} and {html}")
+
+
+@app.command("ls")
+def ls_cmd(store: str = typer.Option(DEFAULT_STORE, help="Results store.")):
+    """List stored runs with their status (failed ones with their error)."""
+    from tunelab.store import Store
+
+    try:
+        rows = Store(store, create=False).runs()
+    except TunelabError as e:
+        _fail(e)
+    t = Table()
+    for col in ["id", "status", "task", "model", "method", "n train", "seed", "error"]:
+        t.add_column(col)
+    for r in rows:
+        err = (r["error"] or "").splitlines()[0] if r["error"] else ""
+        t.add_row(r["id"][:12], r["status"], r["task"], r["model"], r["label"],
+                  str(r["n_train"]), str(r["seed"]), err)
+    console.print(t)
+
+
+@app.command()
+def show(run_id: str, store: str = typer.Option(DEFAULT_STORE, help="Results store.")):
+    """Show one run: config, metrics with CIs, costs, and a few predictions."""
+    from tunelab.store import Store
+
+    try:
+        s = Store(store, create=False)
+        r = s.run(run_id)
+    except TunelabError as e:
+        _fail(e)
+    console.print(f"[bold]{r['id']}[/] {r['status']}: {r['task']} / {r['model']} / {r['label']} "
+                  f"n={r['n_train']} seed={r['seed']}")
+    for name, m in s.metrics(r["id"]).items():
+        console.print(f"  {name}: {m['value']:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]")
+    for k in ["train_seconds", "eval_seconds", "train_tokens", "trainable_params",
+              "prompt_tokens_mean", "gen_tokens_mean", "peak_rss_mb", "git_commit"]:
+        console.print(f"  {k}: {r[k]}")
+    if r["error"]:
+        console.print(f"  error: {r['error']}")
+    for p in s.predictions(r["id"])[:3]:
+        console.print(f"  > {p['input'][:80]!r}\n    ref  {p['target']!r}\n    pred {p['prediction']!r}")
+    console.print(f"  config: {json.dumps(json.loads(r['config'])['cell'])}")
+
+
+@app.command()
+def tasks():
+    """List the tasks tunelab ships."""
+    from tunelab.config import TaskConfig
+    from tunelab.tasks import TASKS
+
+    for name, cls in TASKS.items():
+        console.print(f"{name:10s} {cls(TaskConfig(name=name)).describe()}")
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,205 @@
+"""Run configuration: YAML mapped onto typed dataclasses, saved with every result.
+
+Unknown keys fail with one line naming the key and what is allowed, so a typo never
+silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from tunelab import TunelabError
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2-135m"
+    """Packaged alias (smollm2-135m, gemma3-270m), a local path, or a Hugging Face hub id."""
+    dtype: str = "float32"
+    """Weights dtype. float32 on CPU: bf16 is hundreds of times slower on CPUs without bf16 units."""
+    trust_remote_code: bool = False
+    """Allow model repositories to run their own Python code (off unless you trust the source)."""
+
+
+@dataclass
+class TaskConfig:
+    name: str = "viggo"
+    """Task name (see `tunelab tasks`)."""
+    data_dir: str | None = None
+    """Folder with the task's files; default: $TUNELAB_DATA_DIR/<task's folder>."""
+    train: str | None = None
+    """Training file (jsonl task): path, absolute or relative to data_dir."""
+    validation: str | None = None
+    """Validation file (optional; else split off train with split_seed)."""
+    test: str | None = None
+    """Test file (optional; else split off train with split_seed)."""
+    format: str = "auto"
+    """Record format for the jsonl task: auto, prompt_completion, alpaca, messages."""
+    metric: str | None = None
+    """Primary metric override (a name from metrics.METRICS)."""
+    instruction: str | None = None
+    """Override the task's instruction (system prompt)."""
+    n_test: int = 100
+    """Evaluate on a fixed, seeded slice of this many test examples (0 = all)."""
+    split_seed: int = 0
+    """Seed for made splits and for the fixed test slice."""
+    split_fraction: float = 0.1
+    """Fraction of examples for each made split (validation, test) when files give none."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 1.0
+    """Passes over the training subset."""
+    min_steps: int = 0
+    """At least this many optimizer steps (more epochs for tiny training sets)."""
+    lr: float = 2e-4
+    """Peak learning rate (linear warm-up, then linear decay)."""
+    batch_size: int = 8
+    """Examples per micro-batch."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step; loss is normalised over the whole window."""
+    max_length: int = 256
+    """Longest tokenised example; longer ones are truncated (and counted)."""
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    target_modules: str | list[str] = "all-linear"
+    """LoRA target modules (peft syntax)."""
+    save: bool = True
+    """Save the adapter / weights with the run."""
+
+
+@dataclass
+class MethodConfig:
+    name: str = "zero_shot"
+    """Method name (see METHODS)."""
+    train_sizes: list[int] = field(default_factory=lambda: [0])
+    """Training-set sizes; one cell per size. Prompting methods use the pool for shots."""
+    k: int = 5
+    """Number of in-context examples (few-shot)."""
+    prompt: str | None = None
+    """Instruction in the prompt: 'full' (the task's long one) or 'short'. Default: full
+    for prompting methods, short for fine-tuned ones (a tuned model learned the format)."""
+    label: str | None = None
+    """Display name in the report (default: the method name)."""
+    train: dict = field(default_factory=dict)
+    """Overrides of the top-level train settings for this method."""
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 16
+    """Prompts per generation batch."""
+    max_new_tokens: int | None = None
+    """Default: the task's own limit."""
+    bootstrap: int = 1000
+    """Bootstrap resamples for confidence intervals."""
+
+
+@dataclass
+class RunConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    methods: list[MethodConfig] = field(default_factory=lambda: [MethodConfig()])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    store: str = "runs/tunelab.db"
+    """SQLite results store."""
+    out_dir: str = "runs"
+    """Where adapters, weights and reports go."""
+    allow_leakage: bool = False
+    """Run even if test inputs also occur in the training data."""
+
+
+def _convert(tp, value, where: str):
+    """Coerce a YAML value to the annotated type, or fail naming the key."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise TunelabError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        for a in args:
+            try:
+                return _convert(a, value, where)
+            except TunelabError:
+                continue
+        raise TunelabError(f"{where}: {value!r} is not a valid {tp}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            value = [value]
+        return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise TunelabError(f"{where}: expected a mapping")
+        return value
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+        return value
+    raise TunelabError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def from_dict(cls, data: dict, where: str = "config"):
+    """Build dataclass `cls` from a dict, rejecting unknown keys."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise TunelabError(
+            f"{where}: unknown key '{unknown[0]}'. Available: {', '.join(names)}"
+        )
+    return cls(**{k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()})
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise TunelabError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise TunelabError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise TunelabError(f"{path}: expected a mapping at the top level")
+    try:
+        return from_dict(RunConfig, data)
+    except TunelabError as e:
+        raise TunelabError(f"{path}: {e}") from None
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def method_train(cfg: RunConfig, method: MethodConfig) -> TrainConfig:
+    """The top-level train settings with the method's overrides applied."""
+    merged = {**to_dict(cfg.train), **method.train}
+    return from_dict(TrainConfig, merged, where=f"methods.{method.name}.train")
+
+
+def cell_key(parts: dict) -> str:
+    """Stable short hash of a cell's resolved configuration."""
+    blob = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("TUNELAB_DATA_DIR", "../shared/data"))

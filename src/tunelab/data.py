@@ -1,0 +1,194 @@
+"""Readers for JSONL / JSON / CSV training data, record formats, validation and splits.
+
+Every problem is reported as `file:line: field: problem` so a user can open the file at
+the right place; nothing here prints or exits, the CLI does.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tunelab import TunelabError
+
+
+class DataError(TunelabError):
+    """A bad record: the message names file, line and field."""
+
+
+@dataclass
+class Example:
+    input: str
+    target: str
+    id: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+def read_records(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, record) from .jsonl, .json (array) or .csv files."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        yield from _read_csv(path)
+    elif suffix == ".json":
+        yield from _read_json_array(path)
+    else:
+        yield from _read_jsonl(path)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: (record): not valid UTF-8") from None
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    for n, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{n}: (record): invalid JSON: {e.msg}") from None
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}:{n}: (record): expected a JSON object, got {type(rec).__name__}")
+        yield n, rec
+
+
+def _read_json_array(path: Path) -> Iterator[tuple[int, dict]]:
+    text = _read_text(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: (record): invalid JSON: {e.msg}") from None
+    if not isinstance(data, list):
+        raise DataError(f"{path}:1: (record): expected a JSON array of objects")
+    for i, rec in enumerate(data, start=1):
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}:record {i}: (record): expected an object")
+        yield i, rec
+
+
+def _read_csv(path: Path) -> Iterator[tuple[int, dict]]:
+    reader = csv.DictReader(_read_text(path).splitlines())
+    for rec in reader:
+        if None in rec:
+            raise DataError(f"{path}:{reader.line_num}: (record): more fields than the header")
+        yield reader.line_num, rec
+
+
+def field_str(rec: dict, name: str, where: str, allow_empty: bool = False) -> str:
+    """The string field `name` of `rec`, or a DataError naming where and what is wrong."""
+    if name not in rec:
+        raise DataError(f"{where}: {name}: missing field")
+    value = rec[name]
+    if not isinstance(value, str):
+        raise DataError(f"{where}: {name}: expected a string, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise DataError(f"{where}: {name}: empty")
+    return value
+
+
+def _messages(rec: dict, where: str) -> list[dict]:
+    msgs = rec.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise DataError(f"{where}: messages: expected a non-empty list")
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            raise DataError(f"{where}: messages[{i}]: expected an object")
+        field_str(m, "role", f"{where}: messages[{i}]")
+        field_str(m, "content", f"{where}: messages[{i}]", allow_empty=True)
+    if msgs[-1]["role"] != "assistant":
+        raise DataError(f"{where}: messages: last message must be from the assistant")
+    return msgs
+
+
+def _from_prompt_completion(rec: dict, where: str) -> Example:
+    return Example(field_str(rec, "prompt", where), field_str(rec, "completion", where))
+
+
+def _from_alpaca(rec: dict, where: str) -> Example:
+    instruction = field_str(rec, "instruction", where)
+    extra = field_str(rec, "input", where, allow_empty=True) if "input" in rec else ""
+    text = f"{instruction}\n\n{extra}" if extra.strip() else instruction
+    return Example(text, field_str(rec, "output", where))
+
+
+def _from_messages(rec: dict, where: str) -> Example:
+    msgs = _messages(rec, where)
+    context = "\n".join(f"{m['role']}: {m['content']}" for m in msgs[:-1])
+    return Example(context, msgs[-1]["content"], meta={"messages": msgs})
+
+
+FORMATS = {
+    "prompt_completion": (("prompt", "completion"), _from_prompt_completion),
+    "alpaca": (("instruction", "output"), _from_alpaca),
+    "messages": (("messages",), _from_messages),
+}
+
+
+def detect_format(rec: dict, where: str) -> str:
+    for name, (keys, _) in FORMATS.items():
+        if all(k in rec for k in keys):
+            return name
+    wanted = "; ".join(f"{n}: {', '.join(k)}" for n, (k, _) in FORMATS.items())
+    raise DataError(f"{where}: (record): unknown format, expected fields of one of: {wanted}")
+
+
+def read_examples(path: str | Path, fmt: str = "auto") -> list[Example]:
+    """Read a file of prompt/completion, Alpaca, or OpenAI-messages records."""
+    if fmt != "auto" and fmt not in FORMATS:
+        raise TunelabError(f"Unknown format '{fmt}'. Available: auto, {', '.join(FORMATS)}")
+    out = []
+    for line, rec in read_records(path):
+        where = f"{path}:{line}"
+        name = detect_format(rec, where) if fmt == "auto" else fmt
+        ex = FORMATS[name][1](rec, where)
+        ex.id = str(rec.get("id", f"{Path(path).name}:{line}"))
+        out.append(ex)
+    if not out:
+        raise DataError(f"{path}: no records")
+    return out
+
+
+def split(examples: list, fraction: float, seed: int) -> tuple[list, list]:
+    """Deterministically split off `fraction` of the examples: (rest, held_out)."""
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n = max(1, round(len(examples) * fraction))
+    held = sorted(order[:n])
+    rest = sorted(order[n:])
+    return [examples[i] for i in rest], [examples[i] for i in held]
+
+
+def sample(examples: list, n: int, seed: int) -> list:
+    """A fixed, seeded subset of size n (all if n <= 0 or n >= len). Nested across n."""
+    if n <= 0 or n >= len(examples):
+        return list(examples)
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    return [examples[i] for i in order[:n]]
+
+
+def normalize_text(text: str) -> str:
+    """Case-, punctuation- and whitespace-insensitive form used for leakage checks.
+
+    >>> normalize_text("  Hello,   World! ")
+    'hello world'
+    """
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def leaked(train: list[Example], test: list[Example]) -> list[Example]:
+    """Test examples whose normalized input also occurs in the training data."""
+    seen = {normalize_text(e.input) for e in train}
+    return [e for e in test if normalize_text(e.input) in seen]

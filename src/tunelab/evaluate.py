@@ -1,0 +1,49 @@
+"""Run a Predictor over examples: per-example predictions, scores, costs, bootstrap CIs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from tunelab.config import EvalConfig
+from tunelab.data import Example
+from tunelab.generate import generate
+from tunelab.methods.base import Predictor
+from tunelab.metrics import bootstrap_ci
+from tunelab.tasks.base import Task
+
+
+@dataclass
+class EvalResult:
+    rows: list[dict]
+    metrics: dict[str, tuple[float, float, float]]
+    """name -> (mean, CI low, CI high)."""
+    seconds: float
+    prompts: list[str] = field(default_factory=list)
+    """The exact rendered prompts of the first examples (settings swing scores)."""
+
+
+def evaluate(pred: Predictor, task: Task, examples: list[Example], cfg: EvalConfig,
+             label: str = "eval") -> EvalResult:
+    t0 = time.perf_counter()
+    prompts = [pred.render(e) for e in examples]
+    max_new = cfg.max_new_tokens or task.max_new_tokens
+    gens = generate(pred.model, pred.tok, prompts, max_new, cfg.batch_size, label=label)
+    rows = []
+    for i, (ex, g) in enumerate(zip(examples, gens, strict=True)):
+        rows.append({
+            "idx": i,
+            "example_id": ex.id,
+            "input": ex.input,
+            "target": ex.target,
+            "prediction": g.text,
+            "scores": task.score(g.text, ex),
+            "prompt_tokens": g.prompt_tokens,
+            "gen_tokens": g.gen_tokens,
+            "latency_s": g.latency_s,
+        })
+    metrics = {
+        name: bootstrap_ci([r["scores"][name] for r in rows], cfg.bootstrap)
+        for name in task.metrics
+    }
+    return EvalResult(rows, metrics, time.perf_counter() - t0, prompts[:2])

@@ -1,0 +1,57 @@
+"""What a method receives (Context) and returns (Predictor)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tunelab import TunelabError
+from tunelab.config import MethodConfig, TrainConfig
+from tunelab.data import Example
+from tunelab.prompt import messages, render
+from tunelab.tasks.base import Task
+
+PROMPTS = ("full", "short")
+
+
+@dataclass
+class Context:
+    model: object
+    tok: object
+    task: Task
+    train: list[Example]
+    """The training subset of this cell (train_size examples, seeded)."""
+    method: MethodConfig
+    train_cfg: TrainConfig
+    seed: int
+    run_dir: Path
+
+
+@dataclass
+class Predictor:
+    """A model plus how to turn an example into its prompt text."""
+
+    model: object
+    tok: object
+    render: Callable[[Example], str]
+    info: dict = field(default_factory=dict)
+    """What the method wants stored: cost, trainable params, artifacts, chosen prompt."""
+
+
+def instruction(ctx: Context, default: str) -> str:
+    which = ctx.method.prompt or default
+    if which not in PROMPTS:
+        raise TunelabError(f"methods.{ctx.method.name}.prompt: unknown '{which}'. "
+                           f"Available: {', '.join(PROMPTS)}")
+    return ctx.task.instruction if which == "full" else ctx.task.short_instruction
+
+
+def chat_predictor(ctx: Context, model, system: str, shots=(), info=None) -> Predictor:
+    """A predictor that renders system + shots + the example through the chat template."""
+    tok, task = ctx.tok, ctx.task
+
+    def to_text(ex: Example) -> str:
+        return render(tok, messages(system, task.user_message(ex), list(shots)))
+
+    return Predictor(model, tok, to_text, info or {})

@@ -1,0 +1,55 @@
+"""Shared by every fine-tuning method: copy the base model, encode, train, predict.
+
+lora.py / full.py only decide what is trainable and what is saved.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from tunelab.methods.base import Context, Predictor, chat_predictor, instruction
+from tunelab.prompt import messages
+from tunelab.train import encode, train_loop
+
+
+def trainable_copy(ctx: Context):
+    """A private copy of the base model, so cells never see each other's weights."""
+    model = copy.deepcopy(ctx.model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def fine_tune(ctx: Context, model, label: str) -> tuple[Predictor, dict]:
+    """Train `model` (its trainable parameters) on the cell's examples."""
+    system = instruction(ctx, "short")
+    cfg = ctx.train_cfg
+    data = [
+        encode(ctx.tok, messages(system, ctx.task.user_message(e)), e.target, cfg.max_length, e.id)
+        for e in ctx.train
+    ]
+    stats = train_loop(model, ctx.tok, data, cfg, ctx.seed, label=label)
+    info = {
+        "train_seconds": stats.seconds,
+        "train_tokens": stats.tokens,
+        "supervised_tokens": stats.supervised_tokens,
+        "train_steps": stats.steps,
+        "tokens_per_s": stats.tokens_per_s,
+        "trainable_params": stats.trainable_params,
+        "truncated_examples": stats.truncated,
+        "final_loss": stats.losses[-1] if stats.losses else None,
+        "losses": stats.losses,
+        "masked_example": masked_view(ctx.tok, data[0]),
+    }
+    return chat_predictor(ctx, model, system), info
+
+
+def masked_view(tok, enc) -> str:
+    """One training example with its supervised part in [[...]], for the report."""
+    out, inside = [], False
+    for tid, sup in zip(enc.ids, enc.supervised, strict=True):
+        if sup != inside:
+            out.append("[[" if sup else "]]")
+            inside = sup
+        out.append(tok.decode([tid]))
+    return "".join(out) + ("]]" if inside else "")

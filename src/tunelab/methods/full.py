@@ -1,0 +1,18 @@
+"""full: every weight trainable, same loop as LoRA. Saves the weights as safetensors."""
+
+from tunelab.methods.base import Context, Predictor
+from tunelab.methods.finetune import fine_tune, trainable_copy
+
+
+def build(ctx: Context) -> Predictor:
+    model = trainable_copy(ctx)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    pred, info = fine_tune(ctx, model, label=f"full n={len(ctx.train)}")
+    if ctx.train_cfg.save:
+        path = ctx.run_dir / "model"
+        model.save_pretrained(path, safe_serialization=True)
+        ctx.tok.save_pretrained(path)
+        info["artifact"] = str(path)
+    pred.info.update(info)
+    return pred

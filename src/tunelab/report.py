@@ -1,0 +1,232 @@
+"""Report: table with CIs, plots, example predictions, and a recommendation from numbers.
+
+Arms are (model, method label, training-set size); seeds of one arm are averaged per
+test example before bootstrapping. Comparisons use a paired bootstrap over the same test
+examples, never two overlapping marginal intervals.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tunelab import TunelabError  # noqa: E402
+from tunelab.config import TaskConfig, from_dict  # noqa: E402
+from tunelab.methods import TRAINED  # noqa: E402
+from tunelab.metrics import bootstrap_ci, paired_bootstrap  # noqa: E402
+from tunelab.store import Store  # noqa: E402
+from tunelab.tasks import get_task  # noqa: E402
+
+
+@dataclass
+class Arm:
+    model: str
+    label: str
+    method: str
+    n_train: int
+    runs: list[dict]
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    """metric -> example_id -> score averaged over seeds."""
+    ci: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    higher: dict[str, bool] = field(default_factory=dict)
+    examples: list[dict] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        n = f" n={self.n_train}" if self.method in TRAINED else ""
+        return f"{self.label}{n}"
+
+    @property
+    def trained(self) -> bool:
+        return self.method in TRAINED
+
+    def mean(self, key: str) -> float:
+        vals = [r[key] for r in self.runs if r.get(key) is not None]
+        return float(np.mean(vals)) if vals else 0.0
+
+
+def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
+    """Finished runs grouped into arms (all runs, or only those whose key is in `keys`)."""
+    groups = defaultdict(list)
+    for r in store.runs("done"):
+        if keys is not None and r["id"] not in keys:
+            continue
+        groups[(r["model"], r["label"], r["method"], r["n_train"])].append(r)
+    arms = []
+    for (model, label, method, n), runs in groups.items():
+        arm = Arm(model, label, method, n, runs)
+        per = defaultdict(lambda: defaultdict(list))
+        for r in runs:
+            for name, m in store.metrics(r["id"]).items():
+                arm.higher[name] = bool(m["higher_is_better"])
+            preds = store.predictions(r["id"])
+            arm.examples = arm.examples or preds
+            for p in preds:
+                for name, v in p["scores"].items():
+                    per[name][p["example_id"]].append(v)
+        arm.scores = {k: {e: float(np.mean(v)) for e, v in d.items()} for k, d in per.items()}
+        arm.ci = {k: bootstrap_ci(list(d.values())) for k, d in arm.scores.items()}
+        arms.append(arm)
+    return sorted(arms, key=lambda a: (a.model, a.trained, a.label, a.n_train))
+
+
+def paired(a: Arm, b: Arm, metric: str) -> tuple[float, float, float]:
+    """Difference a - b on the test examples both arms share, paired bootstrap CI."""
+    common = sorted(set(a.scores[metric]) & set(b.scores[metric]))
+    if not common:
+        raise TunelabError(f"{a.name} and {b.name} share no test examples")
+    return paired_bootstrap([a.scores[metric][e] for e in common],
+                            [b.scores[metric][e] for e in common])
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:+.1f} points"
+
+
+def _diff_sentence(a: Arm, b: Arm, metric: str) -> tuple[str, float, float, float]:
+    d, lo, hi = paired(a, b, metric)
+    ci = f"(95% CI {100 * lo:+.1f} to {100 * hi:+.1f})"
+    if lo > 0:
+        verdict = f"{a.name} beats {b.name} by {_pts(d)} {ci} on {metric}"
+    elif hi < 0:
+        verdict = f"{a.name} is worse than {b.name} by {_pts(-d)} {ci} on {metric}"
+    else:
+        verdict = f"{a.name} is within noise of {b.name} ({_pts(d)}, {ci[1:-1]}) on {metric}"
+    return verdict, d, lo, hi
+
+
+def recommend(arms: list[Arm], metric: str) -> list[str]:
+    """Plain-language findings, each derived from a paired comparison."""
+    lines = []
+    best = lambda xs: max(xs, key=lambda a: a.ci[metric][0])  # noqa: E731
+    prompted = [a for a in arms if not a.trained]
+    tuned = [a for a in arms if a.trained]
+    if tuned and prompted:
+        bt, bp = best(tuned), best(prompted)
+        s, d, lo, hi = _diff_sentence(bt, bp, metric)
+        lines.append(s + ".")
+        if lo > 0:
+            lines.append(f"Recommendation: fine-tune ({bt.name}); the best prompting arm "
+                         f"({bp.name}) is clearly behind on this task.")
+        elif hi < 0:
+            lines.append(f"Recommendation: prompt ({bp.name}); fine-tuning did not help here.")
+        else:
+            lines.append(f"Recommendation: prompt ({bp.name}) - fine-tuning's gain is not "
+                         "distinguishable from noise at this test size; it costs training time.")
+        same = sorted([a for a in tuned if a.label == bt.label], key=lambda a: a.n_train)
+        for a in same:
+            d, lo, hi = paired(a, bt, metric)
+            if hi >= 0:
+                if a is not bt:
+                    lines.append(f"{a.n_train} examples are enough here: {a.name} is within the "
+                                 f"paired CI of {bt.name} ({_pts(d)}).")
+                break
+    if len(prompted) > 1:
+        ordered = sorted(prompted, key=lambda a: -a.ci[metric][0])
+        lines.append(_diff_sentence(ordered[0], ordered[1], metric)[0] + ".")
+    return lines
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def bar_chart(arms: list[Arm], metric: str) -> bytes:
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(arms)), 3.5))
+    means = [a.ci[metric][0] for a in arms]
+    err = np.array([[a.ci[metric][0] - a.ci[metric][1], a.ci[metric][2] - a.ci[metric][0]]
+                    for a in arms]).T
+    ax.bar(range(len(arms)), means, yerr=err, capsize=4,
+           color=["tab:orange" if a.trained else "tab:blue" for a in arms])
+    ax.set_xticks(range(len(arms)), [a.name for a in arms], rotation=30, ha="right")
+    ax.set_ylabel(f"{metric} (95% CI)")
+    return _png(fig)
+
+
+def learning_curve(arms: list[Arm], metric: str) -> bytes:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    tuned = defaultdict(list)
+    for a in arms:
+        if a.trained:
+            tuned[a.label].append(a)
+        else:
+            m, lo, hi = a.ci[metric]
+            ax.axhline(m, ls="--", lw=1, label=a.name, color=ax._get_lines.get_next_color())
+            ax.axhspan(lo, hi, alpha=0.1, color=ax.get_lines()[-1].get_color())
+    for label, xs in tuned.items():
+        xs.sort(key=lambda a: a.n_train)
+        n = [a.n_train for a in xs]
+        ax.plot(n, [a.ci[metric][0] for a in xs], marker="o", label=label)
+        ax.fill_between(n, [a.ci[metric][1] for a in xs], [a.ci[metric][2] for a in xs], alpha=0.2)
+    if tuned:
+        ax.set_xscale("log")
+    ax.set_xlabel("training examples")
+    ax.set_ylabel(f"{metric} (95% CI)")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def _examples(arm: Arm, metric: str, k: int = 3) -> list[dict]:
+    right = [e for e in arm.examples if e["scores"].get(metric, 0) >= 1][:k]
+    wrong = [e for e in arm.examples if e["scores"].get(metric, 0) < 1][:k]
+    return right + wrong
+
+
+def build(store_path: str | Path, out_dir: str | Path,
+          keys: set[str] | None = None) -> tuple[Path, Path]:
+    """Write report.md and a self-contained report.html; returns their paths."""
+    store = Store(store_path, create=False)
+    arms = load_arms(store, keys)
+    if not arms:
+        raise TunelabError(f"{store_path}: no finished runs to report")
+    tasks = {a.runs[0]["task"] for a in arms}
+    if len(tasks) > 1:
+        raise TunelabError(f"{store_path}: runs of several tasks ({', '.join(sorted(tasks))}); "
+                           "report one store per task")
+    metric = primary_metric(arms)
+    metrics = list(arms[0].ci)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = {"bars": bar_chart(arms, metric), "curve": learning_curve(arms, metric)}
+    for name, data in images.items():
+        (out / f"{name}.png").write_bytes(data)
+    best = max(arms, key=lambda a: a.ci[metric][0])
+    tuned = [a for a in arms if a.trained and a.runs[0].get("info")]
+    ctx = {
+        "task": arms[0].runs[0]["task"], "metric": metric, "metrics": metrics, "arms": arms,
+        "findings": recommend(arms, metric), "best": best, "examples": _examples(best, metric),
+        "failed": store.runs("failed"),
+        "masked": _info(tuned[0].runs[0]).get("masked_example") if tuned else None,
+        "prompt": _info(best.runs[0]).get("prompts", [""])[0],
+        "images": {k: base64.b64encode(v).decode() for k, v in images.items()},
+        "versions": json.loads(arms[0].runs[0]["versions"] or "{}"), "commit": arms[0].runs[0]["git_commit"],
+    }
+    env = jinja2.Environment(loader=jinja2.PackageLoader("tunelab", "templates"),
+                             autoescape=jinja2.select_autoescape(["html"]))
+    md, html = out / "report.md", out / "report.html"
+    md.write_text(env.get_template("report.md.j2").render(**ctx))
+    html.write_text(env.get_template("report.html.j2").render(**ctx))
+    return md, html
+
+
+def _info(run: dict) -> dict:
+    return json.loads(run["info"]) if run.get("info") else {}
+
+
+def primary_metric(arms: list[Arm]) -> str:
+    cfg = json.loads(arms[0].runs[0]["config"])
+    return get_task(from_dict(TaskConfig, cfg["task"])).primary

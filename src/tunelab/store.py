@@ -1,0 +1,119 @@
+"""SQLite results store (WAL): runs, metrics, per-example predictions.
+
+A finished run is written in one transaction, so a crash never leaves half a run; a
+cell that crashed stays 'running' (or 'failed' with its error) and is redone next time.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from tunelab import TunelabError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  id TEXT PRIMARY KEY,              -- the cell key: hash of the resolved cell config
+  status TEXT NOT NULL,             -- running | done | failed
+  task TEXT, method TEXT, label TEXT, model TEXT,
+  train_size INTEGER, n_train INTEGER, n_test INTEGER, seed INTEGER,
+  config TEXT,                      -- full run config + cell, JSON
+  info TEXT,                        -- method info: cost, artifacts, prompts, JSON
+  git_commit TEXT, versions TEXT,
+  started REAL, finished REAL,
+  train_seconds REAL, eval_seconds REAL, train_tokens INTEGER, trainable_params INTEGER,
+  prompt_tokens_mean REAL, gen_tokens_mean REAL, peak_rss_mb REAL,
+  error TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+  run_id TEXT REFERENCES runs(id) ON DELETE CASCADE,
+  name TEXT, value REAL, lo REAL, hi REAL, higher_is_better INTEGER,
+  PRIMARY KEY (run_id, name)
+);
+CREATE TABLE IF NOT EXISTS predictions (
+  run_id TEXT REFERENCES runs(id) ON DELETE CASCADE,
+  idx INTEGER, example_id TEXT, input TEXT, target TEXT, prediction TEXT, scores TEXT,
+  prompt_tokens INTEGER, gen_tokens INTEGER, latency_s REAL,
+  PRIMARY KEY (run_id, idx)
+);
+"""
+
+
+class Store:
+    def __init__(self, path: str | Path, create: bool = True):
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise TunelabError(f"{self.path}: no results store here (run `tunelab run` first)")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as e:
+            raise TunelabError(f"{self.path}: cannot open results store: {e}") from None
+
+    def status(self, key: str) -> str | None:
+        row = self.db.execute("SELECT status FROM runs WHERE id=?", (key,)).fetchone()
+        return row["status"] if row else None
+
+    def begin(self, key: str, fields: dict) -> None:
+        """Mark a cell running (replacing an earlier crashed or failed attempt)."""
+        with self.db:
+            self.db.execute("DELETE FROM runs WHERE id=?", (key,))
+            cols = {"id": key, "status": "running", "started": time.time(), **fields}
+            self.db.execute(
+                f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [_sql(v) for v in cols.values()],
+            )
+
+    def finish(self, key: str, fields: dict, metrics: dict, higher: dict, rows: list[dict]):
+        """Everything about a finished cell, in one transaction."""
+        with self.db:
+            cols = {**fields, "status": "done", "finished": time.time(), "error": None}
+            self.db.execute(
+                f"UPDATE runs SET {', '.join(f'{c}=?' for c in cols)} WHERE id=?",
+                [*(_sql(v) for v in cols.values()), key],
+            )
+            self.db.executemany(
+                "INSERT INTO metrics VALUES (?,?,?,?,?,?)",
+                [(key, n, m, lo, hi, int(higher[n])) for n, (m, lo, hi) in metrics.items()],
+            )
+            self.db.executemany(
+                "INSERT INTO predictions VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [(key, r["idx"], r["example_id"], r["input"], r["target"], r["prediction"],
+                  json.dumps(r["scores"]), r["prompt_tokens"], r["gen_tokens"], r["latency_s"])
+                 for r in rows],
+            )
+
+    def fail(self, key: str, error: str) -> None:
+        with self.db:
+            self.db.execute(
+                "UPDATE runs SET status='failed', error=?, finished=? WHERE id=?",
+                (error, time.time(), key),
+            )
+
+    def runs(self, status: str | None = None) -> list[dict]:
+        q = "SELECT * FROM runs" + (" WHERE status=?" if status else "") + " ORDER BY started"
+        return [dict(r) for r in self.db.execute(q, (status,) if status else ())]
+
+    def run(self, prefix: str) -> dict:
+        rows = self.db.execute("SELECT * FROM runs WHERE id LIKE ?", (prefix + "%",)).fetchall()
+        if len(rows) != 1:
+            raise TunelabError(f"run '{prefix}': {'no' if not rows else 'ambiguous'} match in {self.path}")
+        return dict(rows[0])
+
+    def metrics(self, run_id: str) -> dict[str, dict]:
+        rows = self.db.execute("SELECT * FROM metrics WHERE run_id=?", (run_id,))
+        return {r["name"]: dict(r) for r in rows}
+
+    def predictions(self, run_id: str) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM predictions WHERE run_id=? ORDER BY idx", (run_id,))
+        return [{**dict(r), "scores": json.loads(r["scores"])} for r in rows]
+
+
+def _sql(v):
+    return json.dumps(v, default=str) if isinstance(v, dict | list) else v

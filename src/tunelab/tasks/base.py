@@ -1,0 +1,79 @@
+"""What every task provides: its data splits, instruction, and metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tunelab import TunelabError
+from tunelab.config import TaskConfig, data_dir
+from tunelab.data import Example, sample
+from tunelab.metrics import METRICS, Metric, get_metric
+
+
+@dataclass
+class Splits:
+    train: list[Example]
+    validation: list[Example]
+    test: list[Example]
+    source: str
+    """How the splits were obtained (recorded with every run)."""
+
+
+@dataclass
+class Task:
+    """A task knows how to load its data, phrase its prompt and score a prediction."""
+
+    cfg: TaskConfig
+    name: str = "task"
+    folder: str = ""
+    instruction: str = "Answer the request."
+    short_instruction: str = "Answer the request."
+    max_new_tokens: int = 64
+    metric_names: list[str] = field(default_factory=lambda: ["exact_match", "token_f1"])
+    primary: str = "exact_match"
+
+    def __post_init__(self):
+        if self.cfg.metric:
+            get_metric(self.cfg.metric)
+            if self.cfg.metric not in self.metric_names:
+                self.metric_names = [self.cfg.metric, *self.metric_names]
+            self.primary = self.cfg.metric
+        if self.cfg.instruction:
+            self.instruction = self.short_instruction = self.cfg.instruction
+
+    @property
+    def metrics(self) -> dict[str, Metric]:
+        return {n: METRICS[n] for n in self.metric_names}
+
+    def root(self) -> Path:
+        return Path(self.cfg.data_dir) if self.cfg.data_dir else data_dir() / self.folder
+
+    def path(self, name: str) -> Path:
+        p = Path(name)
+        return p if p.is_absolute() or p.exists() else self.root() / p
+
+    def splits(self) -> Splits:
+        raise NotImplementedError
+
+    def load(self) -> Splits:
+        """Splits with the test set cut to the fixed, seeded evaluation slice."""
+        s = self.splits()
+        if not s.train or not s.test:
+            raise TunelabError(f"task {self.name}: empty train or test split ({s.source})")
+        s.test = sample(s.test, self.cfg.n_test, self.cfg.split_seed)
+        return s
+
+    def user_message(self, ex: Example) -> str:
+        return ex.input
+
+    def clean(self, prediction: str) -> str:
+        """The part of the generated text that is scored."""
+        return prediction.strip()
+
+    def score(self, prediction: str, ex: Example) -> dict[str, float]:
+        pred = self.clean(prediction)
+        return {n: m.fn(pred, ex.target) for n, m in self.metrics.items()}
+
+    def describe(self) -> str:
+        return self.instruction.splitlines()[0]

@@ -1,0 +1,172 @@
+"""The one training loop shared by LoRA, full fine-tuning and (later) soft prompts.
+
+Methods differ only in which parameters are trainable. Loss is on completion tokens
+only: the mask comes from the character offset where the rendered prompt ends, and
+every example must have some, but not all, tokens supervised (else we fail naming it).
+The LM head and cross-entropy run only at supervised positions: scoring all 49k-way
+logits at every position costs seconds per step on CPU and GBs of memory, for nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from tunelab import TunelabError
+from tunelab.config import TrainConfig
+from tunelab.prompt import render_pair
+from tunelab.ui import progress
+
+
+@dataclass
+class Encoded:
+    ids: list[int]
+    supervised: list[bool]
+    """supervised[i]: token i is a completion token whose prediction is trained."""
+    name: str
+    truncated: bool = False
+
+
+@dataclass
+class TrainStats:
+    steps: int = 0
+    tokens: int = 0
+    """Real (non-padding) tokens processed."""
+    supervised_tokens: int = 0
+    seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+    truncated: int = 0
+    trainable_params: int = 0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def encode(tok, msgs: list[dict], completion: str, max_length: int, name: str) -> Encoded:
+    """Tokenize prompt+completion; supervise the tokens that start at or after the
+    completion's first character (offsets, so tokenizer merges across the boundary
+    cannot shift the mask)."""
+    prompt, full = render_pair(tok, msgs, completion)
+    if not full.startswith(prompt):
+        raise TunelabError(f"example {name}: chat template renders the prompt differently "
+                           "with and without the reply; cannot mask the loss")
+    enc = tok(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    sup = [start >= len(prompt) for start, _ in offsets]
+    truncated = len(ids) > max_length
+    ids, sup = ids[:max_length], sup[:max_length]
+    if not any(sup):
+        why = "truncated away (raise train.max_length)" if truncated else "empty"
+        raise TunelabError(f"example {name}: no supervised tokens: completion {why}")
+    if all(sup):
+        raise TunelabError(f"example {name}: every token supervised: prompt not masked")
+    return Encoded(ids, sup, name, truncated)
+
+
+BUCKET = 8
+"""Batches are formed within shuffled pools of BUCKET batches, sorted by length there:
+padding (computed for nothing) drops while batch order stays random."""
+
+
+def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    pool = batch_size * BUCKET
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _collate(items: list[Encoded], pad_id: int):
+    width = max(len(e.ids) for e in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    att = torch.zeros((len(items), width), dtype=torch.long)
+    sup = torch.zeros((len(items), width), dtype=torch.bool)
+    for j, e in enumerate(items):
+        ids[j, : len(e.ids)] = torch.tensor(e.ids)
+        att[j, : len(e.ids)] = 1
+        sup[j, : len(e.ids)] = torch.tensor(e.supervised)
+    return ids, att, sup
+
+
+def _parts(model):
+    """(backbone returning hidden states, LM head), through a peft wrapper if any."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+def completion_loss_sum(model, ids, att, sup) -> torch.Tensor:
+    """Summed next-token cross-entropy over supervised positions only."""
+    decoder, head = _parts(model)
+    hidden = decoder(input_ids=ids, attention_mask=att).last_hidden_state
+    target_mask = sup[:, 1:]
+    h = hidden[:, :-1][target_mask]
+    logits = head(h).float()
+    return F.cross_entropy(logits, ids[:, 1:][target_mask], reduction="sum")
+
+
+def accumulate(model, batches: list[list[Encoded]], pad_id: int) -> tuple[float, int, int]:
+    """Backward over one optimizer step's micro-batches; returns (loss, supervised, tokens).
+
+    The loss is normalised by the supervised tokens of the whole window, so accumulated
+    micro-batches give the same gradient as one large batch.
+    """
+    n_sup = sum(sum(e.supervised[1:]) for b in batches for e in b)
+    total, tokens = 0.0, 0
+    for b in batches:
+        ids, att, sup = _collate(b, pad_id)
+        loss = completion_loss_sum(model, ids, att, sup) / max(1, n_sup)
+        loss.backward()
+        total += loss.item()
+        tokens += int(att.sum())
+    return total, n_sup, tokens
+
+
+def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
+               label: str = "train") -> TrainStats:
+    """Train the parameters of `model` that require grad; returns what it cost."""
+    torch.manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    stats = TrainStats(trainable_params=sum(p.numel() for p in params),
+                       truncated=sum(e.truncated for e in data))
+    window = cfg.batch_size * cfg.grad_accum
+    per_epoch = math.ceil(len(data) / window)
+    total = max(cfg.min_steps, math.ceil(per_epoch * cfg.epochs))
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = max(1, int(total * cfg.warmup_ratio))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
+    )
+    rng = random.Random(seed)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    micro = []
+    model.train()
+    t0 = time.perf_counter()
+    with progress() as bar:
+        task = bar.add_task(label, total=total, info="")
+        while stats.steps < total:
+            if not micro:
+                micro = _batches([len(e.ids) for e in data], cfg.batch_size, rng)
+            group, micro = micro[: cfg.grad_accum], micro[cfg.grad_accum :]
+            step_loss, n_sup, n_tok = accumulate(model, [[data[i] for i in b] for b in group], pad_id)
+            stats.tokens += n_tok
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            stats.steps += 1
+            stats.supervised_tokens += n_sup
+            stats.losses.append(step_loss)
+            rate = stats.tokens / (time.perf_counter() - t0)
+            bar.update(task, advance=1, info=f"loss {step_loss:.3f}  {rate:.0f} tok/s")
+    stats.seconds = time.perf_counter() - t0
+    model.eval()
+    return stats

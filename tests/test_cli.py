@@ -1,0 +1,111 @@
+"""End to end through the CLI on a tiny random model: run -> store -> report; bad input."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from typer.testing import CliRunner
+
+from tests.conftest import write_config
+from tunelab.cli import app
+
+METHODS = (
+    "  - {name: zero_shot}\n"
+    "  - {name: few_shot, k: 2, train_sizes: [8]}\n"
+    "  - {name: lora, train_sizes: [8]}\n"
+)
+
+runner = CliRunner()
+
+
+def _runs(db):
+    con = sqlite3.connect(db)
+    return con.execute("SELECT method, status, n_train FROM runs ORDER BY method").fetchall()
+
+
+def test_run_store_report_and_resume(tmp_path, tiny_model_dir, viggo_dir):
+    store = tmp_path / "runs" / "t.db"
+    cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, store, METHODS)
+    r = runner.invoke(app, ["run", str(cfg)])
+    assert r.exit_code == 0, r.output
+    assert _runs(store) == [("few_shot", "done", 8), ("lora", "done", 8), ("zero_shot", "done", 0)]
+    con = sqlite3.connect(store)
+    assert con.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 3 * 6
+    n_metrics = con.execute("SELECT COUNT(*) FROM metrics WHERE lo <= value AND value <= hi").fetchone()
+    assert n_metrics[0] == 3 * 4
+    versions, commit = con.execute("SELECT versions, git_commit FROM runs LIMIT 1").fetchone()
+    assert "transformers" in versions and commit
+    html = (tmp_path / "runs" / "report" / "report.html").read_text()
+    md = (tmp_path / "runs" / "report" / "report.md").read_text()
+    for name in ("zero_shot", "few_shot", "lora"):
+        assert name in html and name in md
+    assert "data:image/png;base64," in html
+    assert "[[" in md  # the masked training example is shown
+    adapter = next((tmp_path / "runs" / "cells").glob("*/adapter/adapter_config.json"))
+    assert adapter.exists()
+
+    again = runner.invoke(app, ["run", str(cfg)])
+    assert again.exit_code == 0
+    assert "3 already done" in again.output
+
+    ls = runner.invoke(app, ["ls", "--store", str(store)])
+    assert ls.exit_code == 0 and "lora" in ls.output
+    run_id = con.execute("SELECT id FROM runs WHERE method='lora'").fetchone()[0]
+    show = runner.invoke(app, ["show", run_id[:8], "--store", str(store)])
+    assert show.exit_code == 0 and "mr_exact" in show.output
+
+
+def _one_line_error(result, *needles):
+    assert result.exit_code != 0
+    line = [x for x in result.output.splitlines() if x.strip()]
+    assert len(line) == 1, result.output
+    for n in needles:
+        assert n in line[0], line[0]
+
+
+def test_unknown_method_keeps_earlier_runs(tmp_path, tiny_model_dir, viggo_dir):
+    store = tmp_path / "runs" / "t.db"
+    ok = write_config(tmp_path / "ok.yaml", tiny_model_dir, viggo_dir, store, "  - {name: zero_shot}\n")
+    assert runner.invoke(app, ["run", str(ok)]).exit_code == 0
+    bad = write_config(tmp_path / "bad.yaml", tiny_model_dir, viggo_dir, store, "  - {name: lorra}\n")
+    _one_line_error(runner.invoke(app, ["run", str(bad)]), "Unknown method 'lorra'", "lora")
+    assert _runs(store) == [("zero_shot", "done", 0)]
+
+
+def test_unknown_config_key(tmp_path, tiny_model_dir, viggo_dir):
+    cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, tmp_path / "s.db",
+                       "  - {name: zero_shot, shots: 3}\n")
+    _one_line_error(runner.invoke(app, ["run", str(cfg)]), "unknown key 'shots'", "train_sizes")
+
+
+def _jsonl_config(tmp_path, tiny_model_dir, train_text: str):
+    train = tmp_path / "train.jsonl"
+    train.write_text(train_text)
+    cfg = tmp_path / "j.yaml"
+    cfg.write_text(
+        f"task: {{name: jsonl, train: '{train}', n_test: 2}}\n"
+        f"model: {{name: '{tiny_model_dir}'}}\nstore: '{tmp_path / 's.db'}'\n"
+        f"out_dir: '{tmp_path}'\nmethods: [{{name: zero_shot}}]\n"
+    )
+    return cfg, train
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path, tiny_model_dir):
+    good = '{"prompt": "a", "completion": "b"}\n'
+    cfg, train = _jsonl_config(tmp_path, tiny_model_dir, good * 3 + '{"prompt": "a", "compl\n')
+    _one_line_error(runner.invoke(app, ["run", str(cfg)]), f"{train}:4", "invalid JSON")
+
+
+def test_missing_field_names_file_line_and_field(tmp_path, tiny_model_dir):
+    good = '{"prompt": "a", "completion": "b"}\n'
+    cfg, train = _jsonl_config(tmp_path, tiny_model_dir, good * 2 + '{"prompt": "a", "completion": 3}\n')
+    _one_line_error(runner.invoke(app, ["run", str(cfg)]), f"{train}:3", "completion", "string")
+
+
+def test_leaked_test_set_is_refused(tmp_path, tiny_model_dir, viggo_dir):
+    import shutil
+
+    shutil.copy(viggo_dir / "train.csv", viggo_dir / "test.csv")
+    cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, tmp_path / "s.db",
+                       "  - {name: zero_shot}\n")
+    _one_line_error(runner.invoke(app, ["run", str(cfg)]), "test.csv", "input", "leaked")

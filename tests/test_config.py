@@ -1,0 +1,39 @@
+"""Config: YAML -> dataclasses -> dict round trip; shipped configs parse."""
+
+from pathlib import Path
+
+import pytest
+
+from tunelab import TunelabError
+from tunelab.config import RunConfig, from_dict, load_config, method_train, to_dict
+from tunelab.methods import METHODS
+from tunelab.tasks import TASKS
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+def test_round_trip():
+    cfg = load_config(CONFIGS[0])
+    assert from_dict(RunConfig, to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_parse_and_name_their_command(path):
+    assert path.read_text().startswith("# tunelab run configs/")
+    cfg = load_config(path)
+    assert cfg.task.name in TASKS
+    for m in cfg.methods:
+        assert m.name in METHODS
+        method_train(cfg, m)
+
+
+def test_method_overrides_train():
+    cfg = from_dict(RunConfig, {"train": {"lr": 0.1},
+                                "methods": [{"name": "lora", "train": {"epochs": 3}}]})
+    t = method_train(cfg, cfg.methods[0])
+    assert (t.lr, t.epochs) == (0.1, 3.0)
+
+
+def test_wrong_type_is_named():
+    with pytest.raises(TunelabError, match=r"^config.train.batch_size: expected int"):
+        from_dict(RunConfig, {"train": {"batch_size": "eight"}})
