@@ -238,6 +238,9 @@ def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, 
                    label=f"eval {cell.model.name} {cell.label} n={len(train)}")
     info = {**pred.info, "prompts": res.prompts}
     n = len(res.rows)
+    if hasattr(model, "cost"):
+        info["api_cost_usd"] = model.cost(sum(r["prompt_tokens"] for r in res.rows),
+                                          sum(r["gen_tokens"] for r in res.rows))
     fields = {
         "info": info,
         "train_seconds": info.get("train_seconds", 0.0),

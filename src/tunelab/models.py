@@ -130,8 +130,18 @@ def prepare_tokenizer(tok) -> None:
         tok.pad_token = tok.eos_token
 
 
+BACKENDS = ("hf", "openai")
+
+
 def timed_load(cfg: ModelConfig):
+    """(model, tokenizer, seconds); an API model has no local tokenizer (None)."""
+    if cfg.backend not in BACKENDS:
+        raise TunelabError(f"Unknown backend '{cfg.backend}'. Available: {', '.join(BACKENDS)}")
     t = time.perf_counter()
+    if cfg.backend == "openai":
+        from tunelab.api import ApiModel
+
+        return ApiModel(cfg), None, time.perf_counter() - t
     model, tok = load_model(cfg)
     return model, tok, time.perf_counter() - t
 
