@@ -1,0 +1,112 @@
+"""Crash safety, determinism and concurrent writers, on the tiny model in subprocesses.
+
+The reference is one uninterrupted run; a grid killed with SIGKILL at random moments and
+rerun until it finishes, and two grids writing one store at once, must both end with the
+same metrics and predictions, cell for cell.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_config
+
+METHODS = (
+    "  - {name: zero_shot}\n"
+    "  - {name: few_shot, k: 2, train_sizes: [8]}\n"
+    "  - {name: lora, train_sizes: [4, 8]}\n"
+)
+EXTRA = "seeds: [0, 1]\n"
+N_CELLS = 2 * (1 + 1 + 2)  # seeds x (zero_shot, few_shot, lora at two sizes)
+CLI = [sys.executable, "-c", "from tunelab.cli import app; app()"]
+
+
+def _start(cfg: Path) -> subprocess.Popen:
+    return subprocess.Popen([*CLI, "run", str(cfg)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "200"})
+
+
+def snapshot(db: Path) -> dict:
+    """What a result is: per cell, status, metrics and predictions (timings excluded)."""
+    con = sqlite3.connect(db)
+    runs = dict(con.execute("SELECT id, status FROM runs"))
+    metrics = con.execute("SELECT run_id, name, value, lo, hi FROM metrics ORDER BY run_id, name").fetchall()
+    preds = con.execute("SELECT run_id, idx, example_id, prediction, scores, prompt_tokens, gen_tokens "
+                        "FROM predictions ORDER BY run_id, idx").fetchall()
+    con.close()
+    return {"runs": runs, "metrics": metrics, "predictions": preds}
+
+
+def _cfg(tmp_path: Path, tiny_model_dir, viggo_dir, name: str) -> Path:
+    store = tmp_path / name / "t.db"
+    store.parent.mkdir()
+    return write_config(tmp_path / f"{name}.yaml", tiny_model_dir, viggo_dir, store, METHODS, EXTRA)
+
+
+@pytest.fixture
+def reference(tmp_path, tiny_model_dir, viggo_dir) -> dict:
+    cfg = _cfg(tmp_path, tiny_model_dir, viggo_dir, "ref")
+    p = _start(cfg)
+    assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-2000:]
+    snap = snapshot(tmp_path / "ref" / "t.db")
+    assert len(snap["runs"]) == N_CELLS and set(snap["runs"].values()) == {"done"}
+    return snap
+
+
+@pytest.mark.slow
+def test_kill9_at_random_points_then_resume_gives_identical_store(tmp_path, tiny_model_dir,
+                                                                  viggo_dir, reference):
+    cfg = _cfg(tmp_path, tiny_model_dir, viggo_dir, "killed")
+    db = tmp_path / "killed" / "t.db"
+    rng = random.Random(8)
+    at_kill = []
+    for _ in range(4):
+        p = _start(cfg)
+        time.sleep(rng.uniform(2.0, 7.0))
+        if p.poll() is not None:  # finished before the kill: nothing left to interrupt
+            break
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        at_kill.append(sorted(snapshot(db)["runs"].values()) if db.exists() else [])
+    assert len(at_kill) >= 2
+    assert any("running" in s for s in at_kill), at_kill  # some kill hit a half-done cell
+    for _ in range(6):  # the same command, until it exits cleanly
+        p = _start(cfg)
+        if p.wait(timeout=300) == 0:
+            break
+    else:
+        pytest.fail(p.stderr.read().decode()[-2000:])
+    assert snapshot(db) == reference
+
+
+@pytest.mark.slow
+def test_two_grids_into_one_store(tmp_path, tiny_model_dir, viggo_dir, reference):
+    cfg = _cfg(tmp_path, tiny_model_dir, viggo_dir, "shared")
+    twin = tmp_path / "twin.yaml"
+    twin.write_text(cfg.read_text())
+    a, b = _start(cfg), _start(twin)
+    assert a.wait(timeout=300) == 0, a.stderr.read().decode()[-2000:]
+    assert b.wait(timeout=300) == 0, b.stderr.read().decode()[-2000:]
+    assert snapshot(tmp_path / "shared" / "t.db") == reference
+
+
+def test_same_config_and_seed_give_same_metrics(tmp_path, tiny_model_dir, viggo_dir):
+    from tunelab.config import load_config
+    from tunelab.grid import run_grid
+
+    snaps = []
+    for name in ("a", "b"):
+        cfg = load_config(write_config(tmp_path / f"{name}.yaml", tiny_model_dir, viggo_dir,
+                                       tmp_path / name / "t.db", "  - {name: lora, train_sizes: [8]}\n"))
+        run_grid(cfg)
+        snaps.append(snapshot(tmp_path / name / "t.db"))
+    assert snaps[0] == snaps[1] and len(snaps[0]["predictions"]) == 6
