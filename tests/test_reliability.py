@@ -110,3 +110,65 @@ def test_same_config_and_seed_give_same_metrics(tmp_path, tiny_model_dir, viggo_
         run_grid(cfg)
         snaps.append(snapshot(tmp_path / name / "t.db"))
     assert snaps[0] == snaps[1] and len(snaps[0]["predictions"]) == 6
+
+
+def test_rerun_reproduces_a_stored_run_and_ls_shows_states(tmp_path, tiny_model_dir, viggo_dir):
+    from typer.testing import CliRunner
+
+    from tunelab.cli import app
+    from tunelab.store import Store
+
+    runner = CliRunner()
+    store = tmp_path / "runs" / "t.db"
+    cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, store,
+                       "  - {name: lora, train_sizes: [8], train: {lr: 0.002}}\n"
+                       "  - {name: few_shot, k: 50, train_sizes: [8]}\n")
+    assert runner.invoke(app, ["run", str(cfg)]).exit_code == 0
+    s = Store(store)
+    lora = s.runs("done")[0]["id"]
+    r = runner.invoke(app, ["rerun", lora[:8], "--store", str(store), "--out", str(tmp_path / "re")])
+    assert r.exit_code == 0, r.output
+    assert "reproduced exactly" in r.output and "predictions identical: 6/6" in r.output
+    s.db.execute("UPDATE predictions SET prediction='tampered' WHERE run_id=? AND idx=0", (lora,))
+    s.db.commit()
+    r = runner.invoke(app, ["rerun", lora[:8], "--store", str(store), "--out", str(tmp_path / "re2")])
+    assert r.exit_code == 1 and "5/6" in r.output and "NOT reproduced" in r.output
+    s.db.execute("UPDATE runs SET status='running' WHERE id=?", (lora,))
+    s.db.commit()
+    ls = runner.invoke(app, ["ls", "--store", str(store)], env={"COLUMNS": "250"})
+    assert "running" in ls.output and "failed" in ls.output and "k=50 but only 8" in ls.output
+
+
+def test_full_disk_gives_one_clear_error_and_keeps_stored_runs(tmp_path, tiny_model_dir, viggo_dir):
+    from tunelab import TunelabError
+    from tunelab.store import Store, StoreError
+
+    s = Store(tmp_path / "t.db")
+    s.begin("a", {"method": "x"})
+    s.finish("a", {}, {"m": (1.0, 1.0, 1.0)}, {"m": True}, [])
+    # A page cap makes SQLite behave exactly as on a full disk.
+    pages = s.db.execute("PRAGMA page_count").fetchone()[0]
+    s.db.execute(f"PRAGMA max_page_count={pages}")
+    row = {"idx": 0, "example_id": "e", "input": "x" * 100_000, "target": "t", "prediction": "p",
+           "scores": {}, "prompt_tokens": 1, "gen_tokens": 1, "latency_s": 0.0}
+    s.begin("b", {"method": "x"})
+    try:
+        s.finish("b", {}, {}, {}, [row])
+    except StoreError as e:
+        msg = str(e)
+    else:
+        raise AssertionError("a full store must raise")
+    assert issubclass(StoreError, TunelabError)
+    assert msg.startswith(f"{tmp_path / 't.db'}: cannot write results store:") and "full" in msg
+    assert "\n" not in msg
+    assert s.status("a") == "done" and s.metrics("a")["m"]["value"] == 1.0
+
+
+def test_read_only_store_gives_one_clear_error(tmp_path):
+    from tunelab.store import Store, StoreError
+
+    s = Store(tmp_path / "t.db")
+    # Root ignores file modes, so open the same file the way a read-only mount would.
+    s.db = sqlite3.connect(f"file:{tmp_path / 't.db'}?mode=ro", uri=True)
+    with pytest.raises(StoreError, match="cannot write results store: attempt to write a readonly"):
+        s.begin("a", {"method": "x"})
