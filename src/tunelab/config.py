@@ -112,6 +112,8 @@ class MethodConfig:
     """Display name in the report (default: the method name)."""
     train: dict = field(default_factory=dict)
     """Overrides of the top-level train settings for this method."""
+    models: list[str] = field(default_factory=list)
+    """Run this method only on these models of the grid (by name; default: all)."""
 
 
 @dataclass

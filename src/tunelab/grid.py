@@ -61,6 +61,8 @@ def cells(cfg: RunConfig, n_train_pool: int) -> list[Cell]:
     for m_order, model in enumerate(grid_models(cfg)):
         for order, m in enumerate(cfg.methods):
             get_method(m.name)
+            if m.models and model.name not in m.models:
+                continue
             if model.backend == "openai" and m.name in TRAINED:
                 raise TunelabError(
                     f"methods.{m.name}: trains weights, but model '{model.name}' uses the openai "
@@ -77,6 +79,12 @@ def cells(cfg: RunConfig, n_train_pool: int) -> list[Cell]:
                     if m.name not in TRAINED:
                         parts.pop("train")
                     out.append(((size, m_order, order, seed), Cell(m, size, seed, cell_key(parts), model)))
+    names = {m.name for m in grid_models(cfg)}
+    for m in cfg.methods:
+        unknown = [n for n in m.models if n not in names]
+        if unknown:
+            raise TunelabError(f"methods.{m.name}.models: '{unknown[0]}' is not a model of this grid. "
+                               f"Available: {', '.join(sorted(names))}")
     return [c for _, c in sorted(out, key=lambda t: t[0])]
 
 
