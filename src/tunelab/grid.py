@@ -244,7 +244,7 @@ def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, 
     pred = get_method(cell.method.name)(ctx)
     res = evaluate(pred, task, splits.test, cfg.eval,
                    label=f"eval {cell.model.name} {cell.label} n={len(train)}")
-    info = {**pred.info, "prompts": res.prompts}
+    info = {**pred.info, "prompts": res.prompts, "template_hash": template_hash(tok)}
     n = len(res.rows)
     if hasattr(model, "cost"):
         info["api_cost_usd"] = model.cost(sum(r["prompt_tokens"] for r in res.rows),
