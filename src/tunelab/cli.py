@@ -128,6 +128,26 @@ def show(run_id: str, store: str = typer.Option(DEFAULT_STORE, help="Results sto
     console.print(f"  config: {json.dumps(json.loads(r['config'])['cell'])}")
 
 
+@app.command("cell")
+def cell_cmd(
+    config: Path = typer.Argument(..., help="YAML run config."),
+    method: str = typer.Option(..., help="Method name of the cell."),
+    size: int = typer.Option(..., help="Training-set size of the cell."),
+    seed: int = typer.Option(0, help="Seed of the cell."),
+    model: str = typer.Option(None, help="Model of the cell (if the grid has several)."),
+):
+    """Run one cell. Under `accelerate launch` its training is data-parallel (DDP)."""
+    from tunelab.config import load_config
+    from tunelab.grid import run_cell
+
+    try:
+        key = run_cell(load_config(config), method, size, seed, model)
+    except TunelabError as e:
+        _fail(e)
+    if key:
+        console.print(f"cell {key} done")
+
+
 @app.command("rerun")
 def rerun_cmd(
     run_id: str = typer.Argument(..., help="Run id (or a unique prefix), from `tunelab ls`."),

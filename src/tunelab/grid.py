@@ -7,6 +7,7 @@ size first, so a partial grid already compares every method.
 
 from __future__ import annotations
 
+import os
 import platform
 import random
 import resource
@@ -233,7 +234,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, tok) -> CellResult:
+def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, tok,
+                 train_only: bool = False) -> CellResult | None:
     """Build the cell's predictor (training if the method trains) and evaluate it."""
     seed_everything(cell.seed)
     train = sample(splits.train, cell.train_size, cell.seed) if cell.train_size else []
@@ -242,6 +244,8 @@ def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, 
     ctx = Context(model, tok, task, train, cell.method, method_train(cfg, cell.method),
                   cell.seed, run_dir)
     pred = get_method(cell.method.name)(ctx)
+    if train_only:
+        return None
     res = evaluate(pred, task, splits.test, cfg.eval,
                    label=f"eval {cell.model.name} {cell.label} n={len(train)}")
     info = {**pred.info, "prompts": res.prompts, "template_hash": template_hash(tok)}
@@ -270,3 +274,36 @@ def run_ray(grid: Grid, todo: list[Cell], fail_fast: bool) -> None:
 
 
 EXECUTORS = {"local": run_local, "ray": run_ray}
+
+
+def run_cell(cfg: RunConfig, method: str, size: int, seed: int, model: str | None = None) -> str | None:
+    """One cell of a grid, also under `accelerate launch` (data-parallel training): every
+    process trains its share; process 0 alone evaluates, saves and writes the store."""
+    rank = int(os.environ.get("RANK", "0"))
+    task = get_task(cfg.task)
+    splits = task.load()
+    found = [c for c in cells(cfg, len(splits.train))
+             if c.method.name == method and c.train_size == min(size, len(splits.train))
+             and c.seed == seed and (model is None or c.model.name == model)]
+    if len(found) != 1:
+        raise TunelabError(f"{len(found)} cells of this config match method={method} size={size} "
+                           f"seed={seed}{' model=' + model if model else ''}; need exactly one")
+    cell = found[0]
+    m, tok, _ = timed_load(cell.model)
+    if rank != 0:
+        cell.method.train = {**cell.method.train, "save": False}
+        compute_cell(cfg, cell, task, splits, m, tok, train_only=True)
+        return None
+    grid = Grid(cfg, task, splits, Store(cfg.store), [cell],
+                {"git_commit": git_commit(), "versions": versions(), "task": task.name,
+                 "n_test": len(splits.test)})
+    begin(grid, cell, tok)
+    try:
+        result = compute_cell(cfg, cell, task, splits, m, tok)
+    except StoreError:
+        raise
+    except Exception as e:
+        record_failure(grid, cell, e)
+        raise TunelabError(f"cell {cell.key} failed: {str(e).splitlines()[0]}") from None
+    record(grid, cell, result)
+    return cell.key
