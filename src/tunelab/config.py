@@ -149,7 +149,7 @@ class RunConfig:
     ray_address: str | None = None
     """Ray cluster to join (default: start a local one, or RAY_ADDRESS if set)."""
     tracking: str | None = None
-    """mlflow: also log every finished cell to MLflow (MLFLOW_TRACKING_URI, default ./mlruns)."""
+    """mlflow: also log every finished cell to MLflow (where: MLFLOW_TRACKING_URI)."""
 
 
 def _convert(tp, value, where: str):

@@ -134,6 +134,8 @@ def prepare(cfg: RunConfig) -> Grid:
             f"{bad[0].id}: input: test example also occurs in the training data "
             f"({len(bad)} leaked); fix the split or set allow_leakage: true"
         )
+    if cfg.tracking and cfg.tracking not in ("mlflow",):
+        raise TunelabError(f"Unknown tracking '{cfg.tracking}'. Available: mlflow")
     if cfg.executor not in EXECUTORS:
         raise TunelabError(f"Unknown executor '{cfg.executor}'. Available: {', '.join(EXECUTORS)}")
     common = {"git_commit": git_commit(), "versions": versions(), "task": task.name,
