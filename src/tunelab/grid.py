@@ -73,8 +73,8 @@ def cells(cfg: RunConfig, n_train_pool: int) -> list[Cell]:
                 size = min(size, n_train_pool)
                 for seed in cfg.seeds:
                     parts = {
-                        "task": to_dict(cfg.task), "model": to_dict(model), "eval": to_dict(cfg.eval),
-                        "method": to_dict(m), "train": to_dict(method_train(cfg, m)),
+                        "task": to_dict(cfg.task), "model": _hashed(model), "eval": to_dict(cfg.eval),
+                        "method": _hashed(m), "train": to_dict(method_train(cfg, m)),
                         "train_size": size, "seed": seed,
                     }
                     if m.name not in TRAINED:
@@ -87,6 +87,22 @@ def cells(cfg: RunConfig, n_train_pool: int) -> list[Cell]:
             raise TunelabError(f"methods.{m.name}.models: '{unknown[0]}' is not a model of this grid. "
                                f"Available: {', '.join(sorted(names))}")
     return [c for _, c in sorted(out, key=lambda t: t[0])]
+
+
+LATER_FIELDS = {ModelConfig: ("backend", "base_url", "api_key_env", "concurrency", "max_retries",
+                               "timeout", "price_prompt", "price_completion"),
+                MethodConfig: ("models",)}
+"""Fields added after stores existed: left out of the cell key while at their defaults, so
+existing stores keep their finished cells."""
+
+
+def _hashed(obj) -> dict:
+    d = to_dict(obj)
+    default = to_dict(type(obj)())
+    for f in LATER_FIELDS[type(obj)]:
+        if d[f] == default[f]:
+            del d[f]
+    return d
 
 
 def versions() -> dict[str, str]:
