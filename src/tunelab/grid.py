@@ -169,7 +169,8 @@ def begin(grid: Grid, cell: Cell, tok) -> bool:
     config = {**to_dict(cfg), "cell": {"method": to_dict(cell.method), "model": to_dict(cell.model),
               "train_size": cell.train_size, "seed": cell.seed,
               "train": to_dict(method_train(cfg, cell.method)),
-              "splits": grid.splits.source, "template_hash": template_hash(tok)}}
+              "splits": grid.splits.source,
+              "template_hash": template_hash(tok) if tok is not None else None}}
     return grid.store.begin(cell.key, {**grid.common, "model": cell.model.name, "method": cell.method.name,
                                 "label": cell.label, "train_size": cell.train_size,
                                 "n_train": len(cell_train(grid, cell)), "seed": cell.seed,
@@ -266,7 +267,8 @@ def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, 
         return None
     res = evaluate(pred, task, splits.test, cfg.eval,
                    label=f"eval {cell.model.name} {cell.label} n={len(train)}")
-    info = {**pred.info, "prompts": res.prompts, "template_hash": template_hash(tok)}
+    info = {**pred.info, "prompts": res.prompts,
+            "template_hash": template_hash(tok) if tok is not None else None}
     n = len(res.rows)
     if hasattr(model, "cost"):
         info["api_cost_usd"] = model.cost(sum(r["prompt_tokens"] for r in res.rows),
