@@ -28,3 +28,27 @@ def test_packaged_smollm2_answers_sanely(tmp_path, monkeypatch):
     prompt = render(tok, messages("", "What is the capital of France?"))
     (out,) = generate(model, tok, [prompt], max_new_tokens=16)
     assert "Paris" in out.text
+
+
+def test_plain_fallback_for_base_models_starts_with_bos_and_stops_at_next_section(tiny):
+    import copy
+
+    from tunelab.models import stop_ids
+    from tunelab.prompt import messages, render
+
+    tok = copy.deepcopy(tiny[1])
+    tok.chat_template = None
+    text = render(tok, messages("Sys", "hello", [("q", "a")]))
+    assert text.startswith(tok.bos_token + "### Instruction:\nSys")
+    assert text.endswith("### Input:\nhello\n\n### Response:\n")
+
+    class Base:  # a base model's tokenizer: no template, "###" is one token
+        chat_template, eos_token_id, unk_token_id = None, 1, 0
+
+        def convert_tokens_to_ids(self, t):
+            return 0
+
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [7] if text == "###" else [8, 9]}
+
+    assert stop_ids(Base()) == [1, 7]

@@ -128,6 +128,51 @@ def show(run_id: str, store: str = typer.Option(DEFAULT_STORE, help="Results sto
     console.print(f"  config: {json.dumps(json.loads(r['config'])['cell'])}")
 
 
+@app.command("cell")
+def cell_cmd(
+    config: Path = typer.Argument(..., help="YAML run config."),
+    method: str = typer.Option(..., help="Method name of the cell."),
+    size: int = typer.Option(..., help="Training-set size of the cell."),
+    seed: int = typer.Option(0, help="Seed of the cell."),
+    model: str = typer.Option(None, help="Model of the cell (if the grid has several)."),
+):
+    """Run one cell. Under `accelerate launch` its training is data-parallel (DDP)."""
+    from tunelab.config import load_config
+    from tunelab.grid import run_cell
+
+    try:
+        key = run_cell(load_config(config), method, size, seed, model)
+    except TunelabError as e:
+        _fail(e)
+    if key:
+        console.print(f"cell {key} done")
+
+
+@app.command("rerun")
+def rerun_cmd(
+    run_id: str = typer.Argument(..., help="Run id (or a unique prefix), from `tunelab ls`."),
+    store: str = typer.Option(DEFAULT_STORE, help="Results store."),
+    out: str = typer.Option("runs/rerun", help="Where the re-run's own store goes."),
+):
+    """Re-run a stored run from its stored config and compare metrics and predictions."""
+    from tunelab.rerun import rerun
+
+    try:
+        c = rerun(store, run_id, out)
+    except TunelabError as e:
+        _fail(e)
+    for name, old, new in c.metrics:
+        mark = "same" if old == new else "DIFFERS"
+        console.print(f"  {name}: stored {old:.4f}  rerun {new:.4f}  {mark}")
+    console.print(f"  predictions identical: {c.predictions_same}/{c.predictions_total}")
+    for d in c.drift:
+        console.print(f"  environment changed: {d}")
+    console.print(f"{c.run_id}: {'reproduced exactly' if c.identical else 'NOT reproduced'} "
+                  f"(rerun stored in {c.new_store})")
+    if not c.identical:
+        raise typer.Exit(1)
+
+
 @app.command()
 def tasks():
     """List the tasks tunelab ships."""

@@ -28,6 +28,22 @@ class ModelConfig:
     """Weights dtype. float32 on CPU: bf16 is hundreds of times slower on CPUs without bf16 units."""
     trust_remote_code: bool = False
     """Allow model repositories to run their own Python code (off unless you trust the source)."""
+    backend: str = "hf"
+    """hf (weights loaded here) or openai (any OpenAI-compatible chat endpoint; prompting only)."""
+    base_url: str | None = None
+    """openai backend: the endpoint, e.g. https://api.openai.com/v1 or http://localhost:8000/v1."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """openai backend: name of the environment variable holding the key (the key is never stored)."""
+    concurrency: int = 4
+    """openai backend: requests in flight at once."""
+    max_retries: int = 5
+    """openai backend: retries with exponential backoff on rate limits, timeouts and 5xx."""
+    timeout: float = 60.0
+    """openai backend: seconds per request."""
+    price_prompt: float = 0.0
+    """openai backend: price per million prompt tokens (for the cost table)."""
+    price_completion: float = 0.0
+    """openai backend: price per million generated tokens."""
 
 
 @dataclass
@@ -96,6 +112,8 @@ class MethodConfig:
     """Display name in the report (default: the method name)."""
     train: dict = field(default_factory=dict)
     """Overrides of the top-level train settings for this method."""
+    models: list[str] = field(default_factory=list)
+    """Run this method only on these models of the grid (by name; default: all)."""
 
 
 @dataclass
@@ -112,6 +130,8 @@ class EvalConfig:
 class RunConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    models: list[ModelConfig] = field(default_factory=list)
+    """Several models in one grid (cells: method x size x seed x model); replaces `model`."""
     methods: list[MethodConfig] = field(default_factory=lambda: [MethodConfig()])
     seeds: list[int] = field(default_factory=lambda: [0])
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -122,6 +142,14 @@ class RunConfig:
     """Where adapters, weights and reports go."""
     allow_leakage: bool = False
     """Run even if test inputs also occur in the training data."""
+    executor: str = "local"
+    """local (sequential in this process) or ray (cells as Ray tasks; see docs/scale.md)."""
+    resources: dict = field(default_factory=lambda: {"num_cpus": 1, "num_gpus": 0})
+    """Ray resources per cell."""
+    ray_address: str | None = None
+    """Ray cluster to join (default: start a local one, or RAY_ADDRESS if set)."""
+    tracking: str | None = None
+    """mlflow: also log every finished cell to MLflow (where: MLFLOW_TRACKING_URI)."""
 
 
 def _convert(tp, value, where: str):
@@ -187,6 +215,11 @@ def load_config(path: str | Path) -> RunConfig:
 
 def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
+
+
+def grid_models(cfg: RunConfig) -> list[ModelConfig]:
+    """The grid's models: `models` if given, else the single `model`."""
+    return cfg.models or [cfg.model]
 
 
 def method_train(cfg: RunConfig, method: MethodConfig) -> TrainConfig:

@@ -28,7 +28,10 @@ def evaluate(pred: Predictor, task: Task, examples: list[Example], cfg: EvalConf
     t0 = time.perf_counter()
     prompts = [pred.render(e) for e in examples]
     max_new = cfg.max_new_tokens or task.max_new_tokens
-    gens = generate(pred.model, pred.tok, prompts, max_new, cfg.batch_size, label=label)
+    if hasattr(pred.model, "chat"):  # API backend: same rows, generated remotely
+        gens = pred.model.chat([pred.messages(e) for e in examples], max_new, label=label)
+    else:
+        gens = generate(pred.model, pred.tok, prompts, max_new, cfg.batch_size, label=label)
     rows = []
     for i, (ex, g) in enumerate(zip(examples, gens, strict=True)):
         rows.append({

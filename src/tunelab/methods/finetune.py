@@ -37,6 +37,7 @@ def fine_tune(ctx: Context, model, label: str) -> tuple[Predictor, dict]:
         "tokens_per_s": stats.tokens_per_s,
         "trainable_params": stats.trainable_params,
         "truncated_examples": stats.truncated,
+        "processes": stats.processes,
         "final_loss": stats.losses[-1] if stats.losses else None,
         "losses": stats.losses,
         "masked_example": masked_view(ctx.tok, data[0]),

@@ -1,0 +1,48 @@
+"""One cell's training data-parallel (accelerate's DDP, 2 CPU processes over gloo, started
+by torchrun: `accelerate launch` needs MPI for several CPU processes) gives the same
+losses as a single process, and stores the cell once."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import write_config
+
+ARGS = ["cell", "--method", "lora", "--size", "8", "--seed", "0"]
+
+
+def _losses(db, processes: int) -> list[float]:
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT info FROM runs WHERE status='done'").fetchall()
+    assert len(rows) == 1
+    info = json.loads(rows[0][0])
+    assert info["processes"] == processes
+    return info["losses"]
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_match_single_process(tmp_path, tiny_model_dir, viggo_dir):
+    launcher = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    assert launcher, "torchrun comes with torch; it must be installed"
+    method = "  - {name: lora, train_sizes: [8], train: {min_steps: 4, lora_dropout: 0.0}}\n"
+    single = write_config(tmp_path / "s.yaml", tiny_model_dir, viggo_dir, tmp_path / "s" / "t.db", method)
+    ddp = write_config(tmp_path / "d.yaml", tiny_model_dir, viggo_dir, tmp_path / "d" / "t.db", method)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "tunelab", *ARGS[:1], str(single), *ARGS[1:]],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([launcher, "--nproc_per_node", "2", "--master_port", "29533",
+                        "-m", "tunelab", *ARGS[:1], str(ddp), *ARGS[1:]],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    one, two = _losses(tmp_path / "s" / "t.db", 1), _losses(tmp_path / "d" / "t.db", 2)
+    assert len(one) == len(two) == 4
+    assert two == pytest.approx(one, rel=1e-3)
+    assert one[0] != one[-1]  # it trained: the loss moved

@@ -1,0 +1,64 @@
+"""Grid cells: models x methods x sizes x seeds, ordering, per-method model filter."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunelab import TunelabError
+from tunelab.config import MethodConfig, ModelConfig, RunConfig, load_config
+from tunelab.grid import cells
+
+
+def _cfg(**kw) -> RunConfig:
+    return RunConfig(models=[ModelConfig(name="a"), ModelConfig(name="b")], seeds=[0, 1], **kw)
+
+
+def test_models_multiply_cells_smallest_size_first():
+    cfg = _cfg(methods=[MethodConfig(name="zero_shot"),
+                        MethodConfig(name="lora", train_sizes=[50, 10], models=["a"])])
+    grid = cells(cfg, 1000)
+    assert [(c.model.name, c.method.name, c.train_size, c.seed) for c in grid] == [
+        ("a", "zero_shot", 0, 0), ("a", "zero_shot", 0, 1), ("b", "zero_shot", 0, 0),
+        ("b", "zero_shot", 0, 1), ("a", "lora", 10, 0), ("a", "lora", 10, 1),
+        ("a", "lora", 50, 0), ("a", "lora", 50, 1)]
+    assert len({c.key for c in grid}) == len(grid)
+
+
+def test_single_model_key_unchanged_by_models_list():
+    one = RunConfig(model=ModelConfig(name="a"))
+    listed = RunConfig(models=[ModelConfig(name="a")])
+    assert [c.key for c in cells(one, 10)] == [c.key for c in cells(listed, 10)]
+
+
+def test_unknown_model_filter_and_training_on_api_model_fail_clearly():
+    cfg = _cfg(methods=[MethodConfig(name="lora", train_sizes=[8], models=["c"])])
+    with pytest.raises(TunelabError, match="'c' is not a model of this grid. Available: a, b"):
+        cells(cfg, 100)
+    api = RunConfig(model=ModelConfig(name="gpt", backend="openai"),
+                    methods=[MethodConfig(name="full", train_sizes=[8])])
+    with pytest.raises(TunelabError, match="openai backend"):
+        cells(api, 100)
+
+
+def test_shipped_compare_config_builds_its_grid():
+    cfg = load_config("configs/compare.yaml")
+    grid = cells(cfg, 5000)
+    got = sorted({(c.model.name, c.method.name) for c in grid})
+    assert got == [("gemma3-270m", "few_shot"), ("gemma3-270m", "zero_shot"),
+                   ("smollm2-135m", "few_shot"), ("smollm2-135m", "lora"), ("smollm2-135m", "zero_shot")]
+    assert len(grid) == 5 * 2
+
+
+def test_fields_added_later_leave_existing_cell_keys_unchanged():
+    from tunelab.config import cell_key, method_train, to_dict
+
+    cfg = RunConfig(methods=[MethodConfig(name="lora", train_sizes=[8])])
+    old_model = {k: v for k, v in to_dict(cfg.model).items()
+                 if k in ("name", "dtype", "trust_remote_code")}
+    old_method = {k: v for k, v in to_dict(cfg.methods[0]).items() if k != "models"}
+    parts = {"task": to_dict(cfg.task), "model": old_model, "eval": to_dict(cfg.eval),
+             "method": old_method, "train": to_dict(method_train(cfg, cfg.methods[0])),
+             "train_size": 8, "seed": 0}
+    assert cells(cfg, 100)[0].key == cell_key(parts)
+    cfg.model.price_prompt = 1.0  # a non-default value is part of the key
+    assert cells(cfg, 100)[0].key != cell_key(parts)

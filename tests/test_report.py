@@ -1,0 +1,63 @@
+"""Report on a synthetic store: two models, seeds, a learning curve; every finding is
+checked against numbers built into the store."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from tunelab.report import build, cost_to_reach, load_arms, recommend
+from tunelab.store import Store
+
+N_TEST = 60
+
+
+def _add(store, model, method, n, seed, p_right, train_s=0.0):
+    key = f"{model}-{method}-{n}-{seed}"
+    cfg = {"task": {"name": "viggo"}, "cell": {}}
+    store.begin(key, {"task": "viggo", "model": model, "method": method, "label": method,
+                      "train_size": n, "n_train": n, "seed": seed, "config": cfg,
+                      "versions": {}, "git_commit": "x"})
+    # Deterministic: the first p_right of the examples (shifted by seed) are right.
+    right = (np.arange(N_TEST) + 7 * seed) % N_TEST < round(p_right * N_TEST)
+    rows = [{"idx": i, "example_id": f"e{i}", "input": "i", "target": "t", "prediction": "p",
+             "scores": {"mr_exact": float(r), "slot_f1": float(r)}, "prompt_tokens": 10,
+             "gen_tokens": 5, "latency_s": 0.1} for i, r in enumerate(right)]
+    m = float(right.mean())
+    store.finish(key, {"info": {"prompts": ["p"]}, "train_seconds": train_s, "eval_seconds": 10.0,
+                       "train_tokens": 100 * n, "trainable_params": 5, "prompt_tokens_mean": 10.0,
+                       "gen_tokens_mean": 5.0, "peak_rss_mb": 1.0},
+                 {"mr_exact": (m, m, m), "slot_f1": (m, m, m)},
+                 {"mr_exact": True, "slot_f1": True}, rows)
+
+
+def _store(tmp_path):
+    s = Store(tmp_path / "s.db")
+    for seed in (0, 1, 2):
+        _add(s, "big", "zero_shot", 0, seed, 0.1)
+        for n, p in [(10, 0.2), (25, 0.85), (50, 0.9), (100, 0.9)]:
+            _add(s, "small", "lora", n, seed, p, train_s=n)
+    return s
+
+
+def test_enough_examples_cross_model_and_cost(tmp_path):
+    s = _store(tmp_path)
+    arms = load_arms(s)
+    assert {a.name for a in arms} >= {"big zero_shot", "small lora n=25"}
+    assert all(len(a.seed_means["mr_exact"]) == 3 for a in arms)
+    lines = recommend(arms, "mr_exact")
+    assert any(line.startswith("50 examples are enough here: small lora n=50") for line in lines), lines
+    cross = [line for line in lines if line.startswith("Across models:")]
+    assert len(cross) == 1 and "small lora" in cross[0] and "beats big zero_shot" in cross[0]
+    reach = cost_to_reach(arms, "mr_exact")
+    rows = dict(reach["rows"])
+    assert rows["big zero_shot"][0] is None  # 0.1 never reaches half the best
+    assert rows["small lora"][0].n_train == 25  # cheapest arm past half the best
+    assert rows["small lora"][-1].n_train == 50  # cheapest at the best score
+    md, html = build(tmp_path / "s.db", tmp_path / "rep")
+    text = md.read_text()
+    assert "Cost to reach a score" in text and "n=25:" in text and "n=50:" in text and "not reached" in text
+    assert "peak RSS MB" in text and "Across models" in html.read_text()
+    info = json.loads(s.runs("done")[0]["info"])
+    assert info["prompts"] == ["p"]
