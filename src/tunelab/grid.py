@@ -16,8 +16,9 @@ from importlib import metadata
 from pathlib import Path
 
 from tunelab import TunelabError
+from tunelab.check import leakage
 from tunelab.config import MethodConfig, RunConfig, cell_key, method_train, to_dict
-from tunelab.data import leaked, sample
+from tunelab.data import sample
 from tunelab.evaluate import evaluate
 from tunelab.methods import TRAINED, Context, get_method
 from tunelab.models import timed_load
@@ -89,11 +90,13 @@ def run_grid(cfg: RunConfig, fail_fast: bool = False) -> list[str]:
     """Run every unfinished cell; returns the keys of the grid's cells."""
     task = get_task(cfg.task)
     splits = task.load()
-    bad = leaked(splits.train, splits.test)
+    bad = leakage(splits.train, splits.test)
     if bad and not cfg.allow_leakage:
+        exact = sum(p.exact for p in bad)
         raise TunelabError(
-            f"{bad[0].id}: input: test example also occurs in the training data "
-            f"({len(bad)} leaked); fix the split or set allow_leakage: true"
+            f"{bad[0].a.id}: input: test example also occurs in the training data "
+            f"({exact} exact, {len(bad) - exact} near-duplicate leaked); fix the split or "
+            "pass --allow-leakage (allow_leakage: true)"
         )
     store = Store(cfg.store)
     grid = cells(cfg, len(splits.train))
@@ -148,7 +151,7 @@ def _run_cell(cfg, cell, task, splits, train, model, tok, run_dir, store) -> Non
         "gen_tokens_mean": sum(r["gen_tokens"] for r in res.rows) / n,
         "peak_rss_mb": peak_rss_mb(),
     }
-    higher = {name: m.higher_is_better for name, m in task.metrics.items()}
+    higher = {name: m.higher_is_better for name, m in task.all_metrics.items()}
     store.finish(cell.key, fields, res.metrics, higher, res.rows)
     p = task.primary
     m, lo, hi = res.metrics[p]

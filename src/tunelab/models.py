@@ -144,3 +144,17 @@ def stop_ids(tok) -> list[int]:
         if isinstance(tid, int) and tid != tok.unk_token_id and tid >= 0:
             ids.add(tid)
     return sorted(ids)
+
+
+def load_tokenizer(name: str):
+    """Only the tokenizer of a model (packaged alias, path or hub id), e.g. to count tokens."""
+    from transformers import AutoTokenizer
+
+    cfg = ModelConfig(name=name)
+    source = resolve(cfg)
+    try:
+        if source.endswith(".gguf"):
+            return _from_gguf(Path(source), DTYPES[cfg.dtype])[1]
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    except OSError as e:
+        raise TunelabError(f"model '{name}' not found: {str(e).splitlines()[0]}") from None

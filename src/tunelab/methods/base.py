@@ -52,6 +52,6 @@ def chat_predictor(ctx: Context, model, system: str, shots=(), info=None) -> Pre
     tok, task = ctx.tok, ctx.task
 
     def to_text(ex: Example) -> str:
-        return render(tok, messages(system, task.user_message(ex), list(shots)))
+        return render(tok, messages(system, task.turns(ex), list(shots)))
 
     return Predictor(model, tok, to_text, info or {})
