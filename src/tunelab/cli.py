@@ -30,6 +30,8 @@ def run(
     store: str = typer.Option(None, help="Results store (overrides the config)."),
     fail_fast: bool = typer.Option(False, help="Stop at the first failed cell."),
     report_dir: str = typer.Option(None, help="Where to write the report (default: <out_dir>/report)."),
+    allow_leakage: bool = typer.Option(False, "--allow-leakage",
+                                       help="Run even if test inputs (near-)duplicate training inputs."),
 ):
     """Run every cell of a config (finished cells are skipped), then write the report."""
     from tunelab import report
@@ -42,6 +44,7 @@ def run(
         cfg = load_config(config)
         if store:
             cfg.store = store
+        cfg.allow_leakage = cfg.allow_leakage or allow_leakage
         keys = run_grid(cfg, fail_fast=fail_fast)
         arms = report.load_arms(Store(cfg.store), set(keys))
         _table(arms)
@@ -174,13 +177,115 @@ def rerun_cmd(
 
 
 @app.command()
-def tasks():
-    """List the tasks tunelab ships."""
-    from tunelab.config import TaskConfig
-    from tunelab.tasks import TASKS
+def tasks(name: str = typer.Argument(None, help="Show one task in full.")):
+    """List the tasks tunelab ships (one line each), or show one: instruction, prompt,
+    metrics, and how its splits are made."""
+    import inspect
 
-    for name, cls in TASKS.items():
-        console.print(f"{name:10s} {cls(TaskConfig(name=name)).describe()}")
+    from tunelab.config import TaskConfig
+    from tunelab.tasks import TASKS, get_task
+
+    if name is None:
+        for n, cls in TASKS.items():
+            t = cls(TaskConfig(name=n))
+            console.print(f"{n:10s} {t.describe()} (primary: {t.primary})", highlight=False,
+                          soft_wrap=True)
+        return
+    try:
+        t = get_task(TaskConfig(name=name))
+    except TunelabError as e:
+        _fail(e)
+    console.print(f"[bold]{name}[/]: {t.describe()}", highlight=False)
+    console.print(f"instruction (system prompt):\n{t.instruction}", highlight=False, markup=False)
+    console.print("prompt: the tokenizer's chat template over [system: instruction, "
+                  "(shots), user: input]; fine-tuned methods use the short instruction: "
+                  f"{t.short_instruction!r}", highlight=False, markup=False, soft_wrap=True)
+    for n, m in t.all_metrics.items():
+        star = " (primary)" if n == t.primary else ""
+        console.print(f"metric {n}: higher_is_better={m.higher_is_better}{star}", highlight=False)
+    console.print(inspect.getdoc(inspect.getmodule(type(t))) or "", highlight=False, markup=False,
+                  soft_wrap=True)
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Check training data; turn logs into a training set.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("check")
+def data_check(
+    train: Path = typer.Argument(..., help="Training file (.jsonl, .json or .csv)."),
+    test: Path = typer.Option(None, "--test", help="Test file: checked for leakage into train."),
+    task: str = typer.Option(None, "--task", help="Read records in this task's format."),
+    model: str = typer.Option(None, "--model", help="Count tokens with this model's tokenizer."),
+    max_tokens: int = typer.Option(None, "--max-tokens", help="Flag longer records (needs --model)."),
+):
+    """Bad records (file:line: field: problem), duplicates, train/test leakage, a summary.
+    Exits 1 when there are bad records or leakage."""
+    from tunelab.check import check
+
+    try:
+        reader = None
+        if task:
+            from tunelab.config import TaskConfig
+            from tunelab.tasks import get_task
+
+            reader = get_task(TaskConfig(name=task)).read_file
+        tok = None
+        if model:
+            from tunelab.models import load_tokenizer
+
+            tok = load_tokenizer(model)
+        elif max_tokens:
+            raise TunelabError("--max-tokens needs --model to count tokens")
+        rep = check(train, test, reader, tok, max_tokens)
+    except TunelabError as e:
+        _fail(e)
+    for line in rep.lines():
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 0 or abs(sum(parts) - 1) > 1e-6:
+        raise TunelabError(f"--split: expected three fractions summing to 1 like 0.8,0.1,0.1, got {text!r}")
+    return parts
+
+
+@data_app.command("from-logs")
+def data_from_logs(
+    logs: list[Path] = typer.Argument(..., help="JSONL log files."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL of {messages: [...]}."),
+    min_rating: float = typer.Option(None, help="Keep only records whose rating field is >= this."),
+    rating_field: str = typer.Option("rating", help="Field holding the user rating (dots for nesting)."),
+    drop_regex: str = typer.Option(None, help="Drop conversations with a message matching this regex."),
+    dedupe: bool = typer.Option(True, help="Drop exact duplicate conversations."),
+    redact: bool = typer.Option(True, help="Replace e-mail addresses and phone numbers."),
+    split: str = typer.Option(None, help="train,val,test fractions, e.g. 0.8,0.1,0.1."),
+    seed: int = typer.Option(0, help="Seed of the split."),
+):
+    """Turn chat-completions logs, message lists or prompt/completion pairs into a training set."""
+    import re
+
+    from tunelab.logs import from_logs
+
+    try:
+        if drop_regex:
+            try:
+                re.compile(drop_regex)
+            except re.error as e:
+                raise TunelabError(f"--drop-regex: invalid regular expression: {e}") from None
+        fractions = _fractions(split) if split else None
+        summary = from_logs(list(logs), out, rating_field if min_rating is not None else None,
+                            min_rating, drop_regex, dedupe, redact, fractions, seed)
+    except TunelabError as e:
+        _fail(e)
+    for line in summary.lines():
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover

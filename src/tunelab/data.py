@@ -7,6 +7,7 @@ the right place; nothing here prints or exits, the CLI does.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 import re
@@ -29,18 +30,28 @@ class Example:
     meta: dict = field(default_factory=dict)
 
 
-def read_records(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, record) from .jsonl, .json (array) or .csv files."""
+def read_records(path: str | Path, errors: list[DataError] | None = None) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, record) from .jsonl, .json (array) or .csv files.
+
+    With an `errors` list, a bad record is appended there and skipped instead of raised
+    (`tunelab data check` reports them all); file-level problems always raise.
+    """
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise DataError(f"{path}: file not found")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         yield from _read_csv(path)
     elif suffix == ".json":
-        yield from _read_json_array(path)
+        yield from _read_json_array(path, errors)
     else:
-        yield from _read_jsonl(path)
+        yield from _read_jsonl(path, errors)
+
+
+def _bad(err: DataError, errors: list[DataError] | None) -> None:
+    if errors is None:
+        raise err
+    errors.append(err)
 
 
 def _read_text(path: Path) -> str:
@@ -51,39 +62,56 @@ def _read_text(path: Path) -> str:
         raise DataError(f"{path}:{line}: (record): not valid UTF-8") from None
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    for n, line in enumerate(_read_text(path).splitlines(), start=1):
+def _loads(text: str) -> object:
+    """json.loads, with nesting too deep for Python reported like any other bad JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+
+
+def _read_jsonl(path: Path, errors=None) -> Iterator[tuple[int, dict]]:
+    # split on \n only: str.splitlines() would also split inside a JSON string on \x1c,
+    # \u2028 and friends and shift every line number after it.
+    for n, line in enumerate(_read_text(path).split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
+            rec = _loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n}: (record): invalid JSON: {e.msg}") from None
+            _bad(DataError(f"{path}:{n}: (record): invalid JSON: {e.msg}"), errors)
+            continue
         if not isinstance(rec, dict):
-            raise DataError(f"{path}:{n}: (record): expected a JSON object, got {type(rec).__name__}")
+            _bad(DataError(f"{path}:{n}: (record): expected a JSON object, got {type(rec).__name__}"),
+                 errors)
+            continue
         yield n, rec
 
 
-def _read_json_array(path: Path) -> Iterator[tuple[int, dict]]:
+def _read_json_array(path: Path, errors=None) -> Iterator[tuple[int, dict]]:
     text = _read_text(path)
     try:
-        data = json.loads(text)
+        data = _loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: (record): invalid JSON: {e.msg}") from None
     if not isinstance(data, list):
         raise DataError(f"{path}:1: (record): expected a JSON array of objects")
     for i, rec in enumerate(data, start=1):
         if not isinstance(rec, dict):
-            raise DataError(f"{path}:record {i}: (record): expected an object")
+            _bad(DataError(f"{path}:record {i}: (record): expected an object"), errors)
+            continue
         yield i, rec
 
 
 def _read_csv(path: Path) -> Iterator[tuple[int, dict]]:
-    reader = csv.DictReader(_read_text(path).splitlines())
-    for rec in reader:
-        if None in rec:
-            raise DataError(f"{path}:{reader.line_num}: (record): more fields than the header")
-        yield reader.line_num, rec
+    try:
+        reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+        for rec in reader:
+            if None in rec:
+                raise DataError(f"{path}:{reader.line_num}: (record): more fields than the header")
+            yield reader.line_num, rec
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: (record): bad CSV: {e}") from None
 
 
 def field_str(rec: dict, name: str, where: str, allow_empty: bool = False) -> str:
@@ -95,6 +123,10 @@ def field_str(rec: dict, name: str, where: str, allow_empty: bool = False) -> st
         raise DataError(f"{where}: {name}: expected a string, got {type(value).__name__}")
     if not allow_empty and not value.strip():
         raise DataError(f"{where}: {name}: empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(f"{where}: {name}: not valid Unicode (lone surrogate escape)") from None
     return value
 
 
@@ -110,6 +142,27 @@ def _messages(rec: dict, where: str) -> list[dict]:
     if msgs[-1]["role"] != "assistant":
         raise DataError(f"{where}: messages: last message must be from the assistant")
     return msgs
+
+
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "system": "system"}
+
+
+def _sharegpt(rec: dict, where: str) -> list[dict]:
+    turns = rec.get("conversations")
+    if not isinstance(turns, list) or not turns:
+        raise DataError(f"{where}: conversations: expected a non-empty list")
+    msgs = []
+    for i, t in enumerate(turns):
+        if not isinstance(t, dict):
+            raise DataError(f"{where}: conversations[{i}]: expected an object")
+        who = field_str(t, "from", f"{where}: conversations[{i}]")
+        if who.lower() not in SHAREGPT_ROLES:
+            raise DataError(f"{where}: conversations[{i}].from: unknown speaker '{who[:40]}'. "
+                            f"Available: {', '.join(SHAREGPT_ROLES)}")
+        value = field_str(t, "value", f"{where}: conversations[{i}]", allow_empty=True)
+        msgs.append({"role": SHAREGPT_ROLES[who.lower()], "content": value})
+    return _messages({"messages": msgs}, where)
 
 
 def _from_prompt_completion(rec: dict, where: str) -> Example:
@@ -129,10 +182,23 @@ def _from_messages(rec: dict, where: str) -> Example:
     return Example(context, msgs[-1]["content"], meta={"messages": msgs})
 
 
+def _from_sharegpt(rec: dict, where: str) -> Example:
+    return _from_messages({"messages": _sharegpt(rec, where)}, where)
+
+
+def _from_label(rec: dict, where: str) -> Example:
+    label = rec.get("label")
+    if isinstance(label, int) and not isinstance(label, bool):
+        rec = {**rec, "label": str(label)}
+    return Example(field_str(rec, "text", where), field_str(rec, "label", where))
+
+
 FORMATS = {
     "prompt_completion": (("prompt", "completion"), _from_prompt_completion),
     "alpaca": (("instruction", "output"), _from_alpaca),
     "messages": (("messages",), _from_messages),
+    "sharegpt": (("conversations",), _from_sharegpt),
+    "label": (("text", "label"), _from_label),
 }
 
 
@@ -144,18 +210,25 @@ def detect_format(rec: dict, where: str) -> str:
     raise DataError(f"{where}: (record): unknown format, expected fields of one of: {wanted}")
 
 
-def read_examples(path: str | Path, fmt: str = "auto") -> list[Example]:
-    """Read a file of prompt/completion, Alpaca, or OpenAI-messages records."""
+def read_examples(path: str | Path, fmt: str = "auto",
+                  errors: list[DataError] | None = None) -> list[Example]:
+    """Read a file of prompt/completion, Alpaca, OpenAI-messages, ShareGPT or text/label
+    records. With an `errors` list, bad records are collected there and skipped."""
     if fmt != "auto" and fmt not in FORMATS:
         raise TunelabError(f"Unknown format '{fmt}'. Available: auto, {', '.join(FORMATS)}")
     out = []
-    for line, rec in read_records(path):
+    for line, rec in read_records(path, errors):
         where = f"{path}:{line}"
-        name = detect_format(rec, where) if fmt == "auto" else fmt
-        ex = FORMATS[name][1](rec, where)
+        try:
+            name = detect_format(rec, where) if fmt == "auto" else fmt
+            ex = FORMATS[name][1](rec, where)
+        except DataError as e:
+            _bad(e, errors)
+            continue
         ex.id = str(rec.get("id", f"{Path(path).name}:{line}"))
+        ex.meta["line"] = line
         out.append(ex)
-    if not out:
+    if not out and errors is None:
         raise DataError(f"{path}: no records")
     return out
 
@@ -187,8 +260,3 @@ def normalize_text(text: str) -> str:
     """
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
-
-def leaked(train: list[Example], test: list[Example]) -> list[Example]:
-    """Test examples whose normalized input also occurs in the training data."""
-    seen = {normalize_text(e.input) for e in train}
-    return [e for e in test if normalize_text(e.input) in seen]

@@ -9,7 +9,7 @@ from tunelab.config import EvalConfig
 from tunelab.data import Example
 from tunelab.generate import generate
 from tunelab.methods.base import Predictor
-from tunelab.metrics import bootstrap_ci
+from tunelab.metrics import bootstrap_ci, corpus_ci
 from tunelab.tasks.base import Task
 
 
@@ -32,6 +32,7 @@ def evaluate(pred: Predictor, task: Task, examples: list[Example], cfg: EvalConf
         gens = pred.model.chat([pred.messages(e) for e in examples], max_new, label=label)
     else:
         gens = generate(pred.model, pred.tok, prompts, max_new, cfg.batch_size, label=label)
+    scores = task.score_all([g.text for g in gens], examples)
     rows = []
     for i, (ex, g) in enumerate(zip(examples, gens, strict=True)):
         rows.append({
@@ -40,7 +41,7 @@ def evaluate(pred: Predictor, task: Task, examples: list[Example], cfg: EvalConf
             "input": ex.input,
             "target": ex.target,
             "prediction": g.text,
-            "scores": task.score(g.text, ex),
+            "scores": scores[i],
             "prompt_tokens": g.prompt_tokens,
             "gen_tokens": g.gen_tokens,
             "latency_s": g.latency_s,
@@ -49,4 +50,7 @@ def evaluate(pred: Predictor, task: Task, examples: list[Example], cfg: EvalConf
         name: bootstrap_ci([r["scores"][name] for r in rows], cfg.bootstrap)
         for name in task.metrics
     }
+    cleaned = [task.clean(g.text) for g in gens]
+    for name, m in task.corpus_metrics.items():
+        metrics[name] = corpus_ci(m.fn, cleaned, [e.target for e in examples], cfg.bootstrap)
     return EvalResult(rows, metrics, time.perf_counter() - t0, prompts[:2])

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from tunelab import TunelabError
+from tunelab.check import leakage
 from tunelab.config import (
     MethodConfig,
     ModelConfig,
@@ -30,7 +31,7 @@ from tunelab.config import (
     method_train,
     to_dict,
 )
-from tunelab.data import leaked, sample
+from tunelab.data import sample
 from tunelab.evaluate import evaluate
 from tunelab.methods import TRAINED, Context, get_method
 from tunelab.models import timed_load
@@ -144,11 +145,13 @@ class Grid:
 def prepare(cfg: RunConfig) -> Grid:
     task = get_task(cfg.task)
     splits = task.load()
-    bad = leaked(splits.train, splits.test)
+    bad = leakage(splits.train, splits.test)
     if bad and not cfg.allow_leakage:
+        exact = sum(p.exact for p in bad)
         raise TunelabError(
-            f"{bad[0].id}: input: test example also occurs in the training data "
-            f"({len(bad)} leaked); fix the split or set allow_leakage: true"
+            f"{bad[0].a.id}: input: test example also occurs in the training data "
+            f"({exact} exact, {len(bad) - exact} near-duplicate leaked); fix the split or "
+            "pass --allow-leakage (allow_leakage: true)"
         )
     if cfg.tracking and cfg.tracking not in ("mlflow",):
         raise TunelabError(f"Unknown tracking '{cfg.tracking}'. Available: mlflow")
@@ -283,7 +286,7 @@ def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, 
         "gen_tokens_mean": sum(r["gen_tokens"] for r in res.rows) / n,
         "peak_rss_mb": peak_rss_mb(),
     }
-    higher = {name: m.higher_is_better for name, m in task.metrics.items()}
+    higher = {name: m.higher_is_better for name, m in task.all_metrics.items()}
     return CellResult(fields, res.metrics, higher, res.rows)
 
 

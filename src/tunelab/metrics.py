@@ -140,6 +140,134 @@ def slot_f1(pred: str, ref: str) -> float:
     return 2 * p * r / (p + r) if p + r else 0.0
 
 
+def sql_normalize(sql: str) -> str | None:
+    """Canonical SQLite text of a query (sqlglot), or None if it does not parse.
+
+    >>> sql_normalize("select  COUNT(*) from head where age>56")
+    'SELECT COUNT(*) FROM head WHERE age > 56'
+    >>> sql_normalize("SELEC nonsense (") is None
+    True
+    """
+    import sqlglot
+
+    try:
+        tree = sqlglot.parse_one(sql.strip().rstrip(";"), read="sqlite")
+    except (sqlglot.errors.SqlglotError, ValueError, RecursionError):
+        return None
+    return tree.sql(dialect="sqlite", normalize=True) if tree else None
+
+
+def sql_exact(pred: str, ref: str) -> float:
+    """Exact match after sqlglot normalisation (keyword case, spacing, identifier case).
+
+    >>> sql_exact("select name from t where id=1;", "SELECT name FROM T WHERE id = 1")
+    1.0
+    >>> sql_exact("SELECT name FROM t", "SELECT id FROM t")
+    0.0
+    """
+    p, r = sql_normalize(pred), sql_normalize(ref)
+    return float(p is not None and p == r)
+
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def final_number(text: str) -> float | None:
+    """The answer of a GSM8k-style text: after the last `####` if present, else the last
+    number in the text; commas stripped. None if there is no number.
+
+    >>> final_number("48/2 = 24 clips.\\n#### 72")
+    72.0
+    >>> final_number("So she has 1,234.50 dollars left.")
+    1234.5
+    >>> final_number("no idea") is None
+    True
+    """
+    if "####" in text:
+        text = text.rsplit("####", 1)[1]
+    found = _NUMBER.findall(text)
+    if not found:
+        return None
+    try:
+        return float(found[-1].replace(",", ""))
+    except ValueError:
+        return None
+
+
+def number_match(pred: str, ref: str) -> float:
+    """1.0 if the final numbers of prediction and reference are equal as numbers.
+
+    >>> number_match("5 + 3 = 8. The answer is 8.", "5+3=8\\n#### 8")
+    1.0
+    >>> number_match("The answer is 8.00", "#### 8")
+    1.0
+    >>> number_match("I think 9", "#### 8")
+    0.0
+    """
+    p, r = final_number(pred), final_number(ref)
+    return float(p is not None and r is not None and abs(p - r) < 1e-6)
+
+
+def rouge_l(pred: str, ref: str) -> float:
+    """ROUGE-L F1: longest common subsequence of word tokens.
+
+    >>> rouge_l("the cat sat on the mat", "the cat sat on the mat")
+    1.0
+    >>> round(rouge_l("the cat was on a mat", "the cat sat on the mat"), 3)
+    0.667
+    >>> rouge_l("", "x")
+    0.0
+    """
+    p, r = _tokens(pred), _tokens(ref)
+    if not p or not r:
+        return float(p == r)
+    prev = [0] * (len(r) + 1)
+    for a in p:
+        cur = [0]
+        for j, b in enumerate(r):
+            cur.append(prev[j] + 1 if a == b else max(prev[j + 1], cur[j]))
+        prev = cur
+    lcs = prev[-1]
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(p), lcs / len(r)
+    return 2 * precision * recall / (precision + recall)
+
+
+def label_match(pred: str, ref: str) -> float:
+    """Classification accuracy for one example: the predicted label equals the reference
+    (case-insensitive, surrounding punctuation and a `label:` prefix ignored).
+
+    >>> label_match("Label: Inform.", "inform")
+    1.0
+    >>> label_match("request", "inform")
+    0.0
+    """
+    p = normalize(pred)
+    if p.startswith("label:"):
+        p = normalize(p[len("label:"):])
+    return float(p == normalize(ref))
+
+
+def macro_f1(preds: list[str], refs: list[str]) -> float:
+    """Mean over reference labels of per-label F1 (a corpus metric, not per example).
+
+    >>> macro_f1(["a", "a", "b", "b"], ["a", "a", "b", "b"])
+    1.0
+    >>> round(macro_f1(["a", "a", "a", "b"], ["a", "a", "b", "b"]), 3)
+    0.733
+    """
+    p = [normalize(x) for x in preds]
+    r = [normalize(x) for x in refs]
+    scores = []
+    for label in sorted(set(r)):
+        tp = sum(a == label and b == label for a, b in zip(p, r, strict=True))
+        fp = sum(a == label and b != label for a, b in zip(p, r, strict=True))
+        fn = sum(a != label and b == label for a, b in zip(p, r, strict=True))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return float(np.mean(scores)) if scores else 0.0
+
+
 METRICS: dict[str, Metric] = {
     "exact_match": Metric(exact_match),
     "token_f1": Metric(token_f1),
@@ -147,7 +275,13 @@ METRICS: dict[str, Metric] = {
     "slot_precision": Metric(slot_precision),
     "slot_recall": Metric(slot_recall),
     "slot_f1": Metric(slot_f1),
+    "sql_exact": Metric(sql_exact),
+    "number_match": Metric(number_match),
+    "rouge_l": Metric(rouge_l),
+    "label_match": Metric(label_match),
 }
+CORPUS_METRICS: dict[str, Metric] = {"macro_f1": Metric(macro_f1)}
+"""Metrics over a whole set (preds, refs) -> float; their CI resamples examples."""
 
 
 def get_metric(name: str) -> Metric:
@@ -189,3 +323,22 @@ def paired_bootstrap(
     if a.shape != b.shape:
         raise ValueError("paired bootstrap needs scores on the same examples")
     return bootstrap_ci(a - b, n_resamples, seed, alpha)
+
+
+def corpus_ci(fn, preds: list[str], refs: list[str], n_resamples: int = 1000, seed: int = 0,
+              alpha: float = 0.05) -> tuple[float, float, float]:
+    """A corpus metric with a percentile-bootstrap interval over resampled examples.
+
+    >>> corpus_ci(macro_f1, ["a", "b"] * 10, ["a", "b"] * 10, 100)
+    (1.0, 1.0, 1.0)
+    """
+    if not preds:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    n = len(preds)
+    vals = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, n, size=n)
+        vals.append(fn([preds[i] for i in idx], [refs[i] for i in idx]))
+    lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
+    return float(fn(preds, refs)), float(lo), float(hi)

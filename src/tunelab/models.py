@@ -178,3 +178,17 @@ def stop_ids(tok) -> list[int]:
         if len(marker) == 1:
             ids.add(marker[0])
     return sorted(ids)
+
+
+def load_tokenizer(name: str):
+    """Only the tokenizer of a model (packaged alias, path or hub id), e.g. to count tokens."""
+    from transformers import AutoTokenizer
+
+    cfg = ModelConfig(name=name)
+    source = resolve(cfg)
+    try:
+        if source.endswith(".gguf"):
+            return _from_gguf(Path(source), DTYPES[cfg.dtype])[1]
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    except OSError as e:
+        raise TunelabError(f"model '{name}' not found: {str(e).splitlines()[0]}") from None

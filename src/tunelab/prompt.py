@@ -13,12 +13,17 @@ from tunelab.data import Example
 PLAIN_ROLES = {"system": "### Instruction", "user": "### Input", "assistant": "### Response"}
 
 
-def messages(instruction: str, user: str, shots: list[tuple[str, str]] = ()) -> list[dict]:
-    """System instruction, then (user, assistant) shot pairs, then the user's input."""
+def messages(instruction: str, user: str | list[dict], shots: list[tuple[str, str]] = ()) -> list[dict]:
+    """System instruction, then (user, assistant) shot pairs, then the user's input: one
+    message, or a conversation's turns (its own system turn joins the instruction)."""
+    turns = [{"role": "user", "content": user}] if isinstance(user, str) else list(user)
+    if turns and turns[0]["role"] == "system":
+        instruction = "\n\n".join(x for x in (instruction, turns[0]["content"]) if x)
+        turns = turns[1:]
     msgs = [{"role": "system", "content": instruction}] if instruction else []
     for question, answer in shots:
         msgs += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-    return msgs + [{"role": "user", "content": user}]
+    return msgs + turns
 
 
 def _plain(msgs: list[dict], add_generation_prompt: bool, eos: str, bos: str = "") -> str:

@@ -94,7 +94,8 @@ def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
             arm.examples = arm.examples or preds
             for p in preds:
                 for name, v in p["scores"].items():
-                    per[name][p["example_id"]].append(v)
+                    if isinstance(v, int | float):  # tasks may keep a note, e.g. an SQL error
+                        per[name][p["example_id"]].append(v)
         arm.scores = {k: {e: float(np.mean(v)) for e, v in d.items()} for k, d in per.items()}
         arm.ci = {k: bootstrap_ci(list(d.values())) for k, d in arm.scores.items()}
         arms.append(arm)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from tunelab import TunelabError
 from tunelab.config import TrainConfig
-from tunelab.prompt import render_pair
+from tunelab.prompt import render
 from tunelab.ui import progress
 
 
@@ -51,17 +51,40 @@ class TrainStats:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
-def encode(tok, msgs: list[dict], completion: str, max_length: int, name: str) -> Encoded:
-    """Tokenize prompt+completion; supervise the tokens that start at or after the
-    completion's first character (offsets, so tokenizer merges across the boundary
-    cannot shift the mask)."""
-    prompt, full = render_pair(tok, msgs, completion)
-    if not full.startswith(prompt):
-        raise TunelabError(f"example {name}: chat template renders the prompt differently "
-                           "with and without the reply; cannot mask the loss")
+def assistant_spans(tok, msgs: list[dict], name: str) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character span of every assistant turn in it
+    (from the end of the generation prompt before it to the end of the turn, closing
+    token included). Rendering each prefix of the conversation finds the spans without
+    guessing at template markers; a template that renders a prefix differently fails."""
+    full = render(tok, msgs, add_generation_prompt=False)
+    spans = []
+    for i, m in enumerate(msgs):
+        if m["role"] != "assistant":
+            continue
+        before = render(tok, msgs[:i], add_generation_prompt=True)
+        upto = render(tok, msgs[: i + 1], add_generation_prompt=False)
+        if not (upto.startswith(before) and full.startswith(upto)):
+            raise TunelabError(f"example {name}: chat template renders turn {i} differently "
+                               "inside the conversation; cannot mask the loss")
+        spans.append((len(before), len(upto)))
+    return full, spans
+
+
+def encode(tok, msgs: list[dict], completion: str | None, max_length: int, name: str) -> Encoded:
+    """Tokenize a conversation; supervise the tokens that start inside an assistant turn.
+
+    `completion` is appended as the final assistant turn (None: `msgs` already hold every
+    assistant turn, as in multi-turn chat data). Offsets, not token matching, decide the
+    mask, so tokenizer merges across a boundary cannot shift it.
+    """
+    if completion is not None:
+        msgs = [*msgs, {"role": "assistant", "content": completion}]
+    full, spans = assistant_spans(tok, msgs, name)
+    if not spans:
+        raise TunelabError(f"example {name}: no assistant turn to train on")
     enc = tok(full, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
-    sup = [start >= len(prompt) for start, _ in offsets]
+    sup = [any(a <= start < b for a, b in spans) for start, _ in offsets]
     truncated = len(ids) > max_length
     ids, sup = ids[:max_length], sup[:max_length]
     if not any(sup):

@@ -55,7 +55,7 @@ def chat_predictor(ctx: Context, model, system: str, shots=(), info=None) -> Pre
     tok, task = ctx.tok, ctx.task
 
     def to_msgs(ex: Example) -> list[dict]:
-        return messages(system, task.user_message(ex), list(shots))
+        return messages(system, task.turns(ex), list(shots))
 
     def to_text(ex: Example) -> str:
         if tok is None:  # API model: the server applies its own template; store the messages

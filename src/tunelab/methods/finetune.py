@@ -25,7 +25,7 @@ def fine_tune(ctx: Context, model, label: str) -> tuple[Predictor, dict]:
     system = instruction(ctx, "short")
     cfg = ctx.train_cfg
     data = [
-        encode(ctx.tok, messages(system, ctx.task.user_message(e)), e.target, cfg.max_length, e.id)
+        encode(ctx.tok, messages(system, ctx.task.turns(e)), e.target, cfg.max_length, e.id)
         for e in ctx.train
     ]
     stats = train_loop(model, ctx.tok, data, cfg, ctx.seed, label=label)

@@ -7,8 +7,17 @@ from pathlib import Path
 
 from tunelab import TunelabError
 from tunelab.config import TaskConfig, data_dir
-from tunelab.data import Example, sample
+from tunelab.data import DataError, Example, read_examples, sample
 from tunelab.metrics import METRICS, Metric, get_metric
+
+
+def _scored_by_task(pred: str, ref: str) -> float:
+    raise TunelabError("this metric needs more than (prediction, reference): the task's score() computes it")
+
+
+SCORED_BY_TASK = _scored_by_task
+"""The fn of a Metric that a task computes itself in score()/score_all() (it needs
+state: an SQL schema, a style classifier); the Metric still carries higher_is_better."""
 
 
 @dataclass
@@ -44,7 +53,17 @@ class Task:
 
     @property
     def metrics(self) -> dict[str, Metric]:
+        """Per-example metrics: each prediction gets a score, averaged over the test set."""
         return {n: METRICS[n] for n in self.metric_names}
+
+    @property
+    def corpus_metrics(self) -> dict[str, Metric]:
+        """Metrics over the whole test set, fn(preds, refs) (e.g. macro-F1)."""
+        return {}
+
+    @property
+    def all_metrics(self) -> dict[str, Metric]:
+        return {**self.metrics, **self.corpus_metrics}
 
     def root(self) -> Path:
         return Path(self.cfg.data_dir) if self.cfg.data_dir else data_dir() / self.folder
@@ -64,8 +83,16 @@ class Task:
         s.test = sample(s.test, self.cfg.n_test, self.cfg.split_seed)
         return s
 
+    def read_file(self, path, errors: list[DataError] | None = None) -> list[Example]:
+        """Examples of one file in this task's format (`tunelab data check --task`)."""
+        return read_examples(path, self.cfg.format, errors)
+
     def user_message(self, ex: Example) -> str:
         return ex.input
+
+    def turns(self, ex: Example) -> list[dict]:
+        """The conversation the model answers (chat tasks give several turns)."""
+        return [{"role": "user", "content": self.user_message(ex)}]
 
     def clean(self, prediction: str) -> str:
         """The part of the generated text that is scored."""
@@ -74,6 +101,10 @@ class Task:
     def score(self, prediction: str, ex: Example) -> dict[str, float]:
         pred = self.clean(prediction)
         return {n: m.fn(pred, ex.target) for n, m in self.metrics.items()}
+
+    def score_all(self, predictions: list[str], examples: list[Example]) -> list[dict]:
+        """Scores of every prediction (tasks whose scorer is a model batch this)."""
+        return [self.score(p, e) for p, e in zip(predictions, examples, strict=True)]
 
     def describe(self) -> str:
         return self.instruction.splitlines()[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tunelab.data import Example, field_str, read_records
+from tunelab.data import DataError, Example, field_str, read_records
 from tunelab.tasks.base import Splits, Task
 
 INSTRUCTION = """\
@@ -25,13 +25,19 @@ Use only facts stated in the sentence. Output nothing else."""
 SHORT_INSTRUCTION = "Convert the sentence into a ViGGO meaning representation."
 
 
-def _read(path) -> list[Example]:
+def _read(path, errors: list[DataError] | None = None) -> list[Example]:
     out = []
-    for line, rec in read_records(path):
+    for line, rec in read_records(path, errors):
         where = f"{path}:{line}"
-        out.append(
-            Example(field_str(rec, "ref", where), field_str(rec, "mr", where), id=f"{path.name}:{line}")
-        )
+        try:
+            ex = Example(field_str(rec, "ref", where), field_str(rec, "mr", where),
+                         id=f"{path.name}:{line}", meta={"line": line})
+        except DataError as e:
+            if errors is None:
+                raise
+            errors.append(e)
+            continue
+        out.append(ex)
     return out
 
 
@@ -57,6 +63,9 @@ class Viggo(Task):
             test=_read(root / "test.csv"),
             source=f"files: {root}/{{train,validation,test}}.csv",
         )
+
+    def read_file(self, path, errors=None) -> list[Example]:
+        return _read(path, errors)
 
     def clean(self, prediction: str) -> str:
         lines = prediction.strip().splitlines()
