@@ -19,14 +19,15 @@ from tunelab import TunelabError
 from tunelab.config import MethodConfig, RunConfig, cell_key, method_train, to_dict
 from tunelab.data import leaked, sample
 from tunelab.evaluate import evaluate
-from tunelab.methods import TRAINED, Context, get_method
+from tunelab.methods import Context, get_method, is_trained
 from tunelab.models import timed_load
 from tunelab.prompt import template_hash
 from tunelab.store import Store
 from tunelab.tasks import get_task
 from tunelab.ui import console
 
-PACKAGES = ("torch", "transformers", "peft", "accelerate", "tunelab", "numpy")
+PACKAGES = ("torch", "transformers", "peft", "accelerate", "trl", "faiss-cpu",
+            "sentence-transformers", "tunelab", "numpy")
 
 
 @dataclass
@@ -55,7 +56,7 @@ def cells(cfg: RunConfig, n_train_pool: int) -> list[Cell]:
                     "method": to_dict(m), "train": to_dict(method_train(cfg, m)),
                     "train_size": size, "seed": seed,
                 }
-                if m.name not in TRAINED:
+                if not is_trained(m):
                     parts.pop("train")
                 out.append((size, order, seed, Cell(m, size, seed, cell_key(parts))))
     return [c for *_, c in sorted(out, key=lambda t: t[:3])]
@@ -132,12 +133,20 @@ def run_grid(cfg: RunConfig, fail_fast: bool = False) -> list[str]:
 
 def _run_cell(cfg, cell, task, splits, train, model, tok, run_dir, store) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint(stage: str, pred) -> dict:
+        """Score an intermediate training stage on the same test slice."""
+        r = evaluate(pred, task, splits.test, cfg.eval, label=f"eval {cell.label}: {stage}")
+        return {name: list(v) for name, v in r.metrics.items()}
+
     ctx = Context(model, tok, task, train, cell.method, method_train(cfg, cell.method),
-                  cell.seed, run_dir)
+                  cell.seed, run_dir, validation=splits.validation, eval_cfg=cfg.eval,
+                  checkpoint=checkpoint)
     pred = get_method(cell.method.name)(ctx)
     res = evaluate(pred, task, splits.test, cfg.eval, label=f"eval {cell.label} n={len(train)}")
-    info = {**pred.info, "prompts": res.prompts}
     n = len(res.rows)
+    info = {**pred.info, "prompts": res.prompts,
+            "latency_s_mean": sum(r["latency_s"] for r in res.rows) / n}
     fields = {
         "info": info,
         "train_seconds": info.get("train_seconds", 0.0),
