@@ -121,11 +121,11 @@ def test_dpo_pairs_only_from_wrong_outputs():
            Example("s3", "request(name[C])", "3")]
     outputs = ["inform(rating[good], name[A])",  # right (slot order does not matter)
                "inform(name[Z])",                 # wrong
-               ""]                                # empty: nothing to prefer against
+               ""]                                # empty: wrong too
     got = pairs(task, "sys", exs, outputs)
-    assert len(got) == 1
-    assert got[0]["chosen"][0]["content"] == "inform(name[B])"
-    assert got[0]["rejected"][0]["content"] == "inform(name[Z])"
+    assert [p["chosen"][0]["content"] for p in got] == ["inform(name[B])", "request(name[C])"]
+    assert [p["rejected"][0]["content"] for p in got] == ["inform(name[Z])", ""]
+    assert got[0]["prompt"][-1] == {"role": "user", "content": "s2"}
 
 
 def test_prompt_tuning_trains_and_changes_generation(tiny):

@@ -3,8 +3,9 @@
 chosen = the reference answer, rejected = the model's own wrong answer to a training
 input (greedy, generated once with tunelab.generate and cached on disk by weights and
 prompts). Pairs where the model was already right are dropped: there is no preference
-to learn. A LoRA adapter is trained (the reference model is the same weights with the
-adapter off, so no second copy is held) and merged for evaluation. Put an `sft` stage
+to learn; an empty answer is a wrong answer. A LoRA adapter is trained (the reference
+model is the same weights with the adapter off, so no second copy is held) and merged
+for evaluation. Put an `sft` stage
 before it (`stages: [{kind: sft}]`) for "DPO after SFT"; `tune` is the `dpo` stage.
 """
 
@@ -40,7 +41,7 @@ def pairs(task: Task, system: str, examples: list[Example], outputs: list[str]) 
          "chosen": [{"role": "assistant", "content": ex.target}],
          "rejected": [{"role": "assistant", "content": out}]}
         for ex, out in zip(examples, outputs, strict=True)
-        if out.strip() and is_wrong(task, out, ex)
+        if is_wrong(task, out, ex)
     ]
 
 
@@ -79,12 +80,12 @@ def _trainer(ctx: Context, model, data: list[dict]):
     args = DPOConfig(
         output_dir=str(ctx.run_dir / "dpo"), beta=ctx.method.beta, learning_rate=cfg.lr,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-        max_steps=steps, warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
+        max_steps=steps, warmup_steps=int(steps * cfg.warmup_ratio), weight_decay=cfg.weight_decay,
         max_length=cfg.max_length, seed=ctx.seed, logging_steps=1, save_strategy="no",
         report_to=[], disable_tqdm=True, dataloader_num_workers=0,
         # bf16 is TRL's default and hundreds of times slower on CPUs without bf16 units
         bf16=False, fp16=False, use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
     )
     peft_cfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=cfg.target_modules, task_type="CAUSAL_LM")
