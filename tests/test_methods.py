@@ -170,3 +170,32 @@ def test_prompt_tuning_trains_and_changes_generation(tiny):
             ids = torch.cat([ids, nxt[:, None]], dim=1)
     n = len(tok(prompts[0], add_special_tokens=False)["input_ids"])
     assert tok.decode(ids[0, n:]).startswith(after[0])
+
+
+def test_rag_stores_recall_at_k_for_gold_passages(tmp_path, tiny_model_dir):
+    rows = [{"prompt": f"Tell me about {g}.", "completion": g, "gold_passages": [src]}
+            for g, src in [("Portal", "games.md"), ("Halo", "more.txt")] * 6]
+    rows += [{"prompt": f"Q{i}?", "completion": "A", "gold_passages": ["games.md#0"]} for i in range(4)]
+    train = tmp_path / "qa.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = tmp_path / "rag.yaml"
+    cfg.write_text(
+        f"task: {{name: jsonl, train: '{train}', test: '{train}', n_test: 4, "
+        f"corpus: '{_corpus(tmp_path)}'}}\nmodel: {{name: '{tiny_model_dir}'}}\n"
+        f"eval: {{max_new_tokens: 4, bootstrap: 50}}\nallow_leakage: true\n"
+        f"store: '{tmp_path / 's.db'}'\nout_dir: '{tmp_path}'\n"
+        "methods: [{name: rag, k: 1, chunk_size: 100, chunk_overlap: 20}]\n")
+    r = runner.invoke(app, ["run", str(cfg), "--fail-fast"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(sqlite3.connect(tmp_path / "s.db").execute("SELECT info FROM runs").fetchone()[0])
+    assert info["recall_examples"] == 4 and 0.0 <= info["recall_at_1"] <= 1.0
+    assert all(len(ids) == 1 for ids in info["retrieved"].values())
+    assert len(list((tmp_path / "cells").glob("*/index/index.faiss"))) == 1
+
+
+def test_bad_stage_kind_is_one_line(tmp_path, tiny_model_dir, viggo_dir):
+    cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, tmp_path / "s.db",
+                       "  - {name: lora, train_sizes: [8], stages: [{kind: rlhf}]}\n")
+    r = runner.invoke(app, ["run", str(cfg), "--fail-fast"])
+    assert r.exit_code != 0
+    assert "Unknown stage 'rlhf'. Available: sft, dpo" in r.output

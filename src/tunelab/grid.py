@@ -153,7 +153,9 @@ def _run_cell(cfg, cell, task, splits, train, model, tok, run_dir, store) -> Non
         "eval_seconds": res.seconds,
         "train_tokens": info.get("train_tokens", 0),
         "trainable_params": info.get("trainable_params", 0),
-        "prompt_tokens_mean": sum(r["prompt_tokens"] for r in res.rows) / n,
+        # soft-prompt models run their virtual tokens in front of every prompt
+        "prompt_tokens_mean": sum(r["prompt_tokens"] for r in res.rows) / n
+                              + info.get("virtual_tokens", 0),
         "gen_tokens_mean": sum(r["gen_tokens"] for r in res.rows) / n,
         "peak_rss_mb": peak_rss_mb(),
     }
