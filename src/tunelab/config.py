@@ -70,6 +70,9 @@ class TaskConfig:
     """Seed for made splits and for the fixed test slice."""
     split_fraction: float = 0.1
     """Fraction of examples for each made split (validation, test) when files give none."""
+    corpus: str | None = None
+    """Documents for retrieval (rag): a folder of .txt/.md files or a JSONL of passages
+    with fields id and text; path absolute or relative to data_dir."""
 
 
 @dataclass
@@ -98,6 +101,21 @@ class TrainConfig:
 
 
 @dataclass
+class StageConfig:
+    kind: str = "sft"
+    """What this stage trains: sft (LoRA, merged afterwards) or dpo (preference pairs)."""
+    data: str | None = None
+    """Training file for this stage (alpaca, prompt/completion or messages records), path
+    absolute or relative to $TUNELAB_DATA_DIR; default: the cell's task examples."""
+    n: int = 0
+    """Examples drawn (seeded) from `data` (0 = all)."""
+    train: dict = field(default_factory=dict)
+    """Overrides of the method's train settings for this stage."""
+    label: str | None = None
+    """Name of the stage in the report (default: kind and data)."""
+
+
+@dataclass
 class MethodConfig:
     name: str = "zero_shot"
     """Method name (see METHODS)."""
@@ -114,6 +132,21 @@ class MethodConfig:
     """Overrides of the top-level train settings for this method."""
     models: list[str] = field(default_factory=list)
     """Run this method only on these models of the grid (by name; default: all)."""
+    stages: list[StageConfig] = field(default_factory=list)
+    """Training stages run in order before the method itself, each scored on the test
+    slice (e.g. sft on alpaca, then the method; or sft then dpo; or sft then rag)."""
+    chunk_size: int = 800
+    """rag: characters per corpus chunk."""
+    chunk_overlap: int = 150
+    """rag: characters shared by consecutive chunks, so no fact is cut in two everywhere."""
+    budget: int = 12
+    """prompt_search: evaluations (instruction x shot subset) on the dev slice."""
+    dev_size: int = 20
+    """prompt_search: validation examples in the dev slice (the test split is never used)."""
+    beta: float = 0.1
+    """dpo: strength of the KL pull towards the reference model."""
+    virtual_tokens: int = 20
+    """prompt_tuning: number of trainable soft-prompt embeddings."""
 
 
 @dataclass

@@ -227,6 +227,11 @@ def read_examples(path: str | Path, fmt: str = "auto",
             continue
         ex.id = str(rec.get("id", f"{Path(path).name}:{line}"))
         ex.meta["line"] = line
+        if "gold_passages" in rec:  # for retrieval recall (rag)
+            gold = rec["gold_passages"]
+            if not isinstance(gold, list) or not all(isinstance(g, str) for g in gold):
+                raise DataError(f"{where}: gold_passages: expected a list of passage ids")
+            ex.meta["gold_passages"] = gold
         out.append(ex)
     if not out and errors is None:
         raise DataError(f"{path}: no records")

@@ -33,7 +33,7 @@ from tunelab.config import (
 )
 from tunelab.data import sample
 from tunelab.evaluate import evaluate
-from tunelab.methods import TRAINED, Context, get_method
+from tunelab.methods import Context, get_method, is_trained
 from tunelab.models import timed_load
 from tunelab.prompt import template_hash
 from tunelab.store import Store, StoreError
@@ -41,7 +41,8 @@ from tunelab.tasks import get_task
 from tunelab.tasks.base import Splits, Task
 from tunelab.ui import console
 
-PACKAGES = ("torch", "transformers", "peft", "accelerate", "tunelab", "numpy")
+PACKAGES = ("torch", "transformers", "peft", "accelerate", "trl", "faiss-cpu",
+            "sentence-transformers", "tunelab", "numpy")
 
 
 @dataclass
@@ -65,7 +66,7 @@ def cells(cfg: RunConfig, n_train_pool: int) -> list[Cell]:
             get_method(m.name)
             if m.models and model.name not in m.models:
                 continue
-            if model.backend == "openai" and m.name in TRAINED:
+            if model.backend == "openai" and is_trained(m):
                 raise TunelabError(
                     f"methods.{m.name}: trains weights, but model '{model.name}' uses the openai "
                     "backend (prompting only: zero_shot, few_shot)")
@@ -78,7 +79,7 @@ def cells(cfg: RunConfig, n_train_pool: int) -> list[Cell]:
                         "method": _hashed(m), "train": to_dict(method_train(cfg, m)),
                         "train_size": size, "seed": seed,
                     }
-                    if m.name not in TRAINED:
+                    if not is_trained(m):
                         parts.pop("train")
                     out.append(((size, m_order, order, seed), Cell(m, size, seed, cell_key(parts), model)))
     names = {m.name for m in grid_models(cfg)}
@@ -263,8 +264,15 @@ def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, 
     train = sample(splits.train, cell.train_size, cell.seed) if cell.train_size else []
     run_dir = Path(cfg.out_dir) / "cells" / cell.key
     run_dir.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint(stage: str, pred) -> dict:
+        """Score an intermediate training stage on the same test slice."""
+        r = evaluate(pred, task, splits.test, cfg.eval, label=f"eval {cell.label}: {stage}")
+        return {name: list(v) for name, v in r.metrics.items()}
+
     ctx = Context(model, tok, task, train, cell.method, method_train(cfg, cell.method),
-                  cell.seed, run_dir)
+                  cell.seed, run_dir, validation=splits.validation, eval_cfg=cfg.eval,
+                  checkpoint=checkpoint)
     pred = get_method(cell.method.name)(ctx)
     if train_only:
         return None
@@ -276,13 +284,16 @@ def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, 
     if hasattr(model, "cost"):
         info["api_cost_usd"] = model.cost(sum(r["prompt_tokens"] for r in res.rows),
                                           sum(r["gen_tokens"] for r in res.rows))
+    info["latency_s_mean"] = sum(r["latency_s"] for r in res.rows) / n
     fields = {
         "info": info,
         "train_seconds": info.get("train_seconds", 0.0),
         "eval_seconds": res.seconds,
         "train_tokens": info.get("train_tokens", 0),
         "trainable_params": info.get("trainable_params", 0),
-        "prompt_tokens_mean": sum(r["prompt_tokens"] for r in res.rows) / n,
+        # soft-prompt models run their virtual tokens in front of every prompt
+        "prompt_tokens_mean": sum(r["prompt_tokens"] for r in res.rows) / n
+                              + info.get("virtual_tokens", 0),
         "gen_tokens_mean": sum(r["gen_tokens"] for r in res.rows) / n,
         "peak_rss_mb": peak_rss_mb(),
     }

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 from tunelab import TunelabError  # noqa: E402
 from tunelab.config import TaskConfig, from_dict  # noqa: E402
-from tunelab.methods import TRAINED  # noqa: E402
+from tunelab.methods import is_trained  # noqa: E402
 from tunelab.metrics import bootstrap_ci, paired_bootstrap  # noqa: E402
 from tunelab.store import Store  # noqa: E402
 from tunelab.tasks import get_task  # noqa: E402
@@ -48,7 +48,7 @@ class Arm:
 
     @property
     def name(self) -> str:
-        n = f" n={self.n_train}" if self.method in TRAINED else ""
+        n = f" n={self.n_train}" if self.trained else ""
         return f"{self.model + ' ' if self.show_model else ''}{self.label}{n}"
 
     @property
@@ -68,7 +68,11 @@ class Arm:
 
     @property
     def trained(self) -> bool:
-        return self.method in TRAINED
+        return is_trained(json.loads(self.runs[0]["config"])["cell"]["method"])
+
+    @property
+    def info(self) -> dict:
+        return _info(self.runs[0])
 
     def mean(self, key: str) -> float:
         vals = [r[key] for r in self.runs if r.get(key) is not None]
@@ -275,6 +279,46 @@ def learning_curve(arms: list[Arm], metric: str) -> bytes:
     return _png(fig)
 
 
+def cost_quality(arms: list[Arm], metric: str) -> bytes:
+    """Score (95% CI) against prompt tokens per example and against training time."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    costs = [("prompt_tokens_mean", "prompt tokens per test example"),
+             ("train_seconds", "training / search time (s)")]
+    for ax, (key, xlabel) in zip(axes, costs, strict=True):
+        for a in arms:
+            m, lo, hi = a.ci[metric]
+            x = a.mean(key)
+            ax.errorbar([x], [m], yerr=[[m - lo], [hi - m]], fmt="o", capsize=4,
+                        color="tab:orange" if a.trained else "tab:blue")
+            ax.annotate(a.name, (x, m), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        ax.set_xlabel(xlabel)
+        ax.set_xscale("symlog", linthresh=10)
+    axes[0].set_ylabel(f"{metric} (95% CI)")
+    fig.suptitle("cost vs quality (orange: changes weights)", fontsize=9)
+    return _png(fig)
+
+
+def stage_rows(arms: list[Arm], metric: str) -> list[dict]:
+    """Each staged arm's score after every stage, then the final method's."""
+    rows = []
+    for a in arms:
+        stages = a.info.get("stages") or []
+        for s in stages:
+            m, lo, hi = s.get("metrics", {}).get(metric, (float("nan"),) * 3)
+            rows.append({"arm": a.name, "stage": s["stage"], "n_train": s["n_train"],
+                         "score": m, "lo": lo, "hi": hi, "seconds": s.get("train_seconds", 0.0)})
+        if stages:
+            m, lo, hi = a.ci[metric]
+            own = a.info.get("train_seconds", 0.0) - sum(s.get("train_seconds", 0.0) for s in stages)
+            rows.append({"arm": a.name, "stage": f"then {a.method}", "n_train": a.n_train,
+                         "score": m, "lo": lo, "hi": hi, "seconds": own})
+    return rows
+
+
+def chosen_prompts(arms: list[Arm]) -> list[dict]:
+    return [{"arm": a.name, **a.info["chosen_prompt"]} for a in arms if a.info.get("chosen_prompt")]
+
+
 def _examples(arm: Arm, metric: str, k: int = 3) -> list[dict]:
     right = [e for e in arm.examples if e["scores"].get(metric, 0) >= 1][:k]
     wrong = [e for e in arm.examples if e["scores"].get(metric, 0) < 1][:k]
@@ -296,7 +340,8 @@ def build(store_path: str | Path, out_dir: str | Path,
     metrics = list(arms[0].ci)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    images = {"bars": bar_chart(arms, metric), "curve": learning_curve(arms, metric)}
+    images = {"bars": bar_chart(arms, metric), "curve": learning_curve(arms, metric),
+              "cost": cost_quality(arms, metric)}
     for name, data in images.items():
         (out / f"{name}.png").write_bytes(data)
     best = max(arms, key=lambda a: a.ci[metric][0])
@@ -306,6 +351,7 @@ def build(store_path: str | Path, out_dir: str | Path,
         "findings": recommend(arms, metric), "reach": cost_to_reach(arms, metric),
         "best": best, "examples": _examples(best, metric),
         "failed": store.runs("failed"),
+        "stages": stage_rows(arms, metric), "chosen": chosen_prompts(arms),
         "masked": _info(tuned[0].runs[0]).get("masked_example") if tuned else None,
         "prompt": _info(best.runs[0]).get("prompts", [""])[0],
         "images": {k: base64.b64encode(v).decode() for k, v in images.items()},

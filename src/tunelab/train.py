@@ -132,8 +132,11 @@ def _parts(model):
 
 def completion_loss_sum(model, ids, att, sup) -> torch.Tensor:
     """Summed next-token cross-entropy over supervised positions only."""
-    decoder, head = _parts(model)
-    hidden = decoder(input_ids=ids, attention_mask=att).last_hidden_state
+    if hasattr(model, "hidden_states"):  # soft-prompt models prepend virtual tokens
+        hidden, head = model.hidden_states(ids, att), model.get_output_embeddings()
+    else:
+        decoder, head = _parts(model)
+        hidden = decoder(input_ids=ids, attention_mask=att).last_hidden_state
     target_mask = sup[:, 1:]
     h = hidden[:, :-1][target_mask]
     logits = head(h).float()

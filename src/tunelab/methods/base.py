@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunelab import TunelabError
-from tunelab.config import MethodConfig, TrainConfig
+from tunelab.config import EvalConfig, MethodConfig, TrainConfig
 from tunelab.data import Example
 from tunelab.prompt import messages, render
 from tunelab.tasks.base import Task
@@ -27,6 +27,13 @@ class Context:
     train_cfg: TrainConfig
     seed: int
     run_dir: Path
+    validation: list[Example] = field(default_factory=list)
+    """The task's validation split (prompt search scores candidates here, never on test)."""
+    eval_cfg: EvalConfig = field(default_factory=EvalConfig)
+    """Generation settings (prompt search scores candidates with the run's own)."""
+    checkpoint: Callable[[str, Predictor], dict] | None = None
+    """Scores an intermediate predictor (a training stage) on the test slice and returns
+    its metrics; set by the grid, so methods themselves never see the test split."""
 
 
 @dataclass

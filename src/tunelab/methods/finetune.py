@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 
-from tunelab.methods.base import Context, Predictor, chat_predictor, instruction
+from tunelab.methods.base import Context, instruction
 from tunelab.prompt import messages
 from tunelab.train import encode, train_loop
 
@@ -20,14 +20,18 @@ def trainable_copy(ctx: Context):
     return model
 
 
-def fine_tune(ctx: Context, model, label: str) -> tuple[Predictor, dict]:
-    """Train `model` (its trainable parameters) on the cell's examples."""
-    system = instruction(ctx, "short")
+def fine_tune(ctx: Context, model, label: str, system: str | None = None,
+              user=None) -> tuple[str, dict]:
+    """Train `model` (its trainable parameters) on ctx.train; returns (system prompt, info).
+
+    `system` and `user` (example -> user message) default to the task's; a stage trained
+    on another dataset (e.g. alpaca) passes its own.
+    """
+    system = instruction(ctx, "short") if system is None else system
+    user = user or ctx.task.turns
     cfg = ctx.train_cfg
-    data = [
-        encode(ctx.tok, messages(system, ctx.task.turns(e)), e.target, cfg.max_length, e.id)
-        for e in ctx.train
-    ]
+    data = [encode(ctx.tok, messages(system, user(e)), e.target, cfg.max_length, e.id)
+            for e in ctx.train]
     stats = train_loop(model, ctx.tok, data, cfg, ctx.seed, label=label)
     info = {
         "train_seconds": stats.seconds,
@@ -42,7 +46,7 @@ def fine_tune(ctx: Context, model, label: str) -> tuple[Predictor, dict]:
         "losses": stats.losses,
         "masked_example": masked_view(ctx.tok, data[0]),
     }
-    return chat_predictor(ctx, model, system), info
+    return system, info
 
 
 def masked_view(tok, enc) -> str:

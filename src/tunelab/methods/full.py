@@ -1,6 +1,6 @@
 """full: every weight trainable, same loop as LoRA. Saves the weights as safetensors."""
 
-from tunelab.methods.base import Context, Predictor
+from tunelab.methods.base import Context, Predictor, chat_predictor
 from tunelab.methods.finetune import fine_tune, trainable_copy
 
 
@@ -8,11 +8,10 @@ def build(ctx: Context) -> Predictor:
     model = trainable_copy(ctx)
     for p in model.parameters():
         p.requires_grad_(True)
-    pred, info = fine_tune(ctx, model, label=f"full n={len(ctx.train)}")
+    system, info = fine_tune(ctx, model, label=f"full n={len(ctx.train)}")
     if ctx.train_cfg.save:
         path = ctx.run_dir / "model"
         model.save_pretrained(path, safe_serialization=True)
         ctx.tok.save_pretrained(path)
         info["artifact"] = str(path)
-    pred.info.update(info)
-    return pred
+    return chat_predictor(ctx, model, system, info=info)

@@ -1,16 +1,17 @@
 """lora: low-rank adapters (peft) on the chosen linear layers, trained by the shared loop.
 
 The adapter is saved with the run; for evaluation it is merged into the private copy,
-so generation costs the same as the base model.
+so generation costs the same as the base model. `tune` is also the `sft` training stage.
 """
 
 from peft import LoraConfig, get_peft_model
 
-from tunelab.methods.base import Context, Predictor
+from tunelab.methods.base import Context, Predictor, chat_predictor
 from tunelab.methods.finetune import fine_tune, trainable_copy
 
 
-def build(ctx: Context) -> Predictor:
+def tune(ctx: Context, system: str | None = None, user=None):
+    """Train a LoRA adapter on ctx.train; returns (merged model, info, system prompt)."""
     cfg = ctx.train_cfg
     peft_cfg = LoraConfig(
         r=cfg.lora_r,
@@ -20,11 +21,14 @@ def build(ctx: Context) -> Predictor:
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(trainable_copy(ctx), peft_cfg)
-    pred, info = fine_tune(ctx, model, label=f"lora n={len(ctx.train)}")
+    system, info = fine_tune(ctx, model, f"lora n={len(ctx.train)}", system, user)
     if cfg.save:
         path = ctx.run_dir / "adapter"
         model.save_pretrained(path)
         info["artifact"] = str(path)
-    pred.model = model.merge_and_unload()
-    pred.info.update(info)
-    return pred
+    return model.merge_and_unload(), info, system
+
+
+def build(ctx: Context) -> Predictor:
+    model, info, system = tune(ctx)
+    return chat_predictor(ctx, model, system, info=info)

@@ -1,0 +1,133 @@
+"""dpo: preference tuning with TRL's DPOTrainer on pairs built from the task itself.
+
+chosen = the reference answer, rejected = the model's own wrong answer to a training
+input (greedy, generated once with tunelab.generate and cached on disk by weights and
+prompts). Pairs where the model was already right are dropped: there is no preference
+to learn; an empty answer is a wrong answer. A LoRA adapter is trained (the reference
+model is the same weights with the adapter off, so no second copy is held) and merged
+for evaluation. Put an `sft` stage
+before it (`stages: [{kind: sft}]`) for "DPO after SFT"; `tune` is the `dpo` stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import torch
+
+from tunelab import TunelabError
+from tunelab.data import Example
+from tunelab.generate import generate
+from tunelab.methods.base import Context, Predictor, chat_predictor, instruction
+from tunelab.methods.finetune import trainable_copy
+from tunelab.models import cache_root
+from tunelab.prompt import messages, render
+from tunelab.tasks.base import Task
+
+
+def is_wrong(task: Task, output: str, ex: Example) -> bool:
+    """The output scores worse than the reference itself on the task's primary metric."""
+    metric = task.metrics[task.primary]
+    got, best = task.score(output, ex)[task.primary], task.score(ex.target, ex)[task.primary]
+    return got < best if metric.higher_is_better else got > best
+
+
+def pairs(task: Task, system: str, examples: list[Example], outputs: list[str]) -> list[dict]:
+    """Conversational preference records, one per example the model got wrong."""
+    return [
+        {"prompt": messages(system, task.user_message(ex)),
+         "chosen": [{"role": "assistant", "content": ex.target}],
+         "rejected": [{"role": "assistant", "content": out}]}
+        for ex, out in zip(examples, outputs, strict=True)
+        if is_wrong(task, out, ex)
+    ]
+
+
+def fingerprint(model) -> str:
+    """Cheap identity of a model's weights: a slice and the sum of every tensor."""
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in model.state_dict().items():
+            h.update(name.encode())
+            h.update(p.flatten()[:32].float().numpy().tobytes())
+            h.update(p.float().sum().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def own_outputs(ctx: Context, model, system: str, max_new: int) -> list[str]:
+    """The model's greedy answers to the training inputs, cached on disk."""
+    prompts = [render(ctx.tok, messages(system, ctx.task.user_message(e))) for e in ctx.train]
+    key = hashlib.sha256(json.dumps([fingerprint(model), max_new, prompts]).encode()).hexdigest()[:20]
+    path = cache_root() / "own_outputs" / f"{key}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    gens = generate(model, ctx.tok, prompts, max_new, label="dpo: own outputs")
+    out = [g.text for g in gens]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out))
+    return out
+
+
+def _trainer(ctx: Context, model, data: list[dict]):
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import DPOConfig, DPOTrainer
+
+    cfg = ctx.train_cfg
+    steps = max(cfg.min_steps, round(len(data) * cfg.epochs / (cfg.batch_size * cfg.grad_accum)), 1)
+    args = DPOConfig(
+        output_dir=str(ctx.run_dir / "dpo"), beta=ctx.method.beta, learning_rate=cfg.lr,
+        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        max_steps=steps, warmup_steps=int(steps * cfg.warmup_ratio), weight_decay=cfg.weight_decay,
+        max_length=cfg.max_length, seed=ctx.seed, logging_steps=1, save_strategy="no",
+        report_to=[], disable_tqdm=True, dataloader_num_workers=0,
+        # bf16 is TRL's default and hundreds of times slower on CPUs without bf16 units
+        bf16=False, fp16=False, use_cpu=not torch.cuda.is_available(),
+        activation_checkpointing=False,
+    )
+    peft_cfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+    return DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(data),
+                      processing_class=ctx.tok, peft_config=peft_cfg)
+
+
+def tune(ctx: Context, system: str | None = None, user=None):
+    """DPO on ctx.train; returns (merged model, info, system prompt)."""
+    if user is not None:
+        raise TunelabError("dpo stage: pairs come from the task; a dpo stage cannot take `data`")
+    system = instruction(ctx, "short") if system is None else system
+    model = trainable_copy(ctx)
+    outputs = own_outputs(ctx, model, system, ctx.task.max_new_tokens)
+    data = pairs(ctx.task, system, ctx.train, outputs)
+    if not data:
+        raise TunelabError(f"dpo: the model answered all {len(ctx.train)} training inputs right; "
+                           "no preference pairs to train on")
+    trainer = _trainer(ctx, model, data)
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    tuned = trainer.model
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    info = {
+        "train_seconds": seconds, "train_steps": trainer.state.global_step,
+        "trainable_params": sum(p.numel() for p in tuned.parameters() if p.requires_grad),
+        "pairs": len(data), "right_already": len(ctx.train) - len(data), "beta": ctx.method.beta,
+        "losses": losses, "final_loss": losses[-1] if losses else None,
+        "rejected_example": data[0]["rejected"][0]["content"],
+    }
+    if ctx.train_cfg.save:
+        path = ctx.run_dir / "adapter"
+        tuned.save_pretrained(path)
+        info["artifact"] = str(path)
+    merged = tuned.merge_and_unload()
+    merged.eval()
+    for p in merged.parameters():
+        p.requires_grad_(False)
+    return merged, info, system
+
+
+def build(ctx: Context) -> Predictor:
+    model, info, system = tune(ctx)
+    return chat_predictor(ctx, model, system, info=info)

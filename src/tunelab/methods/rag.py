@@ -1,0 +1,57 @@
+"""rag: top-k passages of the task's corpus in the prompt, with their source ids.
+
+The corpus (task.corpus: a folder of .txt/.md files or a JSONL of passages) is cut into
+overlapping chunks and indexed with MiniLM + faiss; the index is saved in the run's
+folder and reloaded when the same chunks are asked for again. The instruction tells the
+model to answer only from the passages or say it does not know. Retrieval recall@k is
+recorded when examples carry `gold_passages` (source or passage ids). For "RAG + FT",
+give the method a training stage: `{name: rag, stages: [{kind: sft}]}`.
+"""
+
+from __future__ import annotations
+
+from tunelab import TunelabError
+from tunelab.data import Example
+from tunelab.methods.base import Context, Predictor, instruction
+from tunelab.prompt import messages, render
+from tunelab.retrieve import passage_index, read_corpus
+
+RULE = ("Answer only from the passages below. If they do not contain the answer, "
+        "reply exactly: I don't know.")
+
+
+def recall(gold: list[str], retrieved: list[str]) -> float:
+    """Share of gold ids found among the retrieved passage ids (a gold id may name a
+    whole source: `doc.md` matches `doc.md#3`).
+
+    >>> recall(["a.md", "b#1"], ["a.md#0", "c#2"])
+    0.5
+    """
+    hits = {r.split("#")[0] for r in retrieved} | set(retrieved)
+    return sum(g in hits for g in gold) / len(gold)
+
+
+def build(ctx: Context) -> Predictor:
+    m, task, tok = ctx.method, ctx.task, ctx.tok
+    if not task.cfg.corpus:
+        raise TunelabError(f"methods.{m.name}: rag needs task.corpus (a folder of .txt/.md "
+                           "files or a JSONL of passages)")
+    passages = read_corpus(task.path(task.cfg.corpus), m.chunk_size, m.chunk_overlap)
+    index = passage_index(passages, ctx.run_dir / "index")
+    system = f"{instruction(ctx, 'short' if m.stages else 'full')}\n{RULE}"
+    recalls: list[float] = []
+    info = {"trainable_params": 0, "passages": len(passages), "index": str(ctx.run_dir / "index"),
+            "retrieved": {}}
+
+    def to_text(ex: Example) -> str:
+        (rows,) = index.search([task.user_message(ex)], m.k)
+        ids = [index.ids[i] for i in rows]
+        info["retrieved"][ex.id] = ids
+        if ex.meta.get("gold_passages"):
+            recalls.append(recall(ex.meta["gold_passages"], ids))
+            info[f"recall_at_{m.k}"] = sum(recalls) / len(recalls)
+            info["recall_examples"] = len(recalls)
+        context = "\n\n".join(f"[{index.ids[i]}] {index.texts[i]}" for i in rows)
+        return render(tok, messages(system, f"Passages:\n{context}\n\n{task.user_message(ex)}"))
+
+    return Predictor(ctx.model, tok, to_text, info)

@@ -1,0 +1,80 @@
+"""Staged training: a method config's `stages:` run in order, then the method itself.
+
+Each stage trains on the model the previous one left (sft: LoRA through the shared
+loop, merged; dpo: TRL), on the task's examples or on another dataset (`data:`), and is
+scored on the test slice through the grid's checkpoint, so the report shows what each
+stage added. Examples: alpaca SFT then task LoRA; SFT then DPO; SFT then RAG ("RAG + FT").
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from tunelab import TunelabError
+from tunelab.config import StageConfig, TrainConfig, data_dir, from_dict, to_dict
+from tunelab.data import Example, read_examples, sample
+from tunelab.methods import dpo, lora
+from tunelab.methods.base import Context, chat_predictor
+
+STAGES = {"sft": lora.tune, "dpo": dpo.tune}
+
+GENERIC = "Follow the instruction and reply with the answer only."
+"""System prompt of stages trained on another dataset than the task's."""
+
+
+def _examples(ctx: Context, stage: StageConfig, where: str) -> list[Example]:
+    if stage.data is None:
+        return ctx.train
+    path = Path(stage.data)
+    if not path.is_absolute() and not path.exists():
+        path = data_dir() / path
+    if not path.exists():
+        raise TunelabError(f"{where}.data: {stage.data}: file not found (also not under {data_dir()})")
+    return sample(read_examples(path), stage.n, ctx.seed)
+
+
+def label(stage: StageConfig) -> str:
+    return stage.label or f"{stage.kind} on {stage.data or 'task'}"
+
+
+def run_stages(ctx: Context) -> tuple[Context, list[dict]]:
+    """The context with ctx.model replaced by the staged model, and one record per stage."""
+    records, model = [], ctx.model
+    for i, stage in enumerate(ctx.method.stages):
+        where = f"methods.{ctx.method.name}.stages[{i}]"
+        if stage.kind not in STAGES:
+            raise TunelabError(f"{where}.kind: Unknown stage '{stage.kind}'. "
+                               f"Available: {', '.join(STAGES)}")
+        train_cfg = from_dict(TrainConfig, {**to_dict(ctx.train_cfg), **stage.train}, f"{where}.train")
+        sctx = replace(ctx, model=model, train=_examples(ctx, stage, where), train_cfg=train_cfg,
+                       run_dir=ctx.run_dir / f"stage{i}")
+        sctx.run_dir.mkdir(parents=True, exist_ok=True)
+        foreign = stage.data is not None
+        model, info, system = STAGES[stage.kind](
+            sctx, GENERIC if foreign else None, (lambda e: e.input) if foreign else None)
+        record = {"stage": label(stage), "n_train": len(sctx.train), **info}
+        if ctx.checkpoint:
+            record["metrics"] = ctx.checkpoint(record["stage"], chat_predictor(ctx, model, system))
+        records.append(record)
+    return replace(ctx, model=model), records
+
+
+def with_stages(build):
+    """Wrap a method's build so its config's stages run first; costs add up."""
+
+    def staged(ctx: Context):
+        if not ctx.method.stages:
+            return build(ctx)
+        sctx, records = run_stages(ctx)
+        pred = build(sctx)
+        info = pred.info
+        info["stages"] = [{k: v for k, v in r.items() if k not in ("losses", "masked_example")}
+                          for r in records]
+        for key in ("train_seconds", "trainable_params", "train_tokens"):
+            info[key] = info.get(key, 0) + sum(r.get(key, 0) for r in records)
+        for r in records:
+            info.setdefault("masked_example", r.get("masked_example"))
+        return pred
+
+    return staged
