@@ -13,6 +13,7 @@ and excluded from step time and tokens/s. Real tokens are non-padding tokens.
 
 Arms:
   tunelab   tunelab.train.accumulate (supervised-only LM head, length-sorted micro-batches)
+  tunelab_onebatch  the same without micro-batching (the step's 8 examples padded together)
   plain     model(input_ids, attention_mask, labels=...) on a dynamically padded batch
   trl       SFTTrainer, bf16=False, its other defaults (gradient checkpointing on)
   trl_nogc  the same with gradient_checkpointing=False
@@ -38,7 +39,7 @@ from common import emit, load, machine, peak_rss_gb, rss_gb, viggo  # noqa: E402
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 LR = {"lora": 1e-3, "full": 5e-5}
 RUNS = {
-    "lora": ["tunelab", "plain", "trl", "trl_nogc"],
+    "lora": ["tunelab", "plain", "trl", "trl_nogc", "tunelab_onebatch"],
     "full": ["tunelab", "plain", "trl"],
 }
 
@@ -98,6 +99,12 @@ def tunelab_step(model, items, pad_id) -> float:
     return accumulate(model, micro_batches(items), pad_id)[0]
 
 
+def onebatch_step(model, items, pad_id) -> float:
+    from tunelab.train import accumulate
+
+    return accumulate(model, [items], pad_id)[0]
+
+
 def plain_step(model, items, pad_id) -> float:
     from tunelab.train import _collate
 
@@ -154,6 +161,8 @@ def child(method: str, arm: str, steps: int, batch: int, max_length: int) -> dic
     lr = LR[method]
     if arm == "tunelab":
         times, losses = loop(model, tok, train, batch, lr, tunelab_step)
+    elif arm == "tunelab_onebatch":
+        times, losses = loop(model, tok, train, batch, lr, onebatch_step)
     elif arm == "plain":
         times, losses = loop(model, tok, train, batch, lr, plain_step)
     elif arm in ("trl", "trl_nogc"):
@@ -180,6 +189,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--methods", default="lora,full")
+    ap.add_argument("--arms", default="", help="comma list restricting the arms run")
     a = ap.parse_args()
     if a.child:
         print("RESULT " + json.dumps(child(*a.child, a.steps, a.batch, a.max_length)), flush=True)
@@ -187,6 +197,8 @@ def main() -> None:
     rows = []
     for method in a.methods.split(","):
         for arm in RUNS[method]:
+            if a.arms and arm not in a.arms.split(","):
+                continue
             cmd = [sys.executable, __file__, "--child", method, arm, "--steps", str(a.steps),
                    "--batch", str(a.batch), "--max-length", str(a.max_length)]
             out = subprocess.run(cmd, capture_output=True, text=True)
@@ -211,9 +223,11 @@ def main() -> None:
     for method in a.methods.split(","):
         ours = by[(method, "tunelab")]
         for arm in RUNS[method][1:]:
+            if (method, arm) not in by:
+                continue
             ref = by[(method, arm)]
             figures[f"{method}_speedup_vs_{arm}"] = ours["tokens_per_s"] / ref["tokens_per_s"]
-        plain = by[(method, "plain")]["heldout_loss"]
+        plain = by[(method, "plain")]["heldout_loss"]  # the plain loop is the reference
         figures[f"{method}_heldout_rel_diff_vs_plain"] = abs(ours["heldout_loss"] - plain) / plain
     emit(figures)
 
