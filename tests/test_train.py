@@ -8,7 +8,7 @@ import torch
 from tunelab import TunelabError
 from tunelab.config import TrainConfig
 from tunelab.prompt import messages
-from tunelab.train import _collate, accumulate, completion_loss_sum, encode, train_loop
+from tunelab.train import _collate, accumulate, completion_loss_sum, encode, micro_batches, train_loop
 
 
 def _data(tok, n=8, max_length=256):
@@ -62,3 +62,18 @@ def test_training_lowers_loss(tiny):
     stats = train_loop(m, tok, _data(tok, 8), TrainConfig(batch_size=8, min_steps=15, lr=3e-3), seed=0)
     assert stats.steps == 15 and stats.losses[-1] < stats.losses[0] * 0.8
     assert stats.tokens > 0 and stats.trainable_params == sum(p.numel() for p in m.parameters())
+
+
+def test_micro_batches_give_the_large_batch_gradient(tiny):
+    model, tok = tiny
+    data = [encode(tok, messages("Convert.", "fun " * (1 + 5 * i)), f"inform(rating[{i}])", 256, f"m{i}")
+            for i in range(10)]  # mixed lengths: padding to save
+    whole, split = copy.deepcopy(model), copy.deepcopy(model)
+    loss_w, n_w, tok_w = accumulate(whole, [data], tok.pad_token_id)
+    parts = micro_batches(data, max_tokens=40)
+    assert len(parts) > 2 and sorted(e.name for b in parts for e in b) == sorted(e.name for e in data)
+    assert all(len(b) * len(b[0].ids) <= 40 or len(b) == 1 for b in parts)
+    loss_s, n_s, tok_s = accumulate(split, parts, tok.pad_token_id)
+    assert n_w == n_s and tok_w == tok_s and abs(loss_w - loss_s) < 1e-5
+    for (n, a), (_, b) in zip(whole.named_parameters(), split.named_parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6), n
