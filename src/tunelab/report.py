@@ -68,7 +68,8 @@ class Arm:
 
     @property
     def trained(self) -> bool:
-        return is_trained(json.loads(self.runs[0]["config"])["cell"]["method"])
+        cell = json.loads(self.runs[0]["config"] or "{}").get("cell", {})
+        return is_trained(cell.get("method", {"name": self.method}))
 
     @property
     def info(self) -> dict:

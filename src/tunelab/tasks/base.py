@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tunelab import TunelabError
 from tunelab.config import TaskConfig, data_dir
-from tunelab.data import DataError, Example, read_examples, sample
+from tunelab.data import DataError, Example, read_examples, sample, split
 from tunelab.metrics import METRICS, Metric, get_metric
 
 
@@ -86,6 +86,29 @@ class Task:
     def read_file(self, path, errors: list[DataError] | None = None) -> list[Example]:
         """Examples of one file in this task's format (`tunelab data check --task`)."""
         return read_examples(path, self.cfg.format, errors)
+
+    def file_splits(self) -> Splits:
+        """Splits from the files the config names: train, and validation/test if given,
+        else made from train with split_seed (recorded in the source)."""
+        c = self.cfg
+        if not c.train:
+            raise TunelabError(f"task.train: the {self.name} task needs a training file")
+        train = self.read_file(self.path(c.train))
+        made = []
+        if c.test:
+            test = self.read_file(self.path(c.test))
+        else:
+            train, test = split(train, c.split_fraction, c.split_seed)
+            made.append("test")
+        if c.validation:
+            validation = self.read_file(self.path(c.validation))
+        else:
+            train, validation = split(train, c.split_fraction, c.split_seed + 1)
+            made.append("validation")
+        source = f"files: train={c.train}, validation={c.validation}, test={c.test}"
+        if made:
+            source += f"; made {', '.join(made)} with split_seed={c.split_seed}"
+        return Splits(train, validation, test, source)
 
     def user_message(self, ex: Example) -> str:
         return ex.input

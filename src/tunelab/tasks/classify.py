@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tunelab import TunelabError
-from tunelab.data import Example, read_examples, split
+from tunelab.data import Example, read_examples
 from tunelab.metrics import CORPUS_METRICS, Metric
 from tunelab.tasks.base import Splits, Task
 
@@ -35,33 +34,15 @@ class Classify(Task):
     def read_file(self, path, errors=None) -> list[Example]:
         return read_examples(path, "label", errors)
 
-    def raw_splits(self) -> tuple[list[Example], list[Example], list[Example], str]:
-        c = self.cfg
-        if not c.train:
-            raise TunelabError("task.train: the classify task needs a training file of {text, label}")
-        train = self.read_file(self.path(c.train))
-        made = []
-        if c.test:
-            test = self.read_file(self.path(c.test))
-        else:
-            train, test = split(train, c.split_fraction, c.split_seed)
-            made.append("test")
-        if c.validation:
-            validation = self.read_file(self.path(c.validation))
-        else:
-            train, validation = split(train, c.split_fraction, c.split_seed + 1)
-            made.append("validation")
-        source = f"files: train={c.train}, validation={c.validation}, test={c.test}"
-        if made:
-            source += f"; made {', '.join(made)} with split_seed={c.split_seed}"
-        return train, validation, test, source
+    def raw_splits(self) -> Splits:
+        return self.file_splits()
 
     def splits(self) -> Splits:
-        train, validation, test, source = self.raw_splits()
-        labels = sorted({e.target for e in train})
+        s = self.raw_splits()
+        labels = sorted({e.target for e in s.train})
         if "{labels}" in self.instruction:
             self.instruction = self.instruction.format(labels=", ".join(labels))
-        return Splits(train, validation, test, source)
+        return s
 
     def clean(self, prediction: str) -> str:
         lines = prediction.strip().splitlines()

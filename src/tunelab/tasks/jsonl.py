@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tunelab import TunelabError
-from tunelab.data import read_examples, split
 from tunelab.tasks.base import Splits, Task
 
 
@@ -22,25 +20,7 @@ class Jsonl(Task):
     max_new_tokens: int = 128
 
     def splits(self) -> Splits:
-        c = self.cfg
-        if not c.train:
-            raise TunelabError("task.train: the jsonl task needs a training file")
-        train = read_examples(self.path(c.train), c.format)
-        made = []
-        if c.test:
-            test = read_examples(self.path(c.test), c.format)
-        else:
-            train, test = split(train, c.split_fraction, c.split_seed)
-            made.append("test")
-        if c.validation:
-            validation = read_examples(self.path(c.validation), c.format)
-        else:
-            train, validation = split(train, c.split_fraction, c.split_seed + 1)
-            made.append("validation")
-        source = f"files: train={c.train}, validation={c.validation}, test={c.test}"
-        if made:
-            source += f"; made {', '.join(made)} with split_seed={c.split_seed}"
-        return Splits(train, validation, test, source)
+        return self.file_splits()
 
     def describe(self) -> str:
         return "your own JSONL/JSON/CSV (prompt/completion, alpaca, messages); exact match, token F1"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tunelab.data import DataError, Example, field_str, read_records
+from tunelab.tasks.base import Splits
 from tunelab.tasks.classify import Classify
 
 
@@ -38,10 +39,10 @@ class ViggoAct(Classify):
     def read_file(self, path, errors=None) -> list[Example]:
         return read(path, errors)
 
-    def raw_splits(self):
+    def raw_splits(self) -> Splits:
         root = self.root()
-        return (read(root / "train.csv"), read(root / "validation.csv"), read(root / "test.csv"),
-                f"files: {root}/{{train,validation,test}}.csv")
+        return Splits(read(root / "train.csv"), read(root / "validation.csv"),
+                      read(root / "test.csv"), f"files: {root}/{{train,validation,test}}.csv")
 
     def describe(self) -> str:
         return "ViGGO sentence -> dialogue act (inform, request, ...); accuracy, macro-F1"
