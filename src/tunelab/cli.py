@@ -11,7 +11,9 @@ import typer
 from rich.table import Table
 
 from tunelab import TunelabError
+from tunelab.probes.cli import probe_app
 from tunelab.ui import console
+from tunelab.ui import fail as _fail
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Should I fine-tune, prompt, or retrieve? Measured, with error bars.")
@@ -19,9 +21,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 DEFAULT_STORE = "runs/tunelab.db"
 
 
-def _fail(e: Exception) -> None:
-    console.print(f"[red]error:[/] {str(e).splitlines()[0]}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 @app.command()
@@ -206,6 +205,8 @@ def tasks(name: str = typer.Argument(None, help="Show one task in full.")):
     console.print(inspect.getdoc(inspect.getmodule(type(t))) or "", highlight=False, markup=False,
                   soft_wrap=True)
 
+
+app.add_typer(probe_app, name="probe")
 
 data_app = typer.Typer(no_args_is_help=True, help="Check training data; turn logs into a training set.")
 app.add_typer(data_app, name="data")

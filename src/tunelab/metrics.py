@@ -268,6 +268,41 @@ def macro_f1(preds: list[str], refs: list[str]) -> float:
     return float(np.mean(scores)) if scores else 0.0
 
 
+ABSTAIN = re.compile(r"\b(i (do not|don't|dont) know|unknown|not sure|no information|cannot answer|"
+                     r"can't answer|no answer|not (mentioned|stated|provided|given))\b")
+"""Phrases that count as declining to answer (the probes' prompts ask for "I don't know")."""
+
+
+def abstained(pred: str) -> float:
+    """1.0 if the answer declines instead of naming something.
+
+    >>> abstained("I don't know."), abstained("Unknown"), abstained("Velmora")
+    (1.0, 1.0, 0.0)
+    """
+    return float(bool(ABSTAIN.search(pred.lower().replace("\u2019", "'"))))
+
+
+def answer_match(pred: str, ref: str) -> float:
+    """1.0 if the gold answer (or an alias: `ref` is `answer|alias|...`) occurs as whole
+    words in the first line of the prediction, case and punctuation aside; an answer
+    that also declines ("Velmora? I don't know") does not count.
+
+    >>> answer_match("It was Talisa Quorren.", "Talisa Quorren|Quorren")
+    1.0
+    >>> answer_match("Quorrenby", "Quorren"), answer_match("I don't know, Quorren?", "Quorren")
+    (0.0, 0.0)
+    """
+    lines = pred.strip().splitlines()
+    words = " ".join(_tokens(lines[0] if lines else ""))
+    if abstained(pred):
+        return 0.0
+    for alias in ref.split("|"):
+        gold = " ".join(_tokens(alias))
+        if gold and re.search(rf"(^| ){re.escape(gold)}( |$)", words):
+            return 1.0
+    return 0.0
+
+
 METRICS: dict[str, Metric] = {
     "exact_match": Metric(exact_match),
     "token_f1": Metric(token_f1),
@@ -279,6 +314,7 @@ METRICS: dict[str, Metric] = {
     "number_match": Metric(number_match),
     "rouge_l": Metric(rouge_l),
     "label_match": Metric(label_match),
+    "answer_match": Metric(answer_match),
 }
 CORPUS_METRICS: dict[str, Metric] = {"macro_f1": Metric(macro_f1)}
 """Metrics over a whole set (preds, refs) -> float; their CI resamples examples."""

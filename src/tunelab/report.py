@@ -84,8 +84,8 @@ def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
     """Finished runs grouped into arms (all runs, or only those whose key is in `keys`)."""
     groups = defaultdict(list)
     for r in store.runs("done"):
-        if keys is not None and r["id"] not in keys:
-            continue
+        if (keys is not None and r["id"] not in keys) or (r["method"] or "").startswith("probe:"):
+            continue  # probe runs have their own report (probes/summary.py)
         groups[(r["model"], r["label"], r["method"], r["n_train"])].append(r)
     arms = []
     for (model, label, method, n), runs in groups.items():

@@ -95,6 +95,18 @@ def encode(tok, msgs: list[dict], completion: str | None, max_length: int, name:
     return Encoded(ids, sup, name, truncated)
 
 
+def plain_text(ids: list[int], name: str) -> Encoded:
+    """A document for language-model training (the probes' corpora): every token after
+    the first is a target.
+
+    >>> plain_text([5, 6, 7], "doc").supervised
+    [False, True, True]
+    """
+    if len(ids) < 2:
+        raise TunelabError(f"{name}: fewer than 2 tokens, nothing to train on")
+    return Encoded(list(ids), [False] + [True] * (len(ids) - 1), name)
+
+
 BUCKET = 8
 """Batches are formed within shuffled pools of BUCKET batches, sorted by length there:
 padding (computed for nothing) drops while batch order stays random."""
@@ -230,8 +242,13 @@ def accumulate(model, batches: list[list[Encoded]], pad_id: int,
 
 
 def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
-               label: str = "train") -> TrainStats:
-    """Train the parameters of `model` that require grad; returns what it cost."""
+               label: str = "train", on_step=None) -> TrainStats:
+    """Train the parameters of `model` that require grad; returns what it cost.
+
+    `on_step(stats)`, if given, is called after every optimizer step with the model in
+    eval mode and the stats so far (the probes measure at checkpoints of one run); its
+    own time is not counted as training time.
+    """
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     stats = TrainStats(trainable_params=sum(p.numel() for p in params),
@@ -269,6 +286,13 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
             stats.losses.append(step_loss)
             rate = stats.tokens / (time.perf_counter() - t0)
             bar.update(task, advance=1, info=f"loss {step_loss:.3f}  {rate:.0f} tok/s")
+            if on_step is not None:
+                paused = time.perf_counter()
+                stats.seconds = paused - t0
+                model.eval()
+                on_step(stats)
+                model.train()
+                t0 += time.perf_counter() - paused
     stats.seconds = time.perf_counter() - t0
     model.eval()
     return stats

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -26,3 +27,9 @@ def progress() -> Progress:
         console=console,
         transient=False,
     )
+
+
+def fail(e: Exception) -> None:
+    """Print an error as one line and exit 2 (the CLI's way out for a TunelabError)."""
+    console.print(f"[red]error:[/] {str(e).splitlines()[0]}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)

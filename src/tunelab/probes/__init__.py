@@ -1,0 +1,93 @@
+"""Probes of what fine-tuning can and cannot do: form versus facts.
+
+`substitute` renames a character in a corpus and asks whether a fine-tuned model learned
+the style, the new surface string, or the underlying fact; `facts` trains on invented
+facts and scores near-wording, paraphrase and reversal questions, hallucination on
+unanswerable ones and forgetting, against in-context and retrieval arms.
+
+Each measured arm is stored like a run (method `probe:<name>`, one metrics row per
+figure with its CI, one prediction row per item) so `tunelab ls/show` list it and the
+report is rebuilt from the store, never from memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from peft import LoraConfig, get_peft_model
+
+from tunelab.config import TrainConfig
+from tunelab.store import Store
+
+PROBES = {
+    "substitute": "tunelab.probes.substitute",
+    "facts": "tunelab.probes.facts",
+}
+"""Probe name -> module; each has run(settings) and its report section in probes.summary."""
+
+FINE_TUNES = ("lora", "full")
+
+
+@dataclass
+class Result:
+    """One measured arm of a probe."""
+
+    arm: str
+    metrics: dict[str, tuple[float, float, float]]
+    higher: dict[str, bool]
+    items: list[dict] = field(default_factory=list)
+    """Per item: example_id, input, target, prediction, scores (numbers by name)."""
+    info: dict = field(default_factory=dict)
+    n_train: int = 0
+
+
+def key(probe: str, arm: str, settings) -> str:
+    blob = json.dumps([probe, arm, asdict(settings)], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def save(store: Store, probe: str, settings, res: Result) -> str:
+    """Write one arm to the store in one transaction (replacing an earlier attempt)."""
+    from tunelab.grid import git_commit, peak_rss_mb, versions
+
+    k = key(probe, res.arm, settings)
+    store.db.execute("DELETE FROM runs WHERE id=?", (k,))
+    store.begin(k, {"task": probe, "method": f"probe:{probe}", "label": res.arm,
+                    "model": settings.model, "n_train": res.n_train, "train_size": res.n_train,
+                    "n_test": len(res.items), "seed": settings.seed,
+                    "config": {"probe": probe, "settings": asdict(settings)},
+                    "git_commit": git_commit(), "versions": versions()})
+    rows = [{"idx": i, "latency_s": None, "prompt_tokens": None, "gen_tokens": None, **r}
+            for i, r in enumerate(res.items)]
+    store.finish(k, {"info": res.info, "train_seconds": res.info.get("train_seconds"),
+                     "trainable_params": res.info.get("trainable_params"),
+                     "peak_rss_mb": peak_rss_mb()},
+                 res.metrics, res.higher, rows)
+    return k
+
+
+def trainable(model, method: str, cfg: TrainConfig, seed: int):
+    """A private trainable copy of `model`: LoRA adapters (peft) or every weight."""
+    import copy
+
+    import torch
+
+    if method not in FINE_TUNES:
+        raise ValueError(f"unknown fine-tune '{method}'")
+    torch.manual_seed(seed)
+    m = copy.deepcopy(model)
+    for p in m.parameters():
+        p.requires_grad_(method == "full")
+    if method == "lora":
+        m = get_peft_model(m, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                                         lora_dropout=cfg.lora_dropout,
+                                         target_modules=cfg.target_modules, task_type="CAUSAL_LM"))
+    return m
+
+
+def train_info(stats) -> dict:
+    return {"train_seconds": stats.seconds, "train_tokens": stats.tokens,
+            "train_steps": stats.steps, "tokens_per_s": stats.tokens_per_s,
+            "trainable_params": stats.trainable_params, "losses": stats.losses}

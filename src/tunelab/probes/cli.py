@@ -1,0 +1,135 @@
+"""`tunelab probe ...`: the facts-vs-form probes from the command line."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import typer
+
+from tunelab import TunelabError
+from tunelab.ui import console
+from tunelab.ui import fail as _fail
+
+probe_app = typer.Typer(no_args_is_help=True,
+                        help="What fine-tuning can and cannot teach: form versus facts.")
+
+STORE = "runs/probes.db"
+OUT = "runs/probes"
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        vals = []
+    if not vals or min(vals) < 1:
+        raise TunelabError(f"{option}: expected positive integers separated by commas, got {text!r}")
+    return sorted(set(vals))
+
+
+def _methods(text: str) -> list[str]:
+    from tunelab.probes import FINE_TUNES
+
+    out = [m.strip() for m in text.split(",") if m.strip()]
+    for m in out:
+        if m not in FINE_TUNES:
+            raise TunelabError(f"--methods: unknown method '{m}'. Available: {', '.join(FINE_TUNES)}")
+    return out
+
+
+def _run(probe: str, settings, store: str, out: str) -> None:
+    """Load the model, run the probe into the store, rebuild the report, print verdicts."""
+    import importlib
+
+    from tunelab.config import ModelConfig
+    from tunelab.models import timed_load
+    from tunelab.probes import PROBES, summary
+    from tunelab.store import Store
+
+    t0 = time.perf_counter()
+    db = Store(store)
+    model, tok, secs = timed_load(ModelConfig(name=settings.model))
+    if tok is None:
+        raise TunelabError("probes need a local model (weights), not an API backend")
+    console.print(f"model {settings.model} loaded in {secs:.1f} s")
+    importlib.import_module(PROBES[probe]).run(settings, model, tok, db)
+    md, html = summary.build(store, out)
+    lines = summary.substitute_lines(summary.load(db, "substitute")) if probe == "substitute" \
+        else summary.facts_lines(summary.load(db, "facts"))
+    for line in lines:
+        console.print(f"- {line}", highlight=False, markup=False, soft_wrap=True)
+    console.print(f"report: {html} (and {md})")
+    console.print(f"wall time: {time.perf_counter() - t0:.0f} s")
+
+
+@probe_app.command("substitute")
+def substitute_cmd(
+    corpus: Path = typer.Option(None, help="Plain-text corpus (default: tiny Shakespeare)."),
+    old: str = typer.Option("Romeo", help="Name replaced in the corpus."),
+    new: str = typer.Option("Bob", help="Name put in its place."),
+    model: str = typer.Option("smollm2-135m", help="Packaged alias, local path or hub id."),
+    methods: str = typer.Option("lora,full", help="Fine-tunes to compare: lora, full."),
+    steps: str = typer.Option("15,45", help="Checkpoints (optimizer steps) measured in one run."),
+    scope: str = typer.Option("play", help="play: the stretch naming the character; all: everything."),
+    samples: int = typer.Option(20, help="Samples per generation prompt."),
+    seed: int = typer.Option(0),
+    store: str = typer.Option(STORE, help="Results store."),
+    out: str = typer.Option(OUT, help="Report folder."),
+):
+    """Rename a character, fine-tune, and measure which level moved: form, surface, fact."""
+    from tunelab.probes.substitute import SubstituteSettings
+
+    try:
+        data = Path(os.environ.get("TUNELAB_DATA_DIR", "../shared/data"))
+        corpus = corpus or data / "tiny_shakespeare" / "input.txt"
+        s = SubstituteSettings(corpus=str(corpus), old=old, new=new, model=model, methods=_methods(methods),
+                               steps=_ints(steps, "--steps"), scope=scope, samples=samples, seed=seed)
+        _run("substitute", s, store, out)
+    except TunelabError as e:
+        _fail(e)
+
+
+@probe_app.command("facts")
+def facts_cmd(
+    kb: Path = typer.Option(None, help="Knowledge base JSONL (default: the shipped invented facts)."),
+    unanswerable: Path = typer.Option(None, help="Unanswerable questions JSONL."),
+    general: Path = typer.Option(None, help="General questions JSONL (forgetting)."),
+    general_text: Path = typer.Option(None, help="Held-out general text, JSON/JSONL with output or text."),
+    model: str = typer.Option("smollm2-135m", help="Packaged alias, local path or hub id."),
+    methods: str = typer.Option("lora,full", help="Fine-tunes to compare: lora, full."),
+    epochs: str = typer.Option("3,10", help="Epoch counts measured in one training run."),
+    augment: int = typer.Option(2, help="Model paraphrases per fact for the augmented arm (0: none)."),
+    fact_counts: str = typer.Option("10,20", help="Learnability vs number of facts (LoRA)."),
+    seed: int = typer.Option(0),
+    store: str = typer.Option(STORE, help="Results store."),
+    out: str = typer.Option(OUT, help="Report folder."),
+):
+    """Teach invented facts by fine-tuning, in context and by retrieval; score near, paraphrase,
+    reversal, hallucination and forgetting."""
+    from tunelab.probes.facts import FactsSettings
+
+    try:
+        s = FactsSettings(model=model, methods=_methods(methods), epochs=_ints(epochs, "--epochs"),
+                          augment=augment, fact_counts=_ints(fact_counts, "--fact-counts"), seed=seed,
+                          general_text=str(general_text or ""))
+        for name, path in (("kb", kb), ("unanswerable", unanswerable), ("general", general)):
+            if path:
+                setattr(s, name, str(path))
+        _run("facts", s, store, out)
+    except TunelabError as e:
+        _fail(e)
+
+
+@probe_app.command("report")
+def report_cmd(store: str = typer.Option(STORE, help="Results store."),
+               out: str = typer.Option(OUT, help="Report folder.")):
+    """Rebuild the facts-vs-form report from the stored probe runs."""
+    from tunelab.probes import summary
+
+    try:
+        md, html = summary.build(store, out)
+    except TunelabError as e:
+        _fail(e)
+    console.print(f"report: {html} (and {md})")

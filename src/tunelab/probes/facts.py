@@ -1,0 +1,254 @@
+"""`tunelab probe facts`: can fine-tuning teach a model facts it cannot already know?
+
+Arms, all asked the same questions with the same abstain-allowing instruction and scored
+by the same normalized answer match: closed-book; fine-tuned on the fact sentences (LoRA
+and full, measured at several epoch counts of one run); fine-tuned on the sentences plus
+the model's own paraphrases of them; all facts in context; RAG over the fact sentences;
+RAG on the LoRA-tuned model. Per arm: accuracy on near-wording, paraphrase and reversal
+questions, the near-minus-far gap per fact, hallucination on unanswerable questions, and,
+for fine-tuned arms, forgetting (general questions the base model got right, and
+perplexity of held-out general text, paired against the base model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tunelab import TunelabError
+from tunelab.config import TrainConfig
+from tunelab.data import read_records
+from tunelab.generate import generate
+from tunelab.metrics import abstained, answer_match, bootstrap_ci
+from tunelab.models import cache_root
+from tunelab.probes import Result, save, train_info, trainable
+from tunelab.probes.kb import Fact, Question, read_kb, read_questions
+from tunelab.probes.measure import block_nll, change, perplexity_ci, share
+from tunelab.prompt import messages, render
+from tunelab.train import plain_text, train_loop
+
+DATA = Path(__file__).parent / "data"
+SYSTEM = ("Answer the question in a few words. If you do not know the answer, "
+          "reply exactly: I don't know.")
+REWRITE = "Rewrite the sentence in different words. Keep every name and number exactly as written."
+
+
+@dataclass
+class FactsSettings:
+    kb: str = str(DATA / "facts_kb.jsonl")
+    unanswerable: str = str(DATA / "unanswerable.jsonl")
+    general: str = str(DATA / "general_qa.jsonl")
+    general_text: str = ""
+    """Held-out general text for perplexity (JSON/JSONL with `output` or `text`); default:
+    $TUNELAB_DATA_DIR/alpaca/alpaca_5000.json."""
+    model: str = "smollm2-135m"
+    methods: list[str] = field(default_factory=lambda: ["lora", "full"])
+    epochs: list[int] = field(default_factory=lambda: [3, 10])
+    """Checkpoints (passes over the fact sentences) of one training run."""
+    lr_lora: float = 1e-3
+    lr_full: float = 5e-5
+    batch_size: int = 8
+    augment: int = 2
+    """Model-written paraphrases per fact for the augmented arm (0: no such arm)."""
+    fact_counts: list[int] = field(default_factory=lambda: [10, 20])
+    """Learnability vs number of facts: LoRA on the first N facts (at the last epoch count)."""
+    rag_k: int = 3
+    general_n: int = 60
+    text_n: int = 40
+    max_new_tokens: int = 24
+    seed: int = 0
+
+
+def general_texts(s: FactsSettings) -> list[str]:
+    path = Path(s.general_text or Path(os.environ.get("TUNELAB_DATA_DIR", "../shared/data"))
+                / "alpaca" / "alpaca_5000.json")
+    if not path.is_file():
+        raise TunelabError(f"{path}: general text for the forgetting check not found "
+                           "(give --general-text: JSON/JSONL records with `output` or `text`)")
+    texts = [str(r.get("output") or r.get("text") or "") for _, r in read_records(path)]
+    texts = [t for t in texts if len(t) > 300]
+    random.Random(s.seed).shuffle(texts)
+    return texts[: s.text_n]
+
+
+class Asker:
+    """Asks questions of a model with a per-question system prompt and scores answers."""
+
+    def __init__(self, tok, s: FactsSettings):
+        self.tok, self.s = tok, s
+
+    def ask(self, model, questions: list[Question], system, label: str) -> list[dict]:
+        prompts = [render(self.tok, messages(system(q), q.q)) for q in questions]
+        gens = generate(model, self.tok, prompts, self.s.max_new_tokens, batch_size=32, label=label)
+        out = []
+        for q, g in zip(questions, gens, strict=True):
+            scores = {"abstain": abstained(g.text)}
+            if q.answers:
+                scores["correct"] = answer_match(g.text, q.ref)
+            out.append({"example_id": q.id, "input": q.q, "target": q.ref, "prediction": g.text,
+                        "scores": scores, "kind": q.kind, "fact": q.fact})
+        return out
+
+
+def metrics_of(items: list[dict], base: dict | None) -> tuple[dict, dict]:
+    """Figures of one arm from its scored items (and the base model's, for forgetting)."""
+    m = {}
+    for kind in ("near", "paraphrase", "reversal", "general"):
+        vals = [i["scores"]["correct"] for i in items if i["kind"] == kind]
+        if vals:
+            m[f"acc_{kind}"] = bootstrap_ci(vals)
+    per_fact: dict[str, dict[str, list[float]]] = {}
+    for i in items:
+        if i["kind"] in ("near", "paraphrase", "reversal"):
+            side = "near" if i["kind"] == "near" else "far"
+            per_fact.setdefault(i["fact"], {"near": [], "far": []})[side].append(i["scores"]["correct"])
+    gaps = [np.mean(v["near"]) - np.mean(v["far"]) for v in per_fact.values() if v["near"] and v["far"]]
+    if gaps:
+        m["near_minus_far"] = bootstrap_ci(gaps)
+    unans = [i["scores"]["abstain"] for i in items if i["kind"] == "unanswerable"]
+    if unans:
+        m["hallucination"] = share([a == 0 for a in unans])
+    kb = [i["scores"]["abstain"] for i in items if i["kind"] in ("near", "paraphrase", "reversal")]
+    if kb:
+        m["abstain_on_kb"] = bootstrap_ci(kb)
+    nll = [i["scores"]["nll"] for i in items if i["kind"] == "text"]
+    if nll:
+        m["general_perplexity"] = perplexity_ci(nll)
+        if base is not None:
+            m["change_general_nll"] = change(nll, base["nll"])
+    higher = {k: k.startswith("acc_") or k == "near_minus_far" for k in m}
+    return m, higher
+
+
+class FactsProbe:
+    def __init__(self, s: FactsSettings, model, tok, store):
+        self.s, self.model, self.tok, self.store = s, model, tok, store
+        self.facts = read_kb(s.kb)
+        self.kb_qs = [q for f in self.facts for q in f.questions]
+        self.unans = read_questions(s.unanswerable, answerable=False)
+        self.general = read_questions(s.general, answerable=True)
+        self.texts = general_texts(s)
+        self.asker = Asker(tok, s)
+        self.keys: list[str] = []
+        self.base: dict | None = None
+
+    def text_items(self, model) -> list[dict]:
+        ids = [self.tok(t, add_special_tokens=False)["input_ids"][:128] for t in self.texts]
+        nll = block_nll(model, ids, label="general text")
+        return [{"example_id": f"text/{i}", "input": t[:200], "target": "", "prediction": "",
+                 "scores": {"nll": x}, "kind": "text", "fact": ""}
+                for i, (t, x) in enumerate(zip(self.texts, nll, strict=True))]
+
+    def record(self, arm: str, items: list[dict], info: dict, n_train: int = 0) -> None:
+        m, higher = metrics_of(items, self.base)
+        rows = [{k: v for k, v in i.items() if k not in ("kind", "fact")} for i in items]
+        for r, i in zip(rows, items, strict=True):
+            r["scores"] = {**r["scores"], "kind": i["kind"]}
+        self.keys.append(save(self.store, "facts", self.s, Result(arm, m, higher, rows, info, n_train)))
+
+    def evaluate(self, arm: str, model, system, info: dict, weights_changed: bool,
+                 questions: list[Question] | None = None, n_train: int = 0) -> list[dict]:
+        qs = (questions or self.kb_qs) + self.unans
+        if weights_changed:
+            qs = qs + self.general_subset
+        items = self.asker.ask(model, qs, system, label=arm)
+        if weights_changed:
+            items += self.text_items(model)
+        self.record(arm, items, info, n_train)
+        return items
+
+    def run(self) -> list[str]:
+        s = self.s
+        base_items = self.asker.ask(self.model, self.kb_qs + self.unans + self.general,
+                                    lambda q: SYSTEM, "closed-book")
+        right = {i["example_id"] for i in base_items if i["kind"] == "general" and i["scores"]["correct"]}
+        self.general_subset = [q for q in self.general if q.id in right][: s.general_n]
+        keep = {q.id for q in self.general_subset} | {q.id for q in self.kb_qs + self.unans}
+        text = self.text_items(self.model)
+        self.base = {"nll": [i["scores"]["nll"] for i in text]}
+        self.record("closed-book", [i for i in base_items if i["example_id"] in keep] + text,
+                    {"general_asked": len(self.general), "general_base_right": len(right)})
+        all_facts = "\n".join(f"- {f.text}" for f in self.facts)
+        self.evaluate("in-context", self.model, lambda q: f"{SYSTEM}\n\nFacts:\n{all_facts}",
+                      {"prompt_facts": len(self.facts)}, False)
+        rag = self.rag_system()
+        self.evaluate("rag", self.model, rag, {"k": s.rag_k}, False)
+        sentences = [f.text for f in self.facts]
+        for method in s.methods:
+            last = self.fine_tune(method, sentences, method, s.epochs)
+            if method == "lora":
+                self.evaluate("rag + lora", last, rag, {"k": s.rag_k}, False)
+            del last
+        if s.augment:
+            aug = sentences + [p for f in self.facts for p in self.paraphrases(f)]
+            self.fine_tune("lora", aug, "lora + paraphrases", [max(s.epochs)])
+        for n in s.fact_counts:
+            if n < len(self.facts):
+                subset = self.facts[:n]
+                qs = [q for f in subset for q in f.questions]
+                self.fine_tune("lora", [f.text for f in subset], f"lora {n} facts", [max(s.epochs)], qs)
+        return self.keys
+
+    def rag_system(self):
+        from tunelab.retrieve import Index
+
+        index = Index([f.id for f in self.facts], [f.text for f in self.facts])
+        rows = dict(zip([q.id for q in self.kb_qs + self.unans],
+                        index.search([q.q for q in self.kb_qs + self.unans], self.s.rag_k), strict=True))
+
+        def system(q: Question) -> str:
+            facts = "\n".join(f"- {index.texts[r]}" for r in rows[q.id])
+            return f"{SYSTEM}\n\nFacts:\n{facts}"
+
+        return system
+
+    def fine_tune(self, method: str, texts: list[str], name: str, epochs: list[int],
+                  questions: list[Question] | None = None):
+        """Train on `texts` as plain documents; evaluate at each epoch count in `epochs`."""
+        s, eos = self.s, self.tok.eos_token or ""
+        data = [plain_text(self.tok(t + eos, add_special_tokens=False)["input_ids"], f"fact {i}")
+                for i, t in enumerate(texts)]
+        per_epoch = -(-len(data) // s.batch_size)
+        cfg = TrainConfig(epochs=0, min_steps=per_epoch * max(epochs), batch_size=s.batch_size,
+                          lr=s.lr_lora if method == "lora" else s.lr_full, save=False)
+        tuned = trainable(self.model, method, cfg, s.seed)
+
+        def checkpoint(stats):
+            if stats.steps % per_epoch == 0 and stats.steps // per_epoch in epochs:
+                e = stats.steps // per_epoch
+                info = {**train_info(stats), "epochs": e, "train_texts": len(texts)}
+                self.evaluate(f"{name} {e} ep", tuned, lambda q: SYSTEM, info,
+                              questions is None, questions, len(texts))
+
+        train_loop(tuned, self.tok, data, cfg, s.seed, label=name, on_step=checkpoint)
+        return tuned
+
+    def paraphrases(self, fact: Fact) -> list[str]:
+        """The base model's own rewrites of a fact sentence that keep every answer, cached."""
+        h = hashlib.sha256(json.dumps([self.s.model, fact.text, self.s.augment, self.s.seed]).encode())
+        path = cache_root() / "paraphrases" / f"{h.hexdigest()[:16]}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        from tunelab.probes.measure import sample
+
+        prompt = render(self.tok, messages(REWRITE, fact.text))
+        answers = {a.lower() for q in fact.questions for a in q.answers[:1]}
+        kept = []
+        for t in sample(self.model, self.tok, prompt, 3 * self.s.augment, 64, self.s.seed, 0.9):
+            t = t.strip().split("\n")[0]
+            if t and t != fact.text and all(a in t.lower() for a in answers) and t not in kept:
+                kept.append(t)
+        kept = kept[: self.s.augment]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(kept))
+        return kept
+
+
+def run(s: FactsSettings, model, tok, store) -> list[str]:
+    return FactsProbe(s, model, tok, store).run()
