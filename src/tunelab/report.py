@@ -358,11 +358,16 @@ def build(store_path: str | Path, out_dir: str | Path,
         "images": {k: base64.b64encode(v).decode() for k, v in images.items()},
         "versions": json.loads(arms[0].runs[0]["versions"] or "{}"), "commit": arms[0].runs[0]["git_commit"],
     }
+    return write_pages(out, "report", "report", ctx)
+
+
+def write_pages(out: Path, name: str, template: str, ctx: dict) -> tuple[Path, Path]:
+    """Render templates/<template>.md.j2 and .html.j2 into out/<name>.md and .html."""
     env = jinja2.Environment(loader=jinja2.PackageLoader("tunelab", "templates"),
                              autoescape=jinja2.select_autoescape(["html"]))
-    md, html = out / "report.md", out / "report.html"
-    md.write_text(env.get_template("report.md.j2").render(**ctx))
-    html.write_text(env.get_template("report.html.j2").render(**ctx))
+    md, html = out / f"{name}.md", out / f"{name}.html"
+    md.write_text(env.get_template(f"{template}.md.j2").render(**ctx))
+    html.write_text(env.get_template(f"{template}.html.j2").render(**ctx))
     return md, html
 
 

@@ -99,7 +99,7 @@ def facts_cmd(
     general_text: Path = typer.Option(None, help="Held-out general text, JSON/JSONL with output or text."),
     model: str = typer.Option("smollm2-135m", help="Packaged alias, local path or hub id."),
     methods: str = typer.Option("lora,full", help="Fine-tunes to compare: lora, full."),
-    epochs: str = typer.Option("3,10", help="Epoch counts measured in one training run."),
+    epochs: str = typer.Option("2,5,10", help="Epoch counts measured in one training run."),
     augment: int = typer.Option(2, help="Model paraphrases per fact for the augmented arm (0: none)."),
     fact_counts: str = typer.Option("10,20", help="Learnability vs number of facts (LoRA)."),
     seed: int = typer.Option(0),

@@ -49,7 +49,7 @@ class FactsSettings:
     $TUNELAB_DATA_DIR/alpaca/alpaca_5000.json."""
     model: str = "smollm2-135m"
     methods: list[str] = field(default_factory=lambda: ["lora", "full"])
-    epochs: list[int] = field(default_factory=lambda: [3, 10])
+    epochs: list[int] = field(default_factory=lambda: [2, 5, 10])
     """Checkpoints (passes over the fact sentences) of one training run."""
     lr_lora: float = 1e-3
     lr_full: float = 5e-5

@@ -12,7 +12,6 @@ import json
 import re
 from pathlib import Path
 
-import jinja2
 import matplotlib
 
 matplotlib.use("Agg")
@@ -22,7 +21,7 @@ import numpy as np  # noqa: E402
 from tunelab import TunelabError  # noqa: E402
 from tunelab.metrics import paired_bootstrap  # noqa: E402
 from tunelab.probes.measure import moved  # noqa: E402
-from tunelab.report import _png  # noqa: E402
+from tunelab.report import _png, write_pages  # noqa: E402
 from tunelab.store import Store  # noqa: E402
 
 
@@ -187,9 +186,4 @@ def build(store_path: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
         (out / f"probe_{name}.png").write_bytes(data)
     ctx = {"sub": sub, "facts": facts, "sub_lines": substitute_lines(sub), "facts_lines": facts_lines(facts),
            "ci": _ci, "pct": _pct, "images": {k: base64.b64encode(v).decode() for k, v in images.items()}}
-    env = jinja2.Environment(loader=jinja2.PackageLoader("tunelab", "templates"),
-                             autoescape=jinja2.select_autoescape(["html"]))
-    md, html = out / "facts_vs_form.md", out / "facts_vs_form.html"
-    md.write_text(env.get_template("probes.md.j2").render(**ctx))
-    html.write_text(env.get_template("probes.html.j2").render(**ctx))
-    return md, html
+    return write_pages(out, "facts_vs_form", "probes", ctx)
