@@ -155,8 +155,10 @@ def _learnability(arms: dict) -> bytes:
     a1.set_xlabel("epochs over the fact sentences")
     a1.set_ylabel("accuracy %")
     a1.legend(fontsize=8)
+    subsets = [a for a in arms if re.fullmatch(r"lora \d+ facts \d+ ep", a)]
+    last = {arms[a]["info"].get("epochs") for a in subsets}
     pts = sorted((arms[a]["info"].get("train_texts", 0), a) for a in arms
-                 if re.fullmatch(r"lora (\d+ facts )?\d+ ep", a))
+                 if re.fullmatch(r"lora (\d+ facts )?\d+ ep", a) and arms[a]["info"].get("epochs") in last)
     for kind in ("near", "paraphrase"):
         a2.plot([n for n, _ in pts], [arms[a]["metrics"].get(f"acc_{kind}", {}).get("value", np.nan) * 100
                                       for _, a in pts], marker="o", label=kind)
