@@ -45,10 +45,12 @@ class Arm:
     """metric -> one mean per seed (the spread a different seed would give)."""
     show_model: bool = False
     """Several models in the report: names carry the model."""
+    sized: bool = False
+    """Its method ran at several training-set sizes (e.g. few-shot pools): a learning curve."""
 
     @property
     def name(self) -> str:
-        n = f" n={self.n_train}" if self.trained else ""
+        n = f" n={self.n_train}" if self.trained or self.sized else ""
         return f"{self.model + ' ' if self.show_model else ''}{self.label}{n}"
 
     @property
@@ -105,8 +107,12 @@ def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
         arm.ci = {k: bootstrap_ci(list(d.values())) for k, d in arm.scores.items()}
         arms.append(arm)
     several = len({a.model for a in arms}) > 1
+    sizes = defaultdict(set)
+    for a in arms:
+        sizes[a.curve].add(a.n_train)
     for a in arms:
         a.show_model = several
+        a.sized = len(sizes[a.curve]) > 1
     return sorted(arms, key=lambda a: (a.model, a.trained, a.label, a.n_train))
 
 
@@ -151,7 +157,7 @@ def enough(curve: list[Arm], metric: str) -> tuple[Arm, Arm, tuple[float, float,
 def curves(arms: list[Arm]) -> dict[tuple[str, str], list[Arm]]:
     out = defaultdict(list)
     for a in arms:
-        if a.trained:
+        if a.trained or a.sized:
             out[a.curve].append(a)
     return {k: sorted(v, key=lambda a: a.n_train) for k, v in out.items()}
 
@@ -253,7 +259,7 @@ def learning_curve(arms: list[Arm], metric: str) -> bytes:
     of per-seed means, a star at the 'enough examples' size; prompting arms as lines."""
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for a in arms:
-        if not a.trained:
+        if not (a.trained or a.sized):
             m, lo, hi = a.ci[metric]
             ax.axhline(m, ls="--", lw=1, label=a.name, color=ax._get_lines.get_next_color())
             ax.axhspan(lo, hi, alpha=0.08, color=ax.get_lines()[-1].get_color())
