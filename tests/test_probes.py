@@ -14,8 +14,8 @@ from tunelab.probes.kb import read_kb, read_questions
 
 def corpus(n: int) -> str:
     """n scenes of three distinct passages, two of them naming Romeo."""
-    return "".join(f"ROMEO:\nI will go to river {i} with Romeo and the kind friend.\n\n"
-                   f"JULIET:\nThe game {i} is good, and Romeo said so to the family.\n\n"
+    return "".join(f"ROMEO:\nI will go to river {i} with Romeo and the kind Friar.\n\n"
+                   f"JULIET:\nThe game {i} is good, and Romeo said so to Capulet.\n\n"
                    f"NURSE:\nA nice place {i} to eat near the city centre.\n\n" for i in range(n))
 
 
@@ -56,6 +56,7 @@ def test_split_keeps_cloze_passages_out_of_training():
     named_train = [p for p in sp.train if "Bob" in p or "BOB" in p]
     named_held = [p for p in sp.heldout if "Bob" in p or "BOB" in p]
     assert len(named_held) == 6 and len(named_train) == 6  # half of the 12 naming him
+    assert sp.control and all(c.rstrip() == c and not c.endswith(("Bob", "BOB")) for c in sp.control)
 
 
 def _kb_line(i: int, **over) -> dict:
@@ -157,7 +158,8 @@ def test_substitute_probe_end_to_end(tmp_path, tiny_model_dir):
     assert set(runs) == {"base", "lora 1 steps", "lora 2 steps", "full 1 steps", "full 2 steps"}
     m = Store(store).metrics(runs["lora 2 steps"]["id"])
     assert {"perplexity", "cloze_margin", "paraphrase_margin", "change_nll", "change_cloze_margin",
-            "change_paraphrase_margin", "new_letter_says_new"} <= set(m)
+            "change_paraphrase_margin", "new_letter_says_new", "control_margin", "excess_cloze",
+            "excess_paraphrase"} <= set(m)
     md = (out / "facts_vs_form.md").read_text()
     assert "## Substitution probe" in md and "lora 2 steps: form " in md
 

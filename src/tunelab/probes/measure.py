@@ -104,6 +104,22 @@ def change(after: list[float], before: list[float]) -> tuple[float, float, float
     return paired_bootstrap(after, before)
 
 
+def excess(a, b, seed: int = 0, n_resamples: int = 1000) -> tuple[float, float, float]:
+    """mean(a) - mean(b) for two independent samples, with a bootstrap interval that
+    resamples each one separately.
+
+    >>> d, lo, hi = excess([2.0, 2.2, 1.8] * 10, [0.1, -0.1, 0.0] * 10)
+    >>> round(d, 3), lo > 1.5
+    (2.0, True)
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    rng = np.random.default_rng(seed)
+    da = a[rng.integers(0, a.size, (n_resamples, a.size))].mean(1)
+    db = b[rng.integers(0, b.size, (n_resamples, b.size))].mean(1)
+    lo, hi = np.quantile(da - db, [0.025, 0.975])
+    return float(a.mean() - b.mean()), float(lo), float(hi)
+
+
 def moved(ci: tuple[float, float, float]) -> bool:
     """A change counts only when its 95% interval excludes zero.
 

@@ -6,6 +6,9 @@ level of knowledge moved (the Anyscale "Romeo -> Bob" experiment).
    passages of the corpus.
 3. Underlying fact: the same margin after paraphrased questions about the character that
    appear nowhere in the corpus (shipped in probes/data/romeo_questions.jsonl).
+   Control: the same margin before other capitalised words of held-out passages. Training
+   on a corpus full of the new name raises its probability everywhere; a level counts as
+   learned only if its margin rose more than the control's (unpaired bootstrap).
 4. Generation: the article's two prompts ("... begins with R / B ..."), sampled N times;
    how often each name appears.
 
@@ -20,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from tunelab import TunelabError
 from tunelab.config import TrainConfig
 from tunelab.data import field_str, read_records
@@ -29,6 +34,7 @@ from tunelab.probes.measure import (
     block_nll,
     blocks,
     change,
+    excess,
     margins,
     mentions,
     perplexity_ci,
@@ -99,6 +105,8 @@ class Split:
     heldout: list[str]
     cloze: list[tuple[str, str, str]]
     """(prefix, continuation with the new name, the same with the old name)."""
+    control: list[str]
+    """Prefixes ending before another capitalised word: where the name is not the answer."""
 
 
 def split_corpus(text: str, s: SubstituteSettings) -> Split:
@@ -128,8 +136,19 @@ def split_corpus(text: str, s: SubstituteSettings) -> Split:
             if prefix:
                 cloze.append((prefix, gap + m.group(0), gap + as_old(m.group(0), s.old)))
     rng.shuffle(cloze)
+    control = []
+    for i in sorted(held):
+        for m in re.finditer(r"(?<=[a-z,;] )[A-Z][a-z]+\b", passages[i]):
+            if m.group(0).lower() not in (s.new.lower(), s.old.lower()):
+                control.append(("\n\n".join(passages[max(0, i - 1) : i] + [passages[i][: m.start()]]))
+                               [-400:].rstrip())
+    if not control:
+        raise TunelabError(f"{s.corpus}: no control contexts (capitalised words inside "
+                           "sentences of the held-out passages)")
+    rng.shuffle(control)
     return Split([passages[i] for i in range(len(passages)) if i not in held],
-                 [passages[i] for i in sorted(held)], cloze[: s.max_contexts])
+                 [passages[i] for i in sorted(held)], cloze[: s.max_contexts],
+                 control[: s.max_contexts])
 
 
 def read_questions(path: str | Path) -> list[tuple[str, str]]:
@@ -149,10 +168,13 @@ def measure(model, tok, s: SubstituteSettings, sp: Split, questions, ppl_ids) ->
     cloze = margins(model, tok, prefixes, [c[1] for c in sp.cloze], [c[2] for c in sp.cloze])
     para = margins(model, tok, [q for _, q in questions], [f" {s.new}"] * len(questions),
                    [f" {s.old}"] * len(questions))
+    control = margins(model, tok, sp.control, [f" {s.new}"] * len(sp.control),
+                      [f" {s.old}"] * len(sp.control))
     gens = {name: sample(model, tok, p.format(o=s.old[0], n=s.new[0]), s.samples,
                          s.max_new_tokens, s.seed)
             for name, p in PROMPTS.items()}
-    return {"nll": block_nll(model, ppl_ids), "cloze": cloze, "para": para, "gens": gens}
+    return {"nll": block_nll(model, ppl_ids), "cloze": cloze, "para": para, "control": control,
+            "gens": gens}
 
 
 def result(arm: str, m: dict, base: dict | None, s: SubstituteSettings, sp: Split,
@@ -161,7 +183,8 @@ def result(arm: str, m: dict, base: dict | None, s: SubstituteSettings, sp: Spli
                "cloze_margin": bootstrap_ci(m["cloze"]),
                "cloze_prefers_new": share([x > 0 for x in m["cloze"]]),
                "paraphrase_margin": bootstrap_ci(m["para"]),
-               "paraphrase_prefers_new": share([x > 0 for x in m["para"]])}
+               "paraphrase_prefers_new": share([x > 0 for x in m["para"]]),
+               "control_margin": bootstrap_ci(m["control"])}
     for name, texts in m["gens"].items():
         metrics[f"{name}_says_old"] = share([mentions(t, s.old) for t in texts])
         metrics[f"{name}_says_new"] = share([mentions(t, s.new) for t in texts])
@@ -169,6 +192,10 @@ def result(arm: str, m: dict, base: dict | None, s: SubstituteSettings, sp: Spli
         metrics["change_nll"] = change(m["nll"], base["nll"])
         metrics["change_cloze_margin"] = change(m["cloze"], base["cloze"])
         metrics["change_paraphrase_margin"] = change(m["para"], base["para"])
+        metrics["change_control_margin"] = change(m["control"], base["control"])
+        d = {k: np.subtract(m[k], base[k]) for k in ("cloze", "para", "control")}
+        metrics["excess_cloze"] = excess(d["cloze"], d["control"], s.seed)
+        metrics["excess_paraphrase"] = excess(d["para"], d["control"], s.seed)
     higher = {k: not (k in ("perplexity", "change_nll") or k.endswith("_says_old")) for k in metrics}
     items = [{"example_id": f"ppl/{i}", "input": "", "target": "", "prediction": "",
               "scores": {"nll": x}} for i, x in enumerate(m["nll"])]
@@ -176,6 +203,9 @@ def result(arm: str, m: dict, base: dict | None, s: SubstituteSettings, sp: Spli
                "scores": {"margin": x}} for i, (c, x) in enumerate(zip(sp.cloze, m["cloze"], strict=True))]
     items += [{"example_id": f"para/{q[0]}", "input": q[1], "target": s.new, "prediction": "",
                "scores": {"margin": x}} for q, x in zip(questions, m["para"], strict=True)]
+    items += [{"example_id": f"control/{i}", "input": c[-200:], "target": "", "prediction": "",
+               "scores": {"margin": x}}
+              for i, (c, x) in enumerate(zip(sp.control, m["control"], strict=True))]
     for name, texts in m["gens"].items():
         items += [{"example_id": f"{name}/{i}", "input": PROMPTS[name], "target": "", "prediction": t,
                    "scores": {"old": float(mentions(t, s.old)), "new": float(mentions(t, s.new))}}

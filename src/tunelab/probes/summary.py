@@ -42,6 +42,10 @@ def _ci(m: dict, name: str, fmt: str = "{:.2f}", scale: float = 1.0) -> str:
     return f"{fmt.format(v)} [{fmt.format(lo)}, {fmt.format(hi)}]"
 
 
+def _tuple(m: dict) -> tuple[float, float, float]:
+    return m["value"], m["lo"], m["hi"]
+
+
 def _pct(m: dict, name: str) -> str:
     return _ci(m, name, "{:.0f}%", 100.0)
 
@@ -59,18 +63,22 @@ def substitute_lines(arms: dict) -> list[str]:
     lines = []
     for arm in _tuned(arms):
         m = arms[arm]["metrics"]
-        levels = []
-        for what, key, shown, text in (
-            ("form", "change_nll", "perplexity", "held-out perplexity"),
-            ("surface fact", "change_cloze_margin", "cloze_margin",
-             f"cloze margin log p({new}) - log p({old})"),
-            ("underlying fact", "change_paraphrase_margin", "paraphrase_margin",
-             "margin after paraphrased questions"),
-        ):
-            c = tuple(m[key][k] for k in ("value", "lo", "hi"))
-            verb = "moved" if moved(c) else "did not move"
-            levels.append(f"{what} {verb} ({text} {b[shown]['value']:.2f} -> {m[shown]['value']:.2f}; "
-                          f"change {c[0]:+.2f}, 95% CI {c[1]:+.2f} to {c[2]:+.2f})")
+        c = _tuple(m["change_nll"])
+        levels = [f"form {'moved' if moved(c) else 'did not move'} (held-out perplexity "
+                  f"{b['perplexity']['value']:.1f} -> {m['perplexity']['value']:.1f}; NLL change "
+                  f"{c[0]:+.2f}, 95% CI {c[1]:+.2f} to {c[2]:+.2f})"]
+        ctrl = m["change_control_margin"]["value"]
+        for what, level, key in (("surface fact", "cloze", "excess_cloze"),
+                                 ("underlying fact", "paraphrase", "excess_paraphrase")):
+            e = _tuple(m[key])
+            verb = "moved" if e[1] > 0 else "did not move beyond the name's general rise"
+            levels.append(
+                f"{what} {verb} ({level} margin log p({new}) - log p({old}) "
+                f"{b[level + '_margin']['value']:+.2f} -> {m[level + '_margin']['value']:+.2f}, "
+                f"change {m['change_' + level + '_margin']['value']:+.2f} against {ctrl:+.2f} in "
+                f"control contexts: excess {e[0]:+.2f}, 95% CI {e[1]:+.2f} to {e[2]:+.2f}; "
+                f"{new} preferred in {_pct(m, level + '_prefers_new')} of items, base "
+                f"{_pct(b, level + '_prefers_new')})")
         lines.append(f"{arm}: " + "; ".join(levels) + ".")
         gens = [f"'{n}' prompt names {new} in {_pct(m, n + '_says_new')} of samples "
                 f"(base {_pct(b, n + '_says_new')}) and {old} in {_pct(m, n + '_says_old')} "
