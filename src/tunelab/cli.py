@@ -21,8 +21,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 DEFAULT_STORE = "runs/tunelab.db"
 
 
-
-
 @app.command()
 def run(
     config: Path = typer.Argument(..., help="YAML run config (see configs/)."),
