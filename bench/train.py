@@ -71,10 +71,10 @@ def setup(method: str, n_train: int, max_length: int):
 
 
 def heldout_loss(model, tok, held) -> float:
-    from tunelab.train import _collate, completion_loss_sum
+    from tunelab.train import collate, completion_loss_sum
 
     model.eval()
-    ids, att, sup = _collate(held, tok.pad_token_id)
+    ids, att, sup = collate(held, tok.pad_token_id)
     with torch.no_grad():
         return (completion_loss_sum(model, ids, att, sup) / sup[:, 1:].sum()).item()
 
@@ -106,9 +106,9 @@ def onebatch_step(model, items, pad_id) -> float:
 
 
 def plain_step(model, items, pad_id) -> float:
-    from tunelab.train import _collate
+    from tunelab.train import collate
 
-    ids, att, sup = _collate(items, pad_id)
+    ids, att, sup = collate(items, pad_id)
     labels = torch.where(sup, ids, torch.full_like(ids, -100))
     loss = model(input_ids=ids, attention_mask=att, labels=labels).loss
     loss.backward()

@@ -8,7 +8,7 @@ import torch
 from tunelab import TunelabError
 from tunelab.config import TrainConfig
 from tunelab.prompt import messages
-from tunelab.train import _collate, accumulate, completion_loss_sum, encode, micro_batches, train_loop
+from tunelab.train import accumulate, collate, completion_loss_sum, encode, micro_batches, train_loop
 
 
 def _data(tok, n=8, max_length=256):
@@ -33,7 +33,7 @@ def test_truncated_completion_fails_naming_example(tiny):
 
 def test_head_at_supervised_positions_equals_full_logits_loss(tiny):
     model, tok = tiny
-    ids, att, sup = _collate(_data(tok, 4), tok.pad_token_id)
+    ids, att, sup = collate(_data(tok, 4), tok.pad_token_id)
     labels = torch.where(sup, ids, torch.full_like(ids, -100))
     m1, m2 = copy.deepcopy(model), copy.deepcopy(model)
     ours = completion_loss_sum(m1, ids, att, sup) / sup[:, 1:].sum()

@@ -80,12 +80,13 @@ class Store:
         return row["status"] if row else None
 
     @_writes
-    def begin(self, key: str, fields: dict) -> bool:
-        """Mark a cell running (replacing an earlier crashed or failed attempt); False if
-        it is already done (another grid on this store finished it)."""
+    def begin(self, key: str, fields: dict, replace: bool = False) -> bool:
+        """Mark a cell running (replacing an earlier crashed or failed attempt, or with
+        `replace` a finished one too); False if it is already done (another grid on this
+        store finished it)."""
         with self.db:
             # The DELETE takes the write lock first, so check-and-claim is one step.
-            self.db.execute("DELETE FROM runs WHERE id=? AND status != 'done'", (key,))
+            self.db.execute("DELETE FROM runs WHERE id=? AND (status != 'done' OR ?)", (key, replace))
             cols = {"id": key, "status": "running", "started": time.time(), **fields}
             cur = self.db.execute(
                 f"INSERT OR IGNORE INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",

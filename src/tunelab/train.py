@@ -148,7 +148,7 @@ def micro_batches(items: list[Encoded], max_tokens: int = MICRO_TOKENS) -> list[
     return out
 
 
-def _collate(items: list[Encoded], pad_id: int):
+def collate(items: list[Encoded], pad_id: int):
     width = max(len(e.ids) for e in items)
     ids = torch.full((len(items), width), pad_id, dtype=torch.long)
     att = torch.zeros((len(items), width), dtype=torch.long)
@@ -233,7 +233,7 @@ def accumulate(model, batches: list[list[Encoded]], pad_id: int,
         mine = b[shard.rank :: world]
         # A process with nothing left still joins the gradient all-reduce, with zero weight.
         weight = 1.0 if mine else 0.0
-        ids, att, sup = _collate(mine or b[:1], pad_id)
+        ids, att, sup = collate(mine or b[:1], pad_id)
         loss = shard.loss_sum(model, ids, att, sup) * (weight * world / max(1, n_sup))
         loss.backward()
         total += loss.item() / world

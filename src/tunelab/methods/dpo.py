@@ -22,6 +22,7 @@ from tunelab.data import Example
 from tunelab.generate import generate
 from tunelab.methods.base import Context, Predictor, chat_predictor, instruction
 from tunelab.methods.finetune import trainable_copy
+from tunelab.methods.lora import lora_config
 from tunelab.models import cache_root
 from tunelab.prompt import messages, render
 from tunelab.tasks.base import Task
@@ -72,7 +73,6 @@ def own_outputs(ctx: Context, model, system: str, max_new: int) -> list[str]:
 
 def _trainer(ctx: Context, model, data: list[dict]):
     from datasets import Dataset
-    from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
     cfg = ctx.train_cfg
@@ -87,10 +87,8 @@ def _trainer(ctx: Context, model, data: list[dict]):
         bf16=False, fp16=False, use_cpu=not torch.cuda.is_available(),
         activation_checkpointing=False,
     )
-    peft_cfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=cfg.target_modules, task_type="CAUSAL_LM")
     return DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(data),
-                      processing_class=ctx.tok, peft_config=peft_cfg)
+                      processing_class=ctx.tok, peft_config=lora_config(cfg))
 
 
 def tune(ctx: Context, system: str | None = None, user=None):
@@ -98,7 +96,7 @@ def tune(ctx: Context, system: str | None = None, user=None):
     if user is not None:
         raise TunelabError("dpo stage: pairs come from the task; a dpo stage cannot take `data`")
     system = instruction(ctx, "short") if system is None else system
-    model = trainable_copy(ctx)
+    model = trainable_copy(ctx.model)
     outputs = own_outputs(ctx, model, system, ctx.task.max_new_tokens)
     data = pairs(ctx.task, system, ctx.train, outputs)
     if not data:

@@ -12,12 +12,19 @@ from tunelab.prompt import messages
 from tunelab.train import encode, train_loop
 
 
-def trainable_copy(ctx: Context):
+def trainable_copy(model):
     """A private copy of the base model, so cells never see each other's weights."""
-    model = copy.deepcopy(ctx.model)
+    model = copy.deepcopy(model)
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def stats_info(stats) -> dict:
+    """What a training run cost (TrainStats), as stored with the run."""
+    return {"train_seconds": stats.seconds, "train_tokens": stats.tokens,
+            "train_steps": stats.steps, "tokens_per_s": stats.tokens_per_s,
+            "trainable_params": stats.trainable_params, "losses": stats.losses}
 
 
 def fine_tune(ctx: Context, model, label: str, system: str | None = None,
@@ -34,16 +41,11 @@ def fine_tune(ctx: Context, model, label: str, system: str | None = None,
             for e in ctx.train]
     stats = train_loop(model, ctx.tok, data, cfg, ctx.seed, label=label)
     info = {
-        "train_seconds": stats.seconds,
-        "train_tokens": stats.tokens,
+        **stats_info(stats),
         "supervised_tokens": stats.supervised_tokens,
-        "train_steps": stats.steps,
-        "tokens_per_s": stats.tokens_per_s,
-        "trainable_params": stats.trainable_params,
         "truncated_examples": stats.truncated,
         "processes": stats.processes,
         "final_loss": stats.losses[-1] if stats.losses else None,
-        "losses": stats.losses,
         "masked_example": masked_view(ctx.tok, data[0]),
     }
     return system, info

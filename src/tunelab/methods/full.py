@@ -5,7 +5,7 @@ from tunelab.methods.finetune import fine_tune, trainable_copy
 
 
 def build(ctx: Context) -> Predictor:
-    model = trainable_copy(ctx)
+    model = trainable_copy(ctx.model)
     for p in model.parameters():
         p.requires_grad_(True)
     system, info = fine_tune(ctx, model, label=f"full n={len(ctx.train)}")

@@ -6,21 +6,21 @@ so generation costs the same as the base model. `tune` is also the `sft` trainin
 
 from peft import LoraConfig, get_peft_model
 
+from tunelab.config import TrainConfig
 from tunelab.methods.base import Context, Predictor, chat_predictor
 from tunelab.methods.finetune import fine_tune, trainable_copy
+
+
+def lora_config(cfg: TrainConfig) -> LoraConfig:
+    """The peft adapter the train settings describe (also used by dpo and the probes)."""
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.target_modules, task_type="CAUSAL_LM")
 
 
 def tune(ctx: Context, system: str | None = None, user=None):
     """Train a LoRA adapter on ctx.train; returns (merged model, info, system prompt)."""
     cfg = ctx.train_cfg
-    peft_cfg = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=cfg.target_modules,
-        task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(trainable_copy(ctx), peft_cfg)
+    model = get_peft_model(trainable_copy(ctx.model), lora_config(cfg))
     system, info = fine_tune(ctx, model, f"lora n={len(ctx.train)}", system, user)
     if cfg.save:
         path = ctx.run_dir / "adapter"

@@ -76,7 +76,7 @@ def init_from_text(peft_model, tok, text: str) -> None:
 
 def build(ctx: Context) -> Predictor:
     cfg = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=ctx.method.virtual_tokens)
-    peft_model = get_peft_model(trainable_copy(ctx), cfg)
+    peft_model = get_peft_model(trainable_copy(ctx.model), cfg)
     init_from_text(peft_model, ctx.tok, ctx.task.short_instruction)
     model = SoftPrompted(peft_model)
     system, info = fine_tune(ctx, model, f"prompt_tuning n={len(ctx.train)}")

@@ -16,7 +16,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from peft import LoraConfig, get_peft_model
+from peft import get_peft_model
 
 from tunelab.config import TrainConfig
 from tunelab.store import Store
@@ -53,12 +53,11 @@ def save(store: Store, probe: str, settings, res: Result) -> str:
     from tunelab.grid import git_commit, peak_rss_mb, versions
 
     k = key(probe, res.arm, settings)
-    store.db.execute("DELETE FROM runs WHERE id=?", (k,))
     store.begin(k, {"task": probe, "method": f"probe:{probe}", "label": res.arm,
                     "model": settings.model, "n_train": res.n_train, "train_size": res.n_train,
                     "n_test": len(res.items), "seed": settings.seed,
                     "config": {"probe": probe, "settings": asdict(settings)},
-                    "git_commit": git_commit(), "versions": versions()})
+                    "git_commit": git_commit(), "versions": versions()}, replace=True)
     rows = [{"idx": i, "latency_s": None, "prompt_tokens": None, "gen_tokens": None, **r}
             for i, r in enumerate(res.items)]
     store.finish(k, {"info": res.info, "train_seconds": res.info.get("train_seconds"),
@@ -70,24 +69,17 @@ def save(store: Store, probe: str, settings, res: Result) -> str:
 
 def trainable(model, method: str, cfg: TrainConfig, seed: int):
     """A private trainable copy of `model`: LoRA adapters (peft) or every weight."""
-    import copy
-
     import torch
+
+    from tunelab.methods.finetune import trainable_copy
+    from tunelab.methods.lora import lora_config
 
     if method not in FINE_TUNES:
         raise ValueError(f"unknown fine-tune '{method}'")
     torch.manual_seed(seed)
-    m = copy.deepcopy(model)
-    for p in m.parameters():
-        p.requires_grad_(method == "full")
-    if method == "lora":
-        m = get_peft_model(m, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
-                                         lora_dropout=cfg.lora_dropout,
-                                         target_modules=cfg.target_modules, task_type="CAUSAL_LM"))
-    return m
-
-
-def train_info(stats) -> dict:
-    return {"train_seconds": stats.seconds, "train_tokens": stats.tokens,
-            "train_steps": stats.steps, "tokens_per_s": stats.tokens_per_s,
-            "trainable_params": stats.trainable_params, "losses": stats.losses}
+    m = trainable_copy(model)
+    if method == "full":
+        for p in m.parameters():
+            p.requires_grad_(True)
+        return m
+    return get_peft_model(m, lora_config(cfg))

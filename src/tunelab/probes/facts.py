@@ -25,11 +25,12 @@ from tunelab import TunelabError
 from tunelab.config import TrainConfig
 from tunelab.data import read_records
 from tunelab.generate import generate
-from tunelab.metrics import abstained, answer_match, bootstrap_ci
+from tunelab.methods.finetune import stats_info
+from tunelab.metrics import abstained, answer_match, bootstrap_ci, paired_bootstrap
 from tunelab.models import cache_root
-from tunelab.probes import Result, save, train_info, trainable
+from tunelab.probes import Result, save, trainable
 from tunelab.probes.kb import Fact, Question, read_kb, read_questions
-from tunelab.probes.measure import block_nll, change, perplexity_ci, share
+from tunelab.probes.measure import block_nll, perplexity_ci, sample
 from tunelab.prompt import messages, render
 from tunelab.train import plain_text, train_loop
 
@@ -113,7 +114,7 @@ def metrics_of(items: list[dict], base: dict | None) -> tuple[dict, dict]:
         m["near_minus_far"] = bootstrap_ci(gaps)
     unans = [i["scores"]["abstain"] for i in items if i["kind"] == "unanswerable"]
     if unans:
-        m["hallucination"] = share([a == 0 for a in unans])
+        m["hallucination"] = bootstrap_ci([a == 0 for a in unans])
     kb = [i["scores"]["abstain"] for i in items if i["kind"] in ("near", "paraphrase", "reversal")]
     if kb:
         m["abstain_on_kb"] = bootstrap_ci(kb)
@@ -121,7 +122,7 @@ def metrics_of(items: list[dict], base: dict | None) -> tuple[dict, dict]:
     if nll:
         m["general_perplexity"] = perplexity_ci(nll)
         if base is not None:
-            m["change_general_nll"] = change(nll, base["nll"])
+            m["change_general_nll"] = paired_bootstrap(nll, base["nll"])
     higher = {k: k.startswith("acc_") or k == "near_minus_far" for k in m}
     return m, higher
 
@@ -134,13 +135,13 @@ class FactsProbe:
         self.unans = read_questions(s.unanswerable, answerable=False)
         self.general = read_questions(s.general, answerable=True)
         self.texts = general_texts(s)
+        self.text_ids = [tok(t, add_special_tokens=False)["input_ids"][:128] for t in self.texts]
         self.asker = Asker(tok, s)
         self.keys: list[str] = []
         self.base: dict | None = None
 
     def text_items(self, model) -> list[dict]:
-        ids = [self.tok(t, add_special_tokens=False)["input_ids"][:128] for t in self.texts]
-        nll = block_nll(model, ids, label="general text")
+        nll = block_nll(model, self.text_ids, label="general text")
         return [{"example_id": f"text/{i}", "input": t[:200], "target": "", "prediction": "",
                  "scores": {"nll": x}, "kind": "text", "fact": ""}
                 for i, (t, x) in enumerate(zip(self.texts, nll, strict=True))]
@@ -222,7 +223,7 @@ class FactsProbe:
         def checkpoint(stats):
             if stats.steps % per_epoch == 0 and stats.steps // per_epoch in epochs:
                 e = stats.steps // per_epoch
-                info = {**train_info(stats), "epochs": e, "train_texts": len(texts)}
+                info = {**stats_info(stats), "epochs": e, "train_texts": len(texts)}
                 self.evaluate(f"{name} {e} ep", tuned, lambda q: SYSTEM, info,
                               questions is None, questions, len(texts))
 
@@ -235,8 +236,6 @@ class FactsProbe:
         path = cache_root() / "paraphrases" / f"{h.hexdigest()[:16]}.json"
         if path.exists():
             return json.loads(path.read_text())
-        from tunelab.probes.measure import sample
-
         prompt = render(self.tok, messages(REWRITE, fact.text))
         answers = {a.lower() for q in fact.questions for a in q.answers[:1]}
         kept = []

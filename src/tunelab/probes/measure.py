@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tunelab.metrics import bootstrap_ci, paired_bootstrap
+from tunelab.metrics import bootstrap_ci
+from tunelab.train import Encoded, collate, plain_text
 from tunelab.ui import progress
 
 
@@ -23,32 +24,16 @@ def continuation_logprob(model, tok, prefixes: list[str], continuations: list[st
                          batch_size: int = 16) -> list[float]:
     """log p(continuation | prefix), summed over the continuation's tokens.
 
-    The pair is tokenized as one text and the continuation's tokens are those whose
-    characters start at or after len(prefix), so a merge across the boundary cannot
-    shift which tokens are scored (the prefix should not end in a space)."""
+    The pair is tokenized as one text and the scored tokens are those that end after
+    len(prefix), so a merge across the boundary cannot shift which tokens are scored
+    (the prefix should not end in a space)."""
     rows = []
-    for p, c in zip(prefixes, continuations, strict=True):
+    for i, (p, c) in enumerate(zip(prefixes, continuations, strict=True)):
         enc = tok(p + c, add_special_tokens=False, return_offsets_mapping=True)
-        ids, offs = enc["input_ids"], enc["offset_mapping"]
-        first = next(i for i, (a, b) in enumerate(offs) if b > len(p))
-        rows.append((ids, max(1, first)))
-    out = [0.0] * len(rows)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
-    for s in range(0, len(order), batch_size):
-        batch = order[s : s + batch_size]
-        width = max(len(rows[i][0]) for i in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        att = torch.zeros_like(ids)
-        for j, i in enumerate(batch):  # right padding: positions stay as in the text
-            ids[j, : len(rows[i][0])] = torch.tensor(rows[i][0])
-            att[j, : len(rows[i][0])] = 1
-        logp = F.log_softmax(model(input_ids=ids, attention_mask=att).logits.float(), -1)
-        for j, i in enumerate(batch):
-            seq, first = rows[i]
-            targets = torch.tensor(seq[first:])
-            out[i] = float(logp[j, first - 1 : len(seq) - 1].gather(1, targets[:, None]).sum())
-    return out
+        first = max(1, next(j for j, (_, b) in enumerate(enc["offset_mapping"]) if b > len(p)))
+        ids = enc["input_ids"]
+        rows.append(Encoded(ids, [j >= first for j in range(len(ids))], f"continuation {i}"))
+    return [float(x) for x in _target_logprobs(model, rows, batch_size, sum)]
 
 
 def margins(model, tok, prefixes: list[str], new: list[str], old: list[str]) -> list[float]:
@@ -65,26 +50,28 @@ def blocks(tok, text: str, length: int, limit: int | None = None) -> list[list[i
     return out[:limit] if limit else out
 
 
-@torch.no_grad()
 def block_nll(model, seqs: list[list[int]], batch_size: int = 8, label: str = "perplexity") -> list[float]:
     """Mean next-token negative log-likelihood of each token sequence."""
-    out = [0.0] * len(seqs)
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    rows = [plain_text(ids, f"sequence {i}") for i, ids in enumerate(seqs)]
+    means = _target_logprobs(model, rows, batch_size, lambda x: x.mean(), label)
+    return [-float(x) for x in means]
+
+
+@torch.no_grad()
+def _target_logprobs(model, rows: list[Encoded], batch_size: int, reduce, label: str = ""):
+    """reduce(log-probabilities of each row's supervised tokens), in input order; rows
+    are batched by length and right-padded (train.collate), so positions stay as in the text."""
+    out = [None] * len(rows)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i].ids))
     with progress() as bar:
-        task = bar.add_task(label, total=len(seqs), info="")
+        task = bar.add_task(label, total=len(rows), info="", visible=bool(label))
         for s in range(0, len(order), batch_size):
             batch = order[s : s + batch_size]
-            width = max(len(seqs[i]) for i in batch)
-            ids = torch.zeros((len(batch), width), dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.bool)
+            ids, att, sup = collate([rows[i] for i in batch], pad_id=0)
+            logp = F.log_softmax(model(input_ids=ids, attention_mask=att).logits[:, :-1].float(), -1)
+            picked = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
             for j, i in enumerate(batch):
-                ids[j, : len(seqs[i])] = torch.tensor(seqs[i])
-                mask[j, : len(seqs[i])] = True
-            logits = model(input_ids=ids, attention_mask=mask.long()).logits[:, :-1].float()
-            nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
-            keep = mask[:, 1:]
-            for j, i in enumerate(batch):
-                out[i] = float(nll[j][keep[j]].mean())
+                out[i] = reduce(picked[j][sup[j, 1:]])
             bar.advance(task, len(batch))
     return out
 
@@ -97,11 +84,6 @@ def perplexity_ci(nll: list[float]) -> tuple[float, float, float]:
     """
     m, lo, hi = bootstrap_ci(nll)
     return math.exp(m), math.exp(lo), math.exp(hi)
-
-
-def change(after: list[float], before: list[float]) -> tuple[float, float, float]:
-    """Mean paired change after - before with its bootstrap CI over the same items."""
-    return paired_bootstrap(after, before)
 
 
 def excess(a, b, seed: int = 0, n_resamples: int = 1000) -> tuple[float, float, float]:
@@ -148,8 +130,3 @@ def sample(model, tok, prompt: str, n: int, max_new_tokens: int, seed: int,
                          max_new_tokens=max_new_tokens, num_return_sequences=n,
                          pad_token_id=tok.pad_token_id or tok.eos_token_id)
     return [tok.decode(o[enc["input_ids"].shape[1]:], skip_special_tokens=True) for o in out]
-
-
-def share(flags: list[bool]) -> tuple[float, float, float]:
-    """A proportion with its bootstrap interval."""
-    return bootstrap_ci(np.asarray(flags, dtype=float))

@@ -28,18 +28,17 @@ import numpy as np
 from tunelab import TunelabError
 from tunelab.config import TrainConfig
 from tunelab.data import field_str, read_records
-from tunelab.metrics import bootstrap_ci
-from tunelab.probes import Result, save, train_info, trainable
+from tunelab.methods.finetune import stats_info
+from tunelab.metrics import bootstrap_ci, paired_bootstrap
+from tunelab.probes import Result, save, trainable
 from tunelab.probes.measure import (
     block_nll,
     blocks,
-    change,
     excess,
     margins,
     mentions,
     perplexity_ci,
     sample,
-    share,
 )
 from tunelab.train import plain_text, train_loop
 
@@ -181,18 +180,18 @@ def result(arm: str, m: dict, base: dict | None, s: SubstituteSettings, sp: Spli
            questions, info: dict, n_train: int) -> Result:
     metrics = {"perplexity": perplexity_ci(m["nll"]),
                "cloze_margin": bootstrap_ci(m["cloze"]),
-               "cloze_prefers_new": share([x > 0 for x in m["cloze"]]),
+               "cloze_prefers_new": bootstrap_ci([x > 0 for x in m["cloze"]]),
                "paraphrase_margin": bootstrap_ci(m["para"]),
-               "paraphrase_prefers_new": share([x > 0 for x in m["para"]]),
+               "paraphrase_prefers_new": bootstrap_ci([x > 0 for x in m["para"]]),
                "control_margin": bootstrap_ci(m["control"])}
     for name, texts in m["gens"].items():
-        metrics[f"{name}_says_old"] = share([mentions(t, s.old) for t in texts])
-        metrics[f"{name}_says_new"] = share([mentions(t, s.new) for t in texts])
+        metrics[f"{name}_says_old"] = bootstrap_ci([mentions(t, s.old) for t in texts])
+        metrics[f"{name}_says_new"] = bootstrap_ci([mentions(t, s.new) for t in texts])
     if base is not None:
-        metrics["change_nll"] = change(m["nll"], base["nll"])
-        metrics["change_cloze_margin"] = change(m["cloze"], base["cloze"])
-        metrics["change_paraphrase_margin"] = change(m["para"], base["para"])
-        metrics["change_control_margin"] = change(m["control"], base["control"])
+        metrics["change_nll"] = paired_bootstrap(m["nll"], base["nll"])
+        metrics["change_cloze_margin"] = paired_bootstrap(m["cloze"], base["cloze"])
+        metrics["change_paraphrase_margin"] = paired_bootstrap(m["para"], base["para"])
+        metrics["change_control_margin"] = paired_bootstrap(m["control"], base["control"])
         d = {k: np.subtract(m[k], base[k]) for k in ("cloze", "para", "control")}
         metrics["excess_cloze"] = excess(d["cloze"], d["control"], s.seed)
         metrics["excess_paraphrase"] = excess(d["para"], d["control"], s.seed)
@@ -235,7 +234,7 @@ def run(s: SubstituteSettings, model, tok, store) -> list[str]:
             if stats.steps in s.steps:
                 m = measure(tuned, tok, s, sp, questions, ppl_ids)
                 arm = f"{method} {stats.steps} steps"
-                info = {**train_info(stats), "train_blocks": len(data), "block": s.block}
+                info = {**stats_info(stats), "train_blocks": len(data), "block": s.block}
                 keys.append(save(store, "substitute", s,
                                  result(arm, m, base, s, sp, questions, info, len(data))))
 
