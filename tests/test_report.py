@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from tunelab.report import build, cost_to_reach, load_arms, recommend
 from tunelab.store import Store
@@ -61,3 +62,25 @@ def test_enough_examples_cross_model_and_cost(tmp_path):
     assert "peak RSS MB" in text and "Across models" in html.read_text()
     info = json.loads(s.runs("done")[0]["info"])
     assert info["prompts"] == ["p"]
+
+
+def test_corpus_metric_shown_with_its_stored_ci(tmp_path):
+    """macro-F1 has no per-example score: the table shows the stored value and CI,
+    averaged over seeds."""
+    s = Store(tmp_path / "s.db")
+    for seed, (m, lo, hi) in enumerate([(0.40, 0.30, 0.50), (0.60, 0.50, 0.70)]):
+        key = f"k{seed}"
+        s.begin(key, {"task": "viggo_act", "model": "m", "method": "few_shot", "label": "few_shot",
+                      "train_size": 10, "n_train": 10, "seed": seed,
+                      "config": {"task": {"name": "viggo_act"}, "cell": {}},
+                      "versions": {}, "git_commit": "x"})
+        rows = [{"idx": i, "example_id": f"e{i}", "input": "i", "target": "inform", "prediction": "inform",
+                 "scores": {"label_match": float(i % 2)}, "prompt_tokens": 10, "gen_tokens": 2,
+                 "latency_s": 0.1} for i in range(10)]
+        s.finish(key, {"info": {}, "eval_seconds": 1.0},
+                 {"label_match": (0.5, 0.2, 0.8), "macro_f1": (m, lo, hi)},
+                 {"label_match": True, "macro_f1": True}, rows)
+    (arm,) = load_arms(s)
+    assert arm.ci["macro_f1"] == pytest.approx((0.5, 0.4, 0.6))
+    md, html = build(tmp_path / "s.db", tmp_path / "rep")
+    assert "macro_f1" in md.read_text() and "0.500 [0.400, 0.600]" in html.read_text()

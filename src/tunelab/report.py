@@ -93,10 +93,12 @@ def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
     for (model, label, method, n), runs in groups.items():
         arm = Arm(model, label, method, n, runs)
         per = defaultdict(lambda: defaultdict(list))
+        stored = defaultdict(list)
         for r in runs:
             for name, m in store.metrics(r["id"]).items():
                 arm.higher[name] = bool(m["higher_is_better"])
                 arm.seed_means.setdefault(name, []).append(m["value"])
+                stored[name].append((m["value"], m["lo"], m["hi"]))
             preds = store.predictions(r["id"])
             arm.examples = arm.examples or preds
             for p in preds:
@@ -105,6 +107,9 @@ def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
                         per[name][p["example_id"]].append(v)
         arm.scores = {k: {e: float(np.mean(v)) for e, v in d.items()} for k, d in per.items()}
         arm.ci = {k: bootstrap_ci(list(d.values())) for k, d in arm.scores.items()}
+        for name, vals in stored.items():  # corpus metrics (e.g. macro-F1): no per-example score
+            if name not in arm.ci:  # the stored bootstrap CI; over seeds, the mean of each bound
+                arm.ci[name] = tuple(float(np.mean(v)) for v in zip(*vals, strict=True))
         arms.append(arm)
     several = len({a.model for a in arms}) > 1
     sizes = defaultdict(set)
@@ -344,7 +349,7 @@ def build(store_path: str | Path, out_dir: str | Path,
         raise TunelabError(f"{store_path}: runs of several tasks ({', '.join(sorted(tasks))}); "
                            "report one store per task")
     metric = primary_metric(arms)
-    metrics = list(arms[0].ci)
+    metrics = [m for m in arms[0].ci if all(m in a.ci for a in arms)]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     images = {"bars": bar_chart(arms, metric), "curve": learning_curve(arms, metric),
