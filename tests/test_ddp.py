@@ -1,6 +1,6 @@
-"""One cell's training data-parallel (accelerate's DDP, 2 CPU processes over gloo, started
-by torchrun: `accelerate launch` needs MPI for several CPU processes) gives the same
-losses as a single process, and stores the cell once."""
+"""One cell's training data-parallel (accelerate's DDP, or torch FSDP2 with `train.fsdp`;
+2 CPU processes over gloo, started by torchrun: `accelerate launch` needs MPI for several
+CPU processes) gives the same losses as a single process, and stores the cell once."""
 
 from __future__ import annotations
 
@@ -18,31 +18,42 @@ from tests.conftest import write_config
 ARGS = ["cell", "--method", "lora", "--size", "8", "--seed", "0"]
 
 
-def _losses(db, processes: int) -> list[float]:
+def _info(db, processes: int) -> dict:
     con = sqlite3.connect(db)
     rows = con.execute("SELECT info FROM runs WHERE status='done'").fetchall()
     assert len(rows) == 1
     info = json.loads(rows[0][0])
     assert info["processes"] == processes
-    return info["losses"]
+    return info
+
+
+def _predictions(db) -> list[str]:
+    return [r[0] for r in sqlite3.connect(db).execute("SELECT prediction FROM predictions ORDER BY idx")]
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes_match_single_process(tmp_path, tiny_model_dir, viggo_dir):
+@pytest.mark.parametrize("fsdp", [False, True])
+def test_ddp_two_cpu_processes_match_single_process(tmp_path, tiny_model_dir, viggo_dir, fsdp):
     launcher = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     assert launcher, "torchrun comes with torch; it must be installed"
-    method = "  - {name: lora, train_sizes: [8], train: {min_steps: 4, lora_dropout: 0.0}}\n"
+    method = ("  - {name: lora, train_sizes: [8], train: {min_steps: 4, lora_dropout: 0.0, "
+              f"fsdp: {str(fsdp).lower()}}}}}\n")
     single = write_config(tmp_path / "s.yaml", tiny_model_dir, viggo_dir, tmp_path / "s" / "t.db", method)
     ddp = write_config(tmp_path / "d.yaml", tiny_model_dir, viggo_dir, tmp_path / "d" / "t.db", method)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "tunelab", *ARGS[:1], str(single), *ARGS[1:]],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    r = subprocess.run([launcher, "--nproc_per_node", "2", "--master_port", "29533",
+    r = subprocess.run([launcher, "--nproc_per_node", "2", "--master_port", str(29533 + fsdp),
                         "-m", "tunelab", *ARGS[:1], str(ddp), *ARGS[1:]],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    one, two = _losses(tmp_path / "s" / "t.db", 1), _losses(tmp_path / "d" / "t.db", 2)
+    single, parallel = _info(tmp_path / "s" / "t.db", 1), _info(tmp_path / "d" / "t.db", 2)
+    one, two = single["losses"], parallel["losses"]
     assert len(one) == len(two) == 4
     assert two == pytest.approx(one, rel=1e-3)
     assert one[0] != one[-1]  # it trained: the loss moved
+    assert parallel["trainable_params"] == single["trainable_params"]
+    assert (single["parallel"], parallel["parallel"]) == ("none", "fsdp" if fsdp else "ddp")
+    # Process 0 evaluated the trained weights (for FSDP, gathered from the shards).
+    assert _predictions(tmp_path / "d" / "t.db") == _predictions(tmp_path / "s" / "t.db")

@@ -98,6 +98,10 @@ class TrainConfig:
     """LoRA target modules (peft syntax)."""
     save: bool = True
     """Save the adapter / weights with the run."""
+    fsdp: bool = False
+    """Under a data-parallel launch (torchrun / accelerate launch), shard weights, gradients
+    and optimizer state across the processes (torch FSDP2, one unit per decoder layer)
+    instead of replicating them (DDP). No effect in a single process."""
 
 
 @dataclass

@@ -9,6 +9,7 @@ logits at every position costs seconds per step on CPU and GBs of memory, for no
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import random
@@ -45,6 +46,8 @@ class TrainStats:
     trainable_params: int = 0
     processes: int = 1
     """Data-parallel processes that trained (accelerate launch / torchrun)."""
+    parallel: str = "none"
+    """How they shared the model: none, ddp (replicated) or fsdp (sharded)."""
 
     @property
     def tokens_per_s(self) -> float:
@@ -181,19 +184,46 @@ def completion_loss_sum(model, ids, att, sup) -> torch.Tensor:
 
 class Shard:
     """This process's share of data-parallel training (torchrun / accelerate launch):
-    rank r of w takes items r, r+w, ... of every micro-batch. Single process: (0, 1)."""
+    rank r of w takes items r, r+w, ... of every micro-batch. Single process: (0, 1).
 
-    def __init__(self, model):
+    DDP (accelerate) replicates the model. With `fsdp`, a copy of it is sharded with
+    torch's FSDP2 (`fully_shard` per decoder layer, then the rest) and trained; `finish`
+    gathers the trained weights into the caller's model on rank 0, which evaluates.
+    """
+
+    def __init__(self, model, fsdp: bool = False):
         self.rank, self.world, self.loss_fn = 0, 1, None
-        self.accelerator = None
+        self.accelerator, self.module, self.kind = None, model, "none"
         if model is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             from accelerate import Accelerator
 
             # On CPU accelerate must be told, or it ignores WORLD_SIZE and runs alone.
             self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
             self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
-            # DDP syncs gradients only for a forward run through its wrapper.
-            self.loss_fn = self.accelerator.prepare_model(_LossModule(model))
+            if fsdp:  # accelerate's FSDP is GPU-only; torch's fully_shard also runs over gloo
+                from torch.distributed.fsdp import fully_shard
+
+                self.module = copy.deepcopy(model)
+                self.loss_fn = _LossModule(self.module)
+                for m in self.module.modules():
+                    if type(m).__name__.endswith("DecoderLayer"):
+                        fully_shard(m)
+                fully_shard(self.loss_fn)  # embeddings, final norm, head: gathered per forward
+                self.kind = "fsdp"
+            else:  # DDP syncs gradients only for a forward run through its wrapper.
+                self.loss_fn = self.accelerator.prepare_model(_LossModule(model))
+                self.kind = "ddp"
+
+    def finish(self, model) -> None:
+        """FSDP: the full trained weights into `model` on rank 0 (a collective call)."""
+        if self.module is model:
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(self.module, options=StateDictOptions(full_state_dict=True,
+                                                                          cpu_offload=True))
+        if self.rank == 0:
+            model.load_state_dict(full)
 
     def loss_sum(self, model, ids, att, sup) -> torch.Tensor:
         if self.loss_fn is None:
@@ -250,9 +280,13 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
     own time is not counted as training time.
     """
     torch.manual_seed(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
+    shard = Shard(model, cfg.fsdp)
+    if on_step is not None and shard.module is not model:
+        raise TunelabError("train.fsdp: per-step callbacks (the probes) need unsharded weights")
+    params = [p for p in shard.module.parameters() if p.requires_grad]
     stats = TrainStats(trainable_params=sum(p.numel() for p in params),
-                       truncated=sum(e.truncated for e in data))
+                       truncated=sum(e.truncated for e in data), processes=shard.world,
+                       parallel=shard.kind)
     window = cfg.batch_size * cfg.grad_accum
     per_epoch = math.ceil(len(data) / window)
     total = max(cfg.min_steps, math.ceil(per_epoch * cfg.epochs))
@@ -264,9 +298,7 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
     rng = random.Random(seed)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     micro = []
-    shard = Shard(model)
-    stats.processes = shard.world
-    model.train()
+    shard.module.train()
     t0 = time.perf_counter()
     with progress() as bar:
         task = bar.add_task(label, total=total, info="")
@@ -275,7 +307,7 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
                 micro = _batches([len(e.ids) for e in data], cfg.batch_size, rng)
             group, micro = micro[: cfg.grad_accum], micro[cfg.grad_accum :]
             window = [data[i] for b in group for i in b]
-            step_loss, n_sup, n_tok = accumulate(model, micro_batches(window), pad_id, shard)
+            step_loss, n_sup, n_tok = accumulate(shard.module, micro_batches(window), pad_id, shard)
             step_loss, n_tok = shard.total(step_loss), int(shard.total(n_tok))
             stats.tokens += n_tok
             opt.step()
@@ -294,5 +326,6 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
                 model.train()
                 t0 += time.perf_counter() - paused
     stats.seconds = time.perf_counter() - t0
+    shard.finish(model)
     model.eval()
     return stats

@@ -45,6 +45,7 @@ def fine_tune(ctx: Context, model, label: str, system: str | None = None,
         "supervised_tokens": stats.supervised_tokens,
         "truncated_examples": stats.truncated,
         "processes": stats.processes,
+        "parallel": stats.parallel,
         "final_loss": stats.losses[-1] if stats.losses else None,
         "masked_example": masked_view(ctx.tok, data[0]),
     }
