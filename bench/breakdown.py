@@ -2,7 +2,7 @@
 
 Run (alone on the machine):
     flock -x /tmp/tunelab-cpu.lock env PYTHONPATH=src TUNELAB_DATA_DIR=/work/shared/data \
-        /work/main/.venv/bin/python bench/profile.py [--steps 2]
+        /work/main/.venv/bin/python bench/breakdown.py [--steps 2]
 
 Same work as bench/train.py's `tunelab` arm (first 8*(steps+1) ViGGO training examples,
 8 per step, LoRA r=16 on all 7 projections, supervised-only LM head, micro-batches):
