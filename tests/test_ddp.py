@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.conftest import write_config
 
@@ -55,5 +56,17 @@ def test_ddp_two_cpu_processes_match_single_process(tmp_path, tiny_model_dir, vi
     assert one[0] != one[-1]  # it trained: the loss moved
     assert parallel["trainable_params"] == single["trainable_params"]
     assert (single["parallel"], parallel["parallel"]) == ("none", "fsdp" if fsdp else "ddp")
-    # Process 0 evaluated the trained weights (for FSDP, gathered from the shards).
+    # Process 0 saved and evaluated the trained weights (for FSDP, gathered from the shards).
+    a, b = _adapter(single["artifact"]), _adapter(parallel["artifact"])
+    assert a.keys() == b.keys() and any("lora_B" in k for k in a)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-4), k
+        if "lora_B" in k:
+            assert a[k].abs().max() > 0, k  # B starts at zero: nonzero means it was trained
     assert _predictions(tmp_path / "d" / "t.db") == _predictions(tmp_path / "s" / "t.db")
+
+
+def _adapter(path: str) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(os.path.join(path, "adapter_model.safetensors"))
