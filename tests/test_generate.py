@@ -30,3 +30,47 @@ def test_without_prefix_reuse_same_output(tiny):
     a = generate(model, tok, prompts, 8, batch_size=2, reuse_prefix=True)
     b = generate(model, tok, prompts, 8, batch_size=2, reuse_prefix=False)
     assert [g.text for g in a] == [g.text for g in b]
+
+
+class _Table(torch.nn.Module):
+    """A stand-in LM whose greedy next token is table[current token] (no context), so the
+    text it writes is known in advance; enough for generate's stopping logic."""
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__()
+        self.table = table
+
+    def forward(self, input_ids, past_key_values=None, **_):
+        from types import SimpleNamespace
+
+        from transformers import DynamicCache
+
+        logits = torch.nn.functional.one_hot(self.table[input_ids], len(self.table)).float()
+        return SimpleNamespace(logits=logits, past_key_values=past_key_values or DynamicCache())
+
+
+def test_one_line_stops_after_the_first_nonempty_line_and_keeps_it(tiny):
+    from tunelab.generate import _line_tokens
+    from tunelab.tasks.viggo import Viggo
+
+    _, tok = tiny
+    newline, before, blank = _line_tokens(tok)
+    nl = tok("\n", add_special_tokens=False)["input_ids"][0]
+    assert nl in newline and nl in blank
+    prompts = ["game Tetris", "game Steam"]
+    start_a, start_b = (tok(p, add_special_tokens=False)["input_ids"][-1] for p in prompts)
+    words = [i for i in range(len(tok)) if i not in newline | blank | {start_a, start_b}][:4]
+    assert set(tok.all_special_ids) <= blank  # decoded as the final text is: invisible
+    a1, a2, b1, b2 = words
+    table = torch.full((len(tok),), nl)
+    # A: a1 a2 \n b1 b2 \n b1 b2 ...    B: \n b1 b2 \n b1 b2 ... (starts with a blank line)
+    for src, dst in [(start_a, a1), (a1, a2), (a2, nl), (nl, b1), (b1, b2), (b2, nl), (start_b, nl)]:
+        table[src] = dst
+    model = _Table(table)
+    full = generate(model, tok, prompts, max_new_tokens=12, batch_size=2)
+    one = generate(model, tok, prompts, max_new_tokens=12, batch_size=2, one_line=True)
+    assert [g.gen_tokens for g in full] == [12, 12]
+    assert [g.gen_tokens for g in one] == [3, 4]  # A stops at its first \n; B at its second
+    clean = Viggo.clean  # the first non-empty line, what a one-line task scores
+    assert [clean(None, g.text) for g in one] == [clean(None, g.text) for g in full]
+    assert clean(None, one[0].text) == tok.decode([a1, a2]).strip()

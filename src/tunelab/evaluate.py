@@ -31,7 +31,8 @@ def evaluate(pred: Predictor, task: Task, examples: list[Example], cfg: EvalConf
     if hasattr(pred.model, "chat"):  # API backend: same rows, generated remotely
         gens = pred.model.chat([pred.messages(e) for e in examples], max_new, label=label)
     else:
-        gens = generate(pred.model, pred.tok, prompts, max_new, cfg.batch_size, label=label)
+        gens = generate(pred.model, pred.tok, prompts, max_new, cfg.batch_size, label=label,
+                        one_line=task.one_line)
     scores = task.score_all([g.text for g in gens], examples)
     rows = []
     for i, (ex, g) in enumerate(zip(examples, gens, strict=True)):

@@ -5,11 +5,16 @@ share (the instruction and few-shot examples) for every row; here the common tok
 prefix is run once, its KV cache is repeated across each left-padded batch, and rows
 leave the batch as soon as they emit a stop token. Outputs equal one-at-a-time
 `model.generate` greedy outputs (tests/test_generate.py checks it).
+
+With `one_line`, a row also stops at the end of its first non-empty line: for tasks that
+score only that line (ViGGO, labels) the rest is wasted compute; the scored line is the
+same as with full generation, only the stored raw text is shorter.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from dataclasses import dataclass
 
@@ -44,6 +49,17 @@ def common_prefix_len(seqs: list[list[int]]) -> int:
     return n
 
 
+@functools.cache
+def _line_tokens(tok) -> tuple[frozenset[int], frozenset[int], frozenset[int]]:
+    """Token ids whose text holds a newline; of those, the ones with text before it; and
+    the ids that are only whitespace (computed once per tokenizer)."""
+    texts = tok.batch_decode([[i] for i in range(len(tok))], skip_special_tokens=True)
+    newline = frozenset(i for i, t in enumerate(texts) if "\n" in t)
+    before = frozenset(i for i in newline if texts[i].split("\n", 1)[0].strip())
+    blank = frozenset(i for i, t in enumerate(texts) if not t.strip())
+    return newline, before, blank
+
+
 def _prefill(model, suffixes, prefix_cache, prefix_len, pad_id):
     b, width = len(suffixes), max(len(s) for s in suffixes)
     ids = torch.full((b, width), pad_id, dtype=torch.long)
@@ -69,16 +85,23 @@ def _prefill(model, suffixes, prefix_cache, prefix_len, pad_id):
 
 
 @torch.no_grad()
-def _batch(model, suffixes, prefix_cache, prefix_len, pad_id, stops, max_new):
+def _batch(model, suffixes, prefix_cache, prefix_len, pad_id, stops, max_new, lines=None):
     out, mask, last = _prefill(model, suffixes, prefix_cache, prefix_len, pad_id)
     cache = out.past_key_values
     rows = list(range(len(suffixes)))  # batch row -> example, for rows still generating
     tokens: list[list[int]] = [[] for _ in suffixes]
+    started = [False] * len(suffixes)  # one_line: the row has written non-blank text
     nxt = out.logits[:, -1].argmax(-1)
     for step in range(max_new):
         keep = []
         for r, t in enumerate(nxt.tolist()):
-            tokens[rows[r]].append(t)
+            row = rows[r]
+            tokens[row].append(t)
+            if lines is not None:
+                newline, before, blank = lines
+                if t in newline and (started[row] or t in before):
+                    continue  # its first non-empty line is complete
+                started[row] = started[row] or t not in blank
             if t not in stops:
                 keep.append(r)
         if not keep or step == max_new - 1:
@@ -111,9 +134,12 @@ def generate(
     batch_size: int = 16,
     reuse_prefix: bool = True,
     label: str = "generate",
+    one_line: bool = False,
 ) -> list[Generation]:
-    """Greedy continuations of `prompts` (already rendered text), in input order."""
+    """Greedy continuations of `prompts` (already rendered text), in input order;
+    with `one_line`, each stops at the end of its first non-empty line."""
     enc = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    lines = _line_tokens(tok) if one_line else None
     stops = set(stop_ids(tok))
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     prefix_len = common_prefix_len(enc) if reuse_prefix and len(enc) > 1 else 0
@@ -131,7 +157,7 @@ def generate(
             t0 = time.perf_counter()
             toks = _batch(
                 model, [enc[i][prefix_len:] for i in batch], prefix_cache, prefix_len,
-                pad_id, stops, max_new_tokens,
+                pad_id, stops, max_new_tokens, lines,
             )
             dt = (time.perf_counter() - t0) / len(batch)
             for i, t in zip(batch, toks, strict=True):

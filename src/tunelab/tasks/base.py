@@ -39,6 +39,8 @@ class Task:
     instruction: str = "Answer the request."
     short_instruction: str = "Answer the request."
     max_new_tokens: int = 64
+    one_line: bool = False
+    """Only the first non-empty line is scored (see clean): generation stops after it."""
     metric_names: list[str] = field(default_factory=lambda: ["exact_match", "token_f1"])
     primary: str = "exact_match"
 

@@ -24,6 +24,7 @@ class Classify(Task):
     instruction: str = INSTRUCTION
     short_instruction: str = SHORT_INSTRUCTION
     max_new_tokens: int = 12
+    one_line: bool = True
     metric_names: list[str] = field(default_factory=lambda: ["label_match"])
     primary: str = "label_match"
 

@@ -48,6 +48,7 @@ class Viggo(Task):
     instruction: str = INSTRUCTION
     short_instruction: str = SHORT_INSTRUCTION
     max_new_tokens: int = 88  # longest reference MR is 80 tokens
+    one_line: bool = True
     metric_names: list[str] = field(
         default_factory=lambda: ["slot_f1", "mr_exact", "slot_precision", "slot_recall"]
     )
