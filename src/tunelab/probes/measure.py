@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -84,22 +83,6 @@ def perplexity_ci(nll: list[float]) -> tuple[float, float, float]:
     """
     m, lo, hi = bootstrap_ci(nll)
     return math.exp(m), math.exp(lo), math.exp(hi)
-
-
-def excess(a, b, seed: int = 0, n_resamples: int = 1000) -> tuple[float, float, float]:
-    """mean(a) - mean(b) for two independent samples, with a bootstrap interval that
-    resamples each one separately.
-
-    >>> d, lo, hi = excess([2.0, 2.2, 1.8] * 10, [0.1, -0.1, 0.0] * 10)
-    >>> round(d, 3), lo > 1.5
-    (2.0, True)
-    """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    rng = np.random.default_rng(seed)
-    da = a[rng.integers(0, a.size, (n_resamples, a.size))].mean(1)
-    db = b[rng.integers(0, b.size, (n_resamples, b.size))].mean(1)
-    lo, hi = np.quantile(da - db, [0.025, 0.975])
-    return float(a.mean() - b.mean()), float(lo), float(hi)
 
 
 def moved(ci: tuple[float, float, float]) -> bool:

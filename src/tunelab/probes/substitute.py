@@ -29,12 +29,11 @@ from tunelab import TunelabError
 from tunelab.config import TrainConfig
 from tunelab.data import field_str, read_records
 from tunelab.methods.finetune import stats_info
-from tunelab.metrics import bootstrap_ci, paired_bootstrap
+from tunelab.metrics import bootstrap_ci, paired_bootstrap, unpaired_bootstrap
 from tunelab.probes import Result, save, trainable
 from tunelab.probes.measure import (
     block_nll,
     blocks,
-    excess,
     margins,
     mentions,
     perplexity_ci,
@@ -193,8 +192,8 @@ def result(arm: str, m: dict, base: dict | None, s: SubstituteSettings, sp: Spli
         metrics["change_paraphrase_margin"] = paired_bootstrap(m["para"], base["para"])
         metrics["change_control_margin"] = paired_bootstrap(m["control"], base["control"])
         d = {k: np.subtract(m[k], base[k]) for k in ("cloze", "para", "control")}
-        metrics["excess_cloze"] = excess(d["cloze"], d["control"], s.seed)
-        metrics["excess_paraphrase"] = excess(d["para"], d["control"], s.seed)
+        metrics["excess_cloze"] = unpaired_bootstrap(d["cloze"], d["control"], seed=s.seed)
+        metrics["excess_paraphrase"] = unpaired_bootstrap(d["para"], d["control"], seed=s.seed)
     higher = {k: not (k in ("perplexity", "change_nll") or k.endswith("_says_old")) for k in metrics}
     items = [{"example_id": f"ppl/{i}", "input": "", "target": "", "prediction": "",
               "scores": {"nll": x}} for i, x in enumerate(m["nll"])]
