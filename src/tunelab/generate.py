@@ -91,6 +91,7 @@ def _batch(model, suffixes, prefix_cache, prefix_len, pad_id, stops, max_new, li
     rows = list(range(len(suffixes)))  # batch row -> example, for rows still generating
     tokens: list[list[int]] = [[] for _ in suffixes]
     started = [False] * len(suffixes)  # one_line: the row has written non-blank text
+    newline, before, blank = lines or (frozenset(), frozenset(), frozenset())
     nxt = out.logits[:, -1].argmax(-1)
     for step in range(max_new):
         keep = []
@@ -98,7 +99,6 @@ def _batch(model, suffixes, prefix_cache, prefix_len, pad_id, stops, max_new, li
             row = rows[r]
             tokens[row].append(t)
             if lines is not None:
-                newline, before, blank = lines
                 if t in newline and (started[row] or t in before):
                     continue  # its first non-empty line is complete
                 started[row] = started[row] or t not in blank
