@@ -74,3 +74,39 @@ def test_one_line_stops_after_the_first_nonempty_line_and_keeps_it(tiny):
     clean = Viggo.clean  # the first non-empty line, what a one-line task scores
     assert [clean(None, g.text) for g in one] == [clean(None, g.text) for g in full]
     assert clean(None, one[0].text) == tok.decode([a1, a2]).strip()
+
+
+def test_rows_leaving_the_batch_keep_outputs_equal(tiny, monkeypatch):
+    """Rows stop at different steps, so the in-place KV cache is compacted while other
+    rows go on; every output still equals model.generate's."""
+    import copy
+
+    import tunelab.generate as gen
+
+    model, tok = tiny
+    model = copy.deepcopy(model)  # the shared tiny model writes one token forever: wake it up
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    inputs = ["Tetris is a puzzle game.", "Is it on Steam?", "I liked Halo 3 a lot.",
+              "What about 2010?", "No.", "Portal 2 is rated E."]
+    prompts = [render(tok, messages("Describe the game.", x)) for x in inputs]
+
+    def naive(p, eos):
+        ids = tok(p, return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=12, do_sample=False, eos_token_id=eos,
+                                 pad_token_id=tok.pad_token_id)
+        return out[0, ids["input_ids"].shape[1]:].tolist()
+
+    first = naive(prompts[0], stop_ids(tok))
+    stop = first[min(2, len(first) - 1)]  # a token the model writes early in row 0
+    monkeypatch.setattr(gen, "stop_ids", lambda _tok: [stop])
+    got = generate(model, tok, prompts, max_new_tokens=12, batch_size=6)
+    lengths = {g.gen_tokens for g in got}
+    assert len(lengths) > 1 and min(lengths) < 12  # rows did leave the batch early
+    for p, g in zip(prompts, got, strict=True):
+        want = naive(p, [stop])
+        assert g.gen_tokens == len(want)
+        assert g.text == tok.decode([t for t in want if t != stop], skip_special_tokens=True)
