@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import emit, load, machine, peak_rss_gb, rss_gb  # noqa: E402
 
 CASES = [(128, 8, "640"), (256, 8, "640"), (512, 8, "640"), (256, 4, "640"), (256, 16, "640"),
-         (256, 8, "whole")]
+         (256, 8, "256"), (256, 8, "whole")]
 
 
 def child(length: int, batch: int, budget: str) -> dict:

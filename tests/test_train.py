@@ -77,3 +77,16 @@ def test_micro_batches_give_the_large_batch_gradient(tiny):
     assert n_w == n_s and tok_w == tok_s and abs(loss_w - loss_s) < 1e-5
     for (n, a), (_, b) in zip(whole.named_parameters(), split.named_parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, atol=1e-6), n
+
+
+def test_micro_token_budget_comes_from_the_config(tiny, monkeypatch):
+    import tunelab.train as tt
+
+    model, tok = tiny
+    seen = []
+    real = tt.micro_batches
+    monkeypatch.setattr(tt, "micro_batches", lambda items, n: seen.append(n) or real(items, n))
+    train_loop(copy.deepcopy(model), tok, _data(tok, 4), TrainConfig(micro_tokens=50, min_steps=1), seed=0)
+    assert seen == [50]
+    with pytest.raises(TunelabError, match="train.micro_tokens: must be at least 1"):
+        train_loop(copy.deepcopy(model), tok, _data(tok, 2), TrainConfig(micro_tokens=0), seed=0)

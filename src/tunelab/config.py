@@ -89,6 +89,11 @@ class TrainConfig:
     """Micro-batches per optimizer step; loss is normalised over the whole window."""
     max_length: int = 256
     """Longest tokenised example; longer ones are truncated (and counted)."""
+    micro_tokens: int = 640
+    """Padded tokens per micro-batch: a step's examples are cut, length-sorted, into pieces
+    of at most this many (at least one example each), with the same gradient. Activations
+    kept for backward grow with it; lower it (e.g. 256) where memory is short, at a small
+    cost in speed (BENCHMARKS.md, section 3)."""
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
     lora_r: int = 16

@@ -127,11 +127,11 @@ def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[li
     return batches
 
 
-MICRO_TOKENS = 640
-"""Padded-token budget of one micro-batch. A step's examples are sorted by length and
-cut into micro-batches under this budget: padding is computed for nothing, and
-accumulation over the window gives the same gradient as one batch. Matmuls of ~100-600
-rows still run near the CPU's peak, so small micro-batches cost little."""
+MICRO_TOKENS = TrainConfig.micro_tokens
+"""Padded-token budget of one micro-batch (train.micro_tokens). A step's examples are
+sorted by length and cut into micro-batches under this budget: padding is computed for
+nothing, and accumulation over the window gives the same gradient as one batch. Matmuls
+of ~100-600 rows still run near the CPU's peak, so small micro-batches cost little."""
 
 
 def micro_batches(items: list[Encoded], max_tokens: int = MICRO_TOKENS) -> list[list[Encoded]]:
@@ -279,6 +279,8 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
     eval mode and the stats so far (the probes measure at checkpoints of one run); its
     own time is not counted as training time.
     """
+    if cfg.micro_tokens < 1:
+        raise TunelabError(f"train.micro_tokens: must be at least 1, got {cfg.micro_tokens}")
     torch.manual_seed(seed)
     shard = Shard(model, cfg.fsdp)
     if on_step is not None and shard.module is not model:
@@ -310,7 +312,8 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
                 micro = _batches([len(e.ids) for e in data], cfg.batch_size, rng)
             group, micro = micro[: cfg.grad_accum], micro[cfg.grad_accum :]
             window = [data[i] for b in group for i in b]
-            step_loss, n_sup, n_tok = accumulate(shard.module, micro_batches(window), pad_id, shard)
+            parts = micro_batches(window, cfg.micro_tokens)
+            step_loss, n_sup, n_tok = accumulate(shard.module, parts, pad_id, shard)
             step_loss, n_tok = shard.total(step_loss), int(shard.total(n_tok))
             stats.tokens += n_tok
             opt.step()
