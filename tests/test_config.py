@@ -1,5 +1,6 @@
 """Config: YAML -> dataclasses -> dict round trip; shipped configs parse."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,16 @@ def test_method_overrides_train():
 def test_wrong_type_is_named():
     with pytest.raises(TunelabError, match=r"^config.train.batch_size: expected int"):
         from_dict(RunConfig, {"train": {"batch_size": "eight"}})
+
+
+def test_bad_micro_token_budget_is_named_with_its_file(tmp_path):
+    """Caught when the config is read, before any cell runs, naming the file and key."""
+    path = tmp_path / "run.yaml"
+    path.write_text("task: {name: viggo}\ntrain: {micro_tokens: 0}\n")
+    want = f"{path}: config.train.micro_tokens: must be at least 1, got 0"
+    with pytest.raises(TunelabError, match="^" + re.escape(want) + "$"):
+        load_config(path)
+    path.write_text("task: {name: viggo}\nmethods: [{name: lora, train: {micro_tokens: -5}}]\n")
+    with pytest.raises(TunelabError, match="^" + re.escape(
+            f"{path}: methods.lora.train.micro_tokens: must be at least 1, got -5") + "$"):
+        load_config(path)

@@ -109,6 +109,10 @@ class TrainConfig:
     and optimizer state across the processes (torch FSDP2, one unit per decoder layer)
     instead of replicating them (DDP). No effect in a single process."""
 
+    def __post_init__(self):
+        if self.micro_tokens < 1:
+            raise TunelabError(f"micro_tokens: must be at least 1, got {self.micro_tokens}")
+
 
 @dataclass
 class StageConfig:
@@ -229,7 +233,8 @@ def _convert(tp, value, where: str):
 
 
 def from_dict(cls, data: dict, where: str = "config"):
-    """Build dataclass `cls` from a dict, rejecting unknown keys."""
+    """Build dataclass `cls` from a dict, rejecting unknown keys. A dataclass's own check
+    (__post_init__) raises naming its field first; `where` is put before it."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]
@@ -237,7 +242,11 @@ def from_dict(cls, data: dict, where: str = "config"):
         raise TunelabError(
             f"{where}: unknown key '{unknown[0]}'. Available: {', '.join(names)}"
         )
-    return cls(**{k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()})
+    values = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**values)
+    except TunelabError as e:
+        raise TunelabError(f"{where}.{e}") from None
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -251,9 +260,12 @@ def load_config(path: str | Path) -> RunConfig:
     if not isinstance(data, dict):
         raise TunelabError(f"{path}: expected a mapping at the top level")
     try:
-        return from_dict(RunConfig, data)
+        cfg = from_dict(RunConfig, data)
+        for m in cfg.methods:  # their train overrides, checked now so the file is named
+            method_train(cfg, m)
     except TunelabError as e:
         raise TunelabError(f"{path}: {e}") from None
+    return cfg
 
 
 def to_dict(cfg) -> dict:

@@ -279,8 +279,6 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
     eval mode and the stats so far (the probes measure at checkpoints of one run); its
     own time is not counted as training time.
     """
-    if cfg.micro_tokens < 1:
-        raise TunelabError(f"train.micro_tokens: must be at least 1, got {cfg.micro_tokens}")
     torch.manual_seed(seed)
     shard = Shard(model, cfg.fsdp)
     if on_step is not None and shard.module is not model:
