@@ -109,3 +109,29 @@ def test_leaked_test_set_is_refused(tmp_path, tiny_model_dir, viggo_dir):
     cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, tmp_path / "s.db",
                        "  - {name: zero_shot}\n")
     _one_line_error(runner.invoke(app, ["run", str(cfg)]), "test.csv", "input", "leaked")
+
+
+def test_every_cell_failed_exits_non_zero_naming_the_count_and_first_error(
+        tmp_path, tiny_model_dir, viggo_dir, monkeypatch):
+    import tunelab.grid as grid
+
+    def broken(cfg, cell, *a, **k):
+        if cell.method.name in fails:
+            raise AttributeError(f"'DynamicLayer' object has no attribute 'dtype' ({cell.method.name})")
+        return real(cfg, cell, *a, **k)
+
+    real, fails = grid.compute_cell, {"zero_shot", "few_shot"}
+    monkeypatch.setattr(grid, "compute_cell", broken)
+    methods = "  - {name: zero_shot}\n  - {name: few_shot, k: 2, train_sizes: [8]}\n"
+    cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, tmp_path / "a.db", methods)
+    r = runner.invoke(app, ["run", str(cfg)])
+    assert r.exit_code == 2
+    last = [x for x in r.output.splitlines() if x.strip()][-1]
+    assert last.startswith("error: 2 of 2 cells failed; first: ")
+    assert "has no attribute 'dtype'" in last
+
+    fails = {"few_shot"}  # one of two: the report is written, with a warning line
+    cfg = write_config(tmp_path / "d.yaml", tiny_model_dir, viggo_dir, tmp_path / "b.db", methods)
+    r = runner.invoke(app, ["run", str(cfg)])
+    assert r.exit_code == 0, r.output
+    assert "warning: 1 of 2 cells failed; first: few_shot" in " ".join(r.output.split())

@@ -9,6 +9,11 @@ leave the batch as soon as they emit a stop token. Outputs equal one-at-a-time
 With `one_line`, a row also stops at the end of its first non-empty line: for tasks that
 score only that line (ViGGO, labels) the rest is wasted compute; the scored line is the
 same as with full generation, only the stored raw text is shorter.
+
+The in-place KV cache (`_Slab`) builds on transformers' `DynamicLayer`, which is not a
+stable public API: a feature check at first use (`fast_cache_problem`) and a guard on
+every batch fall back to the stock cache, with one warning line, when the installed
+transformers does not fit it. Both paths give the same outputs (tests/test_generate.py).
 """
 
 from __future__ import annotations
@@ -20,9 +25,14 @@ from dataclasses import dataclass
 
 import torch
 from transformers.cache_utils import DynamicLayer
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from tunelab.models import stop_ids
-from tunelab.ui import progress
+from tunelab.ui import console, progress
+
+# transformers 5.24 renamed the model's `past_key_values` argument and output to `cache`
+# (the old name still works there, with a deprecation warning, until 5.40).
+CACHE_KW = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
 @dataclass
@@ -72,7 +82,7 @@ class _Slab(DynamicLayer):
     def __init__(self, layer: DynamicLayer, room: int):
         super().__init__()
         b, h, n, d = layer.keys.shape
-        self.dtype, self.device, self.is_initialized = layer.dtype, layer.device, True
+        self.device, self.is_initialized = layer.keys.device, True
         self._k = layer.keys.new_empty((b, h, n + room, d))
         self._v = layer.values.new_empty((b, h, n + room, d))
         self._k[:, :, :n], self._v[:, :, :n] = layer.keys, layer.values
@@ -97,6 +107,60 @@ class _Slab(DynamicLayer):
         self._views()
 
 
+def _slab_problem() -> str | None:
+    """Why `_Slab` does not behave like the installed `DynamicLayer`, or None: the same
+    updates and row selections on both must give the same keys, values and lengths."""
+    g = torch.Generator().manual_seed(0)
+
+    def kv(b: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.randn(b, 2, n, 4, generator=g), torch.randn(b, 2, n, 4, generator=g)
+
+    try:
+        stock, base = DynamicLayer(), DynamicLayer()
+        k, v = kv(3, 5)
+        stock.update(k, v)
+        base.update(k, v)
+        slab = _Slab(base, room=3)
+        steps = [kv(3, 1), None, kv(2, 1), kv(2, 1)]  # None: row 1 leaves the batch
+        for step in steps:
+            if step is None:
+                idx = torch.tensor([0, 2])
+                stock.batch_select_indices(idx)
+                slab.batch_select_indices(idx)
+                continue
+            want, got = stock.update(*step), slab.update(*step)
+            if not all(torch.equal(a, b) for a, b in zip(want, got, strict=True)):
+                return "its keys/values differ from DynamicLayer's"
+        if slab.get_seq_length() != stock.get_seq_length():
+            return "its length differs from DynamicLayer's"
+    except Exception as e:  # any drift in the private API means: do not use it
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+_fast: dict[str, bool] = {}  # "ok": the in-place cache passed its check in this process
+
+
+def fast_cache_ok() -> bool:
+    """Whether generation may use the in-place cache; checked once per process, with one
+    warning line when it falls back to transformers' stock cache."""
+    if "ok" not in _fast:
+        why = _slab_problem()
+        if why:
+            _disable(why)
+        else:
+            _fast["ok"] = True
+    return _fast["ok"]
+
+
+def _disable(why: str) -> None:
+    import transformers
+
+    _fast["ok"] = False
+    console.print(f"[yellow]warning:[/] in-place KV cache off, using transformers' stock cache "
+                  f"(transformers {transformers.__version__}: {why})", highlight=False, soft_wrap=True)
+
+
 def _prefill(model, suffixes, prefix_cache, prefix_len, pad_id):
     b, width = len(suffixes), max(len(s) for s in suffixes)
     ids = torch.full((b, width), pad_id, dtype=torch.long)
@@ -114,20 +178,22 @@ def _prefill(model, suffixes, prefix_cache, prefix_len, pad_id):
         input_ids=ids,
         attention_mask=mask,
         position_ids=pos,
-        past_key_values=cache,
         use_cache=True,
         logits_to_keep=1,
+        **{CACHE_KW: cache},
     )
     return out, mask, pos[:, -1]
 
 
 @torch.no_grad()
-def _batch(model, suffixes, prefix_cache, prefix_len, pad_id, stops, max_new, lines=None):
+def _batch(model, suffixes, prefix_cache, prefix_len, pad_id, stops, max_new, lines=None,
+           fast=True):
     out, mask, last = _prefill(model, suffixes, prefix_cache, prefix_len, pad_id)
-    cache = out.past_key_values
-    # Only plain layers: sliding-window ones (gemma3) keep their own update rule.
-    cache.layers = [_Slab(x, max_new) if type(x) is DynamicLayer and x.keys is not None
-                    and x.keys.numel() else x for x in cache.layers]
+    cache = getattr(out, CACHE_KW)
+    if fast:
+        # Only plain layers: sliding-window ones (gemma3) keep their own update rule.
+        cache.layers = [_Slab(x, max_new) if type(x) is DynamicLayer and x.keys is not None
+                        and x.keys.numel() else x for x in cache.layers]
     rows = list(range(len(suffixes)))  # batch row -> example, for rows still generating
     tokens: list[list[int]] = [[] for _ in suffixes]
     started = [False] * len(suffixes)  # one_line: the row has written non-blank text
@@ -157,10 +223,10 @@ def _batch(model, suffixes, prefix_cache, prefix_len, pad_id, stops, max_new, li
             input_ids=nxt[:, None],
             attention_mask=mask,
             position_ids=last[:, None],
-            past_key_values=cache,
             use_cache=True,
+            **{CACHE_KW: cache},
         )
-        cache = out.past_key_values
+        cache = getattr(out, CACHE_KW)
         nxt = out.logits[:, -1].argmax(-1)
     return tokens
 
@@ -175,9 +241,11 @@ def generate(
     reuse_prefix: bool = True,
     label: str = "generate",
     one_line: bool = False,
+    fast_cache: bool | None = None,
 ) -> list[Generation]:
     """Greedy continuations of `prompts` (already rendered text), in input order;
-    with `one_line`, each stops at the end of its first non-empty line."""
+    with `one_line`, each stops at the end of its first non-empty line. `fast_cache`
+    forces the in-place KV cache on or off; None uses it where its check passed."""
     enc = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     lines = _line_tokens(tok) if one_line else None
     stops = set(stop_ids(tok))
@@ -187,7 +255,8 @@ def generate(
     prefix_cache = None
     if prefix_len > 0:
         prefix = torch.tensor([enc[0][:prefix_len]])
-        prefix_cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        prefix_out = model(input_ids=prefix, use_cache=True, logits_to_keep=1)
+        prefix_cache = getattr(prefix_out, CACHE_KW)
     order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
     results: list[Generation | None] = [None] * len(enc)
     with progress() as bar:
@@ -195,10 +264,16 @@ def generate(
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             t0 = time.perf_counter()
-            toks = _batch(
-                model, [enc[i][prefix_len:] for i in batch], prefix_cache, prefix_len,
-                pad_id, stops, max_new_tokens, lines,
-            )
+            args = (model, [enc[i][prefix_len:] for i in batch], prefix_cache, prefix_len,
+                    pad_id, stops, max_new_tokens, lines)
+            fast = fast_cache_ok() if fast_cache is None else fast_cache
+            try:
+                toks = _batch(*args, fast=fast)
+            except (AttributeError, TypeError, NotImplementedError) as e:
+                if not fast or fast_cache:
+                    raise
+                _disable(f"{type(e).__name__}: {e}")  # API drift the check did not catch
+                toks = _batch(*args, fast=False)
             dt = (time.perf_counter() - t0) / len(batch)
             for i, t in zip(batch, toks, strict=True):
                 body = t[:-1] if t and t[-1] in stops else t

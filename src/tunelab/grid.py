@@ -189,7 +189,17 @@ def run_grid(cfg: RunConfig, fail_fast: bool = False) -> list[str]:
                   f"{len(grid.splits.test)} test examples ({grid.splits.source})")
     if todo:
         EXECUTORS[cfg.executor](grid, todo, fail_fast)
-    return [c.key for c in grid.cells]
+    keys = [c.key for c in grid.cells]
+    failed = [r for r in grid.store.runs("failed") if r["id"] in set(keys)]
+    if failed:
+        first = failed[0]
+        what = (f"{len(failed)} of {len(keys)} cells failed; first: {first['label']} "
+                f"n={first['train_size']} seed={first['seed']}: {(first['error'] or '').splitlines()[0]}")
+        if len(failed) == len(keys):
+            raise TunelabError(what)
+        console.print(f"[yellow]warning:[/] {what} (tunelab ls --store {cfg.store})",
+                      highlight=False, soft_wrap=True)
+    return keys
 
 
 def run_local(grid: Grid, todo: list[Cell], fail_fast: bool) -> None:

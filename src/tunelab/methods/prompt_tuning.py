@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from peft import PromptTuningConfig, get_peft_model
 
+from tunelab.generate import CACHE_KW
 from tunelab.methods.base import Context, Predictor, chat_predictor
 from tunelab.methods.finetune import fine_tune, trainable_copy
 
@@ -41,10 +42,11 @@ class SoftPrompted(torch.nn.Module):
         out = self.base.get_decoder()(inputs_embeds=emb, attention_mask=att)
         return out.last_hidden_state[:, self.n:]
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
-                **kwargs):
+    def forward(self, input_ids, attention_mask=None, position_ids=None, **kwargs):
+        # generate passes the cache under transformers' current name (CACHE_KW)
+        cache = kwargs.pop(CACHE_KW, None)
         b, n = input_ids.shape[0], self.n
-        fresh = past_key_values is None or past_key_values.get_seq_length() == 0
+        fresh = cache is None or cache.get_seq_length() == 0
         emb = self.base.get_input_embeddings()(input_ids)
         if attention_mask is not None:
             attention_mask = torch.cat([attention_mask.new_ones((b, n)), attention_mask], dim=1)
@@ -56,7 +58,7 @@ class SoftPrompted(torch.nn.Module):
                 first = torch.arange(n, device=emb.device).expand(b, n)
                 position_ids = torch.cat([first, position_ids], dim=1)
         out = self.base(inputs_embeds=emb, attention_mask=attention_mask, position_ids=position_ids,
-                        past_key_values=past_key_values, **kwargs)
+                        **{CACHE_KW: cache}, **kwargs)
         if fresh and out.logits.shape[1] > input_ids.shape[1]:
             out.logits = out.logits[:, n:]
         return out
