@@ -374,8 +374,10 @@ def build(store_path: str | Path, out_dir: str | Path,
 
 def write_pages(out: Path, name: str, template: str, ctx: dict) -> tuple[Path, Path]:
     """Render templates/<template>.md.j2 and .html.j2 into out/<name>.md and .html."""
+    # Templates are named *.html.j2: escape by that name (select_autoescape(["html"]) never
+    # matched), so model output, inputs and errors reach the page as text, never as markup.
     env = jinja2.Environment(loader=jinja2.PackageLoader("tunelab", "templates"),
-                             autoescape=jinja2.select_autoescape(["html"]))
+                             autoescape=jinja2.select_autoescape(["html", "html.j2"]))
     md, html = out / f"{name}.md", out / f"{name}.html"
     md.write_text(env.get_template(f"{template}.md.j2").render(**ctx))
     html.write_text(env.get_template(f"{template}.html.j2").render(**ctx))
