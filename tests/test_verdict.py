@@ -4,7 +4,11 @@ sentences; arms that mean one thing; the margin setting; the printed verdict in 
 from __future__ import annotations
 
 import math
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +18,8 @@ from tunelab.config import MethodConfig, ModelConfig, TrainConfig, load_config, 
 from tunelab.report import build, load_arms
 from tunelab.store import Store
 from tunelab.verdict import Z95, compare, recommend
+
+SRC = Path(__file__).parents[1] / "src"
 
 
 def pattern(n: int, right: list[tuple[int, int]]) -> list[float]:
@@ -249,3 +255,30 @@ def test_margin_is_checked_when_the_config_is_read(tmp_path):
         with pytest.raises(TunelabError, match=r"c\.yaml: config\.report\.margin: "):
             load_config(cfg)
 
+
+def test_verdict_in_a_log_is_full_width(tmp_path):
+    """`tunelab report ... > log 2>&1`: the table and the recommendation are in the log in
+    full, one row and one finding per line, whatever the names' length; the margin stored
+    with the runs is the one used."""
+    s = Store(tmp_path / "s.db")
+    model = "HuggingFaceTB/SmolLM2-135M-Instruct-with-a-long-name"
+    cfg = {"report": {"margin": 5.0}}
+    add(s, "lora", pattern(100, [(0, 80)]), n=50, model=model, cfg=cfg)
+    add(s, "dynamic_few_shot", pattern(100, [(0, 40)]), n=50, model=model, cfg=cfg)
+    add(s, "few_shot", pattern(100, [(0, 39)]), n=50, model=model, cfg=cfg)
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env["PYTHONPATH"] = str(SRC)
+    log = tmp_path / "log"
+    with open(log, "w") as f:
+        r = subprocess.run([sys.executable, "-m", "tunelab", "report", str(tmp_path / "s.db"),
+                            "-o", str(tmp_path / "rep")], stdout=f, stderr=subprocess.STDOUT, env=env)
+    text = log.read_text()
+    assert r.returncode == 0, text
+    lines = text.splitlines()
+    assert (f"| {model} | dynamic_few_shot | 50 | 1 | 0.400 [0.310, 0.490] | 0.400 [0.310, 0.490] "
+            "| 0.400 - 0.400 |") in lines, text
+    assert ("- lora n=50 beats dynamic_few_shot by 40.0 points (95% CI 31.0 to 49.0) on "
+            "slot_f1.") in lines, text
+    assert ("- dynamic_few_shot is within 5 points of few_shot (+1.0 points, 90% CI "
+            "+0.0 to +3.0) on slot_f1.") in lines, text
+    assert "…" not in text
