@@ -282,3 +282,28 @@ def test_verdict_in_a_log_is_full_width(tmp_path):
     assert ("- dynamic_few_shot is within 5 points of few_shot (+1.0 points, 90% CI "
             "+0.0 to +3.0) on slot_f1.") in lines, text
     assert "…" not in text
+
+
+def test_one_arm_report_says_there_is_nothing_to_compare(tmp_path):
+    s = Store(tmp_path / "s.db")
+    one_arm(s)
+    md, html = build(tmp_path / "s.db", tmp_path / "rep")
+    section = md.read_text().split("## Recommendation")[1].split("## Results")[0]
+    assert "- Only one arm ran (lora n=50): there is nothing to compare it with" in section
+    assert "there is nothing to compare it with" in html.read_text()
+
+
+def test_margin_option_is_checked(tmp_path):
+    from typer.testing import CliRunner
+
+    from tunelab.cli import app
+
+    s = Store(tmp_path / "s.db")
+    equivalent(s)
+    bad = CliRunner().invoke(app, ["report", str(tmp_path / "s.db"), "-o", str(tmp_path / "r"),
+                                   "--margin", "0"])
+    assert bad.exit_code == 2 and "--margin: must be between 0 and 100 points" in bad.output
+    assert not (tmp_path / "r").exists()
+    ok = CliRunner().invoke(app, ["report", str(tmp_path / "s.db"), "-o", str(tmp_path / "r"),
+                                  "--margin", "1"])
+    assert ok.exit_code == 0 and "lora n=50 vs few_shot is undecided" in ok.output

@@ -92,6 +92,8 @@ class Comparison:
             ns.append((Z95 * self.sd / d) ** 2)
         if d < m:
             ns.append((Z90 * self.sd / (m - d)) ** 2)
+        if not ns:  # d == 0 and no margin: nothing would settle it
+            return None
         # The normal approximation can land at or below n where the bootstrap interval
         # still straddles: n is known not to be enough.
         return max(math.ceil(min(ns)), self.n + 1)
