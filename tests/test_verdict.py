@@ -34,7 +34,7 @@ def add(store: Store, method: str, scores: list[float], n: int = 0, seed: int = 
         model: str = "m", label: str | None = None, train: dict | None = None, cfg: dict | None = None,
         key: str | None = None, **settings) -> str:
     """One finished run whose per-example scores are `scores`, with a config as a grid stores it."""
-    m = MethodConfig(name=method, label=label, **settings)
+    m = MethodConfig(name=method, label=label, train=train or {}, **settings)
     cell = {"method": to_dict(m), "model": to_dict(ModelConfig(name=model)), "train_size": n,
             "seed": seed, "train": to_dict(TrainConfig(**(train or {})))}
     key = key or f"{model}-{label or method}-{n}-{seed}-{len(store.runs())}"
@@ -307,3 +307,25 @@ def test_margin_option_is_checked(tmp_path):
     ok = CliRunner().invoke(app, ["report", str(tmp_path / "s.db"), "-o", str(tmp_path / "r"),
                                   "--margin", "1"])
     assert ok.exit_code == 0 and "lora n=50 vs few_shot is undecided" in ok.output
+
+
+def test_two_entries_of_one_method_in_a_run_stay_apart(tmp_path, tiny_model_dir, viggo_dir):
+    """Through a real grid: two lora entries differing in lr are two rows named by lr, and a
+    second config on the same store with another size list adds no third lora arm."""
+    from typer.testing import CliRunner
+
+    from tests.conftest import write_config
+    from tunelab.cli import app
+
+    store = tmp_path / "runs" / "t.db"
+    two = ("  - {name: lora, train_sizes: [8], train: {lr: 0.001}}\n"
+           "  - {name: lora, train_sizes: [8], train: {lr: 0.01}}\n")
+    cfg = write_config(tmp_path / "a.yaml", tiny_model_dir, viggo_dir, store, two)
+    r = CliRunner().invoke(app, ["run", str(cfg)])
+    assert r.exit_code == 0, r.output
+    other = write_config(tmp_path / "b.yaml", tiny_model_dir, viggo_dir, store,
+                         "  - {name: lora, train_sizes: [8, 4], train: {lr: 0.01}}\n")
+    assert CliRunner().invoke(app, ["run", str(other)]).exit_code == 0
+    arms = {a.name: len(a.runs) for a in load_arms(Store(store))}
+    assert arms == {"lora (lr=0.001) n=8": 1, "lora (lr=0.01) n=4": 1, "lora (lr=0.01) n=8": 1}
+    assert "| lora (lr=0.001) | 8 | 1 |" in r.output and "| lora (lr=0.01) | 8 | 1 |" in r.output

@@ -95,12 +95,13 @@ class Arm:
 
 PARTS = {"task": TaskConfig, "eval": EvalConfig, "model": ModelConfig, "method": MethodConfig,
          "train": TrainConfig}
-NOT_ARM = {"method": ("train_sizes", "models", "label"), "train": ("save",),
+NOT_ARM = {"method": ("train_sizes", "models", "label", "train"), "train": ("save",),
            "eval": ("batch_size", "bootstrap"),
            "model": ("api_key_env", "concurrency", "max_retries", "timeout", "price_prompt",
                      "price_completion")}
 """Settings that choose which cells run, how fast, or what they are called, not what an arm
-is: the same lora n=50 from configs listing sizes [50] and [50, 100] is one arm."""
+is: the same lora n=50 from configs listing sizes [50] and [50, 100] is one arm. (A method's
+train overrides are in the resolved train settings already.)"""
 
 
 def settings(run: dict) -> dict[str, object]:
