@@ -219,7 +219,11 @@ def data_check(
     max_tokens: int = typer.Option(None, "--max-tokens", help="Flag longer records (needs --model)."),
 ):
     """Bad records (file:line: field: problem), duplicates, train/test leakage, a summary.
-    Exits 1 when there are bad records or leakage."""
+
+    Exit codes: 0 OK (duplicates are only a warning); 1 the data failed: bad records, a
+    file refused (missing, unreadable, tool calls), records over --max-tokens, or test
+    records leaked into train (the last line counts each); 2 the check could not run
+    (bad option, unknown task, tokenizer not found)."""
     from tunelab.check import check
 
     try:
