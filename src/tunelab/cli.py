@@ -165,6 +165,9 @@ def rerun_cmd(
         mark = "same" if old == new else "DIFFERS"
         console.print(f"  {name}: stored {old:.4f}  rerun {new:.4f}  {mark}")
     console.print(f"  predictions identical: {c.predictions_same}/{c.predictions_total}")
+    if c.losses[0] is not None:
+        same = "identical" if c.losses[0] == c.losses[1] else "DIFFER"
+        console.print(f"  training losses ({len(c.losses[0])} steps): {same}")
     for d in c.drift:
         console.print(f"  environment changed: {d}")
     console.print(f"{c.run_id}: {'reproduced exactly' if c.identical else 'NOT reproduced'} "
