@@ -129,6 +129,34 @@ def test_from_logs_filters_redacts_dedupes_and_reports(tmp_path):
         assert reason in r.output, reason
 
 
+def test_from_logs_drops_tool_calls_and_reply_before_question(tmp_path):
+    user, sys_m = {"role": "user", "content": "Weather in Oslo?"}, {"role": "system", "content": "S."}
+    call = {"role": "assistant", "content": None,
+            "tool_calls": [{"id": "1", "type": "function",
+                            "function": {"name": "weather", "arguments": "{}"}}]}
+    logs = _jsonl(tmp_path / "logs.jsonl", [
+        {"messages": [user], "choices": [{"message": call}]},
+        {"messages": [user, {**call, "content": ""}, {"role": "user", "content": "and?"}],
+         "choices": [{"message": {"role": "assistant", "content": "9C"}}]},
+        {"request": {"messages": [user], "tools": [{"type": "function"}]},
+         "response": {"choices": [{"message": {"role": "assistant", "content": "9C"}}]}},
+        {"messages": [sys_m, {"role": "assistant", "content": "Hi!"}]},
+        {"prompt": "2+2?", "completion": "4"},
+    ])
+    out = tmp_path / "train.jsonl"
+    r = runner.invoke(app, ["data", "from-logs", str(logs), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert [json.loads(x)["messages"][-1]["content"] for x in out.read_text().splitlines()] == ["4"]
+    text = " ".join(r.output.split())
+    for reason in (f"choices[0].message.tool_calls: a tool call; tool-call fine-tuning is not "
+                   f"supported yet (e.g. {logs}:1)",
+                   f"messages[1].tool_calls: this file has tool calls; tool-call fine-tuning is not "
+                   f"supported yet (remove the tools/tool_calls records) (e.g. {logs}:2)",
+                   "dropped 1: tools: this file has tool calls",
+                   f"messages[1].role: assistant turn before any user turn (e.g. {logs}:4)"):
+        assert reason in text, reason
+
+
 def test_from_logs_split_keeps_conversations_whole(tmp_path):
     logs, out = _logs(tmp_path), tmp_path / "chat.jsonl"
     r = runner.invoke(app, ["data", "from-logs", str(logs), "-o", str(out), "--split", "0.6,0.2,0.2",
