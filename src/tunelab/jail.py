@@ -142,6 +142,13 @@ def _send(fd: int, msg) -> None:
         view = view[os.write(fd, view):]
 
 
+def _peak_rss() -> int:
+    """This process's peak resident memory in bytes: VmHWM, which starts afresh at exec
+    (ru_maxrss does not: a child forked from a 1 GB parent reports 1 GB)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+
 def serve() -> None:
     """The child's loop: ('open', tables) | ('run', sql, limit, max_rows) | ('rss',)."""
     import resource
@@ -158,7 +165,7 @@ def serve() -> None:
             elif msg[0] == "run":
                 reply = run(con, *msg[1:])
             else:
-                reply = ([(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,)], "")
+                reply = ([(_peak_rss(),)], "")
         except MemoryError:
             reply = (None, "out of memory")
         except sqlite3.Error as e:
@@ -209,7 +216,10 @@ class Jail:
             max_rows: int = MAX_ROWS) -> tuple[list[tuple] | None, str]:
         """Like `run` in the child, but ends within time_limit + GRACE_S whatever it calls."""
         with self.lock:
+            start = time.monotonic()
             reply = self._call(("run", sql, time_limit, max_rows), time_limit + GRACE_S)
+            if reply is None and time.monotonic() - start < time_limit:
+                return None, "the query ended the SQL process"
             if reply is None:
                 return None, f"time limit {time_limit:g} s exceeded (query killed)"
             return reply
