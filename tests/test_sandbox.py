@@ -155,6 +155,7 @@ def test_memory_of_a_query_is_capped(jail):
 
 def test_execution_match_survives_a_killed_query():
     gold = "SELECT name FROM head WHERE age > 56"
+    assert execution_match(gold, gold, CONTEXT) == (1.0, "")  # the child is started
     start = time.monotonic()
     score, why = execution_match(PRINTF, gold, CONTEXT)
     assert score == 0.0 and "time limit" in why and time.monotonic() - start <= 1.0 + 0.5
