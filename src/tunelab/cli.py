@@ -185,6 +185,9 @@ def rerun_cmd(
         mark = "same" if old == new else "DIFFERS"
         console.print(f"  {name}: stored {old:.4f}  rerun {new:.4f}  {mark}")
     console.print(f"  predictions identical: {c.predictions_same}/{c.predictions_total}")
+    if c.losses[0] is not None:
+        same = "identical" if c.losses[0] == c.losses[1] else "DIFFER"
+        console.print(f"  training losses ({len(c.losses[0])} steps): {same}")
     for d in c.drift:
         console.print(f"  environment changed: {d}")
     console.print(f"{c.run_id}: {'reproduced exactly' if c.identical else 'NOT reproduced'} "
@@ -239,7 +242,11 @@ def data_check(
     max_tokens: int = typer.Option(None, "--max-tokens", help="Flag longer records (needs --model)."),
 ):
     """Bad records (file:line: field: problem), duplicates, train/test leakage, a summary.
-    Exits 1 when there are bad records or leakage."""
+
+    Exit codes: 0 OK (duplicates are only a warning); 1 the data failed: bad records, a
+    file refused (missing, unreadable, tool calls), records over --max-tokens, or test
+    records leaked into train (the last line counts each); 2 the check could not run
+    (bad option, unknown task, tokenizer not found)."""
     from tunelab.check import check
 
     try:
