@@ -46,6 +46,9 @@ class ModelConfig:
     """openai backend: price per million generated tokens."""
 
 
+SCORINGS = ("auto", "classification", "text")
+
+
 @dataclass
 class TaskConfig:
     name: str = "viggo"
@@ -60,6 +63,11 @@ class TaskConfig:
     """Test file (optional; else split off train with split_seed)."""
     format: str = "auto"
     """Record format for the jsonl task: auto, prompt_completion, alpaca, messages."""
+    scoring: str = "auto"
+    """jsonl task: auto (classification if the completions look like labels: 2 to 50
+    distinct values, each at most 5 words and seen at least twice; else free text),
+    classification (accuracy, macro-F1, label set in the instruction) or text (exact
+    match, token F1)."""
     metric: str | None = None
     """Primary metric override (a name from metrics.METRICS)."""
     instruction: str | None = None
@@ -73,6 +81,10 @@ class TaskConfig:
     corpus: str | None = None
     """Documents for retrieval (rag): a folder of .txt/.md files or a JSONL of passages
     with fields id and text; path absolute or relative to data_dir."""
+
+    def __post_init__(self):
+        if self.scoring not in SCORINGS:
+            raise TunelabError(f"scoring: unknown '{self.scoring}'. Available: {', '.join(SCORINGS)}")
 
 
 @dataclass
