@@ -68,5 +68,5 @@ def choose(targets: list[str], requested: str = "auto") -> Scoring:
     reason = not_labels(targets)
     if reason is None:
         return Scoring("classification", f"the {len(targets)} training completions take "
-                       f"{len(labels)} distinct values ({RULE})", labels)
-    return Scoring("text", f"free text: {reason} (rule: {RULE})")
+                       f"{len(labels)} distinct values; rule: {RULE}", labels)
+    return Scoring("text", f"free text: {reason}; rule: {RULE}")
