@@ -74,7 +74,7 @@ def test_side_by_side_puts_each_arms_mistakes_first(tmp_path):
     _add(s, "lora", REFS[:5] + ["inform"], losses=[1.0])  # wrong only on e5
     _add(s, "few_shot", ["request", "request"] + REFS[2:])  # wrong on e0, e1
     arms = load_arms(s)
-    side = side_by_side(arms, "label_match", per_arm=1, total=3)
+    side = side_by_side(arms, "label_match", per_arm=1, total=2)  # every arm's mistake beats total
     inputs = [r["input"] for r in side["rows"]]
     assert inputs[0] == "sentence 0"  # two arms wrong
     assert set(inputs) == {"sentence 0", "sentence 5", "sentence 1"}
