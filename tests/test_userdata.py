@@ -219,3 +219,14 @@ def test_label_rule(targets, kind):
     from tunelab.scoring import choose
 
     assert choose(targets).kind == kind
+
+
+def test_classification_scoring_enters_the_cell_key():
+    """Cells scored as classification (new prompt, new metrics) never resume from a store
+    whose cells were scored as text; other tasks keep their keys."""
+    from tunelab.config import RunConfig
+    from tunelab.grid import cells
+
+    cfg = RunConfig(task=TaskConfig(name="jsonl", train="x.jsonl"))
+    assert cells(cfg, 10)[0].key == cells(cfg, 10, "text")[0].key
+    assert cells(cfg, 10)[0].key != cells(cfg, 10, "classification")[0].key

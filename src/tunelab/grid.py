@@ -59,8 +59,10 @@ class Cell:
         return self.method.label or self.method.name
 
 
-def cells(cfg: RunConfig, n_train_pool: int) -> list[Cell]:
-    """All cells of the grid, smallest training size first (then model, method, seed)."""
+def cells(cfg: RunConfig, n_train_pool: int, scoring: str | None = None) -> list[Cell]:
+    """All cells of the grid, smallest training size first (then model, method, seed).
+    `scoring`: the task's data-chosen scoring; classification (a changed prompt and metrics)
+    enters the cell key, so such cells never resume from results scored the old way."""
     out = []
     for m_order, model in enumerate(grid_models(cfg)):
         for order, m in enumerate(cfg.methods):
@@ -82,6 +84,8 @@ def cells(cfg: RunConfig, n_train_pool: int) -> list[Cell]:
                     }
                     if not is_trained(m):
                         parts.pop("train")
+                    if scoring == "classification":
+                        parts["scoring"] = scoring
                     out.append(((size, m_order, order, seed), Cell(m, size, seed, cell_key(parts), model)))
     names = {m.name for m in grid_models(cfg)}
     for m in cfg.methods:
@@ -161,7 +165,11 @@ def prepare(cfg: RunConfig) -> Grid:
         raise TunelabError(f"Unknown executor '{cfg.executor}'. Available: {', '.join(EXECUTORS)}")
     common = {"git_commit": git_commit(), "versions": versions(), "task": task.name,
               "n_test": len(splits.test)}
-    return Grid(cfg, task, splits, Store(cfg.store), cells(cfg, len(splits.train)), common)
+    return Grid(cfg, task, splits, Store(cfg.store), cells(cfg, len(splits.train), _scoring(task)), common)
+
+
+def _scoring(task: Task) -> str | None:
+    return task.scoring.kind if task.scoring else None
 
 
 def shortfalls(cfg: RunConfig, splits: Splits) -> list[str]:
@@ -346,7 +354,7 @@ def run_cell(cfg: RunConfig, method: str, size: int, seed: int, model: str | Non
     rank = int(os.environ.get("RANK", "0"))
     task = get_task(cfg.task)
     splits = task.load()
-    found = [c for c in cells(cfg, len(splits.train))
+    found = [c for c in cells(cfg, len(splits.train), _scoring(task))
              if c.method.name == method and c.train_size == min(size, len(splits.train))
              and c.seed == seed and (model is None or c.model.name == model)]
     if len(found) != 1:
