@@ -38,7 +38,7 @@ def test_breakdown_counts_per_class_and_other():
     preds = ["inform", "Inform.", "request", "request", "a paraphrase", "request"]
     b = breakdown([{"target": r, "prediction": p} for r, p in zip(REFS, preds, strict=True)], LABELS)
     assert b["labels"] == ["inform", "request", OTHER]
-    assert b["matrix"] == [[2, 1, 0], [0, 2, 1], [0, 0, 0]]
+    assert b["matrix"] == [[2, 1, 0], [0, 2, 1]]  # rows: references; columns: predictions
     inform, request = b["rows"]
     assert inform["precision"] == 1.0 and inform["recall"] == pytest.approx(2 / 3)
     assert request["precision"] == pytest.approx(2 / 3) and request["support"] == 3
@@ -77,7 +77,7 @@ def test_side_by_side_puts_each_arms_mistakes_first(tmp_path):
     side = side_by_side(arms, "label_match", per_arm=1, total=2)  # every arm's mistake beats total
     inputs = [r["input"] for r in side["rows"]]
     assert inputs[0] == "sentence 0"  # two arms wrong
-    assert set(inputs) == {"sentence 0", "sentence 5", "sentence 1"}
+    assert set(inputs) == {"sentence 0", "sentence 5"}  # lora's only mistake is shown
     assert len(side["rows"][0]["cells"]) == 3
 
 

@@ -28,8 +28,9 @@ def to_label(prediction: str, labels: list[str]) -> str:
 
 
 def breakdown(examples: list[dict], labels: list[str]) -> dict:
-    """{"rows": per-class dicts, "labels": matrix axis, "matrix": counts [reference][predicted]}
-    over `examples` (stored predictions with target and prediction)."""
+    """{"rows": per-class dicts, "labels": the predicted axis, "matrix": counts
+    [reference][predicted]} over `examples` (stored predictions with target and prediction).
+    Rows are the labels only (no reference is "(other)"); columns add "(other)" if predicted."""
     refs = [e["target"].strip() for e in examples]
     labels = sorted(set(labels) | set(refs))
     preds = [to_label(e["prediction"], labels) for e in examples]
@@ -37,6 +38,6 @@ def breakdown(examples: list[dict], labels: list[str]) -> dict:
     rows = [{"label": lab, "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
              "support": int(s[i])} for i, lab in enumerate(labels)]
     axis = labels + ([OTHER] if OTHER in preds else [])
-    matrix = confusion_matrix(refs, preds, labels=axis)
+    matrix = confusion_matrix(refs, preds, labels=axis)[: len(labels)]
     return {"rows": rows, "labels": axis, "matrix": matrix.tolist(), "n": len(examples),
             "other": preds.count(OTHER)}
