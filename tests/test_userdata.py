@@ -230,3 +230,12 @@ def test_classification_scoring_enters_the_cell_key():
     cfg = RunConfig(task=TaskConfig(name="jsonl", train="x.jsonl"))
     assert cells(cfg, 10)[0].key == cells(cfg, 10, "text")[0].key
     assert cells(cfg, 10)[0].key != cells(cfg, 10, "classification")[0].key
+
+
+def test_classify_task_points_a_prompt_completion_file_to_jsonl(tmp_path):
+    from tunelab.data import DataError
+
+    task = get_task(TaskConfig(name="classify", train=str(_label_file(tmp_path))))
+    with pytest.raises(DataError, match=r"labels.jsonl:1: text: missing field \(the records are "
+                                        r"prompt_completion, not text/label: use task jsonl"):
+        task.load()
