@@ -43,7 +43,8 @@ def test_check_clean_file_passes_with_label_balance(tmp_path):
     train = _jsonl(tmp_path / "t.jsonl", [{"text": f"text {i}", "label": "ab"[i % 2]} for i in range(10)])
     r = runner.invoke(app, ["data", "check", str(train)])
     assert r.exit_code == 0, r.output
-    assert "labels: a 5 (50%), b 5 (50%)" in r.output and "OK" in r.output
+    assert "labels: a 5 (50%), b 5 (50%)" in r.stdout and "OK" in r.stdout  # results: stdout
+    assert "labels:" not in r.stderr
 
 
 def test_check_counts_verdict_and_exit_code_agree(tmp_path, tiny_model_dir):
@@ -126,7 +127,7 @@ def test_from_logs_filters_redacts_dedupes_and_reports(tmp_path):
     assert len(support) == 5 and "[EMAIL]" in support[1]["content"] and "[PHONE]" in support[2]["content"]
     for reason in ("rating missing or below 4", "matches --drop-regex", "shorter version",
                    "duplicate conversation", "invalid record", "role: expected"):
-        assert reason in r.output, reason
+        assert reason in r.stdout, reason
 
 
 def test_from_logs_drops_tool_calls_and_reply_before_question(tmp_path):

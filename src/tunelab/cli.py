@@ -226,25 +226,25 @@ def cell_cmd(
 def rerun_cmd(
     run_id: str = typer.Argument(..., help="Run id (or a unique prefix), from `tunelab ls`."),
     store: str = typer.Option(DEFAULT_STORE, help="Results store."),
-    out: str = typer.Option("runs/rerun", help="Where the re-run's own store goes."),
+    out_dir: str = typer.Option("runs/rerun", "--out", help="Where the re-run's own store goes."),
 ):
     """Re-run a stored run from its stored config and compare metrics and predictions."""
     from tunelab.rerun import rerun
 
     try:
-        c = rerun(store, run_id, out)
+        c = rerun(store, run_id, out_dir)
     except TunelabError as e:
         _fail(e)
     for name, old, new in c.metrics:
         mark = "same" if old == new else "DIFFERS"
-        console.print(f"  {name}: stored {old:.4f}  rerun {new:.4f}  {mark}")
-    console.print(f"  predictions identical: {c.predictions_same}/{c.predictions_total}")
+        out.print(f"  {name}: stored {old:.4f}  rerun {new:.4f}  {mark}")
+    out.print(f"  predictions identical: {c.predictions_same}/{c.predictions_total}")
     if c.losses[0] is not None:
         same = "identical" if c.losses[0] == c.losses[1] else "DIFFER"
-        console.print(f"  training losses ({len(c.losses[0])} steps): {same}")
+        out.print(f"  training losses ({len(c.losses[0])} steps): {same}")
     for d in c.drift:
-        console.print(f"  environment changed: {d}")
-    console.print(f"{c.run_id}: {'reproduced exactly' if c.identical else 'NOT reproduced'} "
+        out.print(f"  environment changed: {d}")
+    out.print(f"{c.run_id}: {'reproduced exactly' if c.identical else 'NOT reproduced'} "
                   f"(rerun stored in {c.new_store})")
     if not c.identical:
         raise typer.Exit(1)
@@ -333,8 +333,8 @@ def data_check(
         rep = check(train, test, reader, tok, max_tokens)
     except TunelabError as e:
         _fail(e)
-    for line in rep.lines():
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    for line in rep.lines():  # the check's result: stdout
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
     if not rep.ok:
         raise typer.Exit(1)
 
@@ -352,7 +352,7 @@ def _fractions(text: str) -> tuple[float, float, float]:
 @data_app.command("from-logs")
 def data_from_logs(
     logs: list[Path] = typer.Argument(..., help="JSONL log files."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL of {messages: [...]}."),
+    dest: Path = typer.Option(..., "-o", "--out", help="Output JSONL of {messages: [...]}."),
     min_rating: float = typer.Option(None, help="Keep only records whose rating field is >= this."),
     rating_field: str = typer.Option("rating", help="Field holding the user rating (dots for nesting)."),
     drop_regex: str = typer.Option(None, help="Drop conversations with a message matching this regex."),
@@ -373,12 +373,12 @@ def data_from_logs(
             except re.error as e:
                 raise TunelabError(f"--drop-regex: invalid regular expression: {e}") from None
         fractions = _fractions(split) if split else None
-        summary = from_logs(list(logs), out, rating_field if min_rating is not None else None,
+        summary = from_logs(list(logs), dest, rating_field if min_rating is not None else None,
                             min_rating, drop_regex, dedupe, redact, fractions, seed)
     except TunelabError as e:
         _fail(e)
     for line in summary.lines():
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover
