@@ -53,7 +53,8 @@ def convergence(curve: Curve, stop_reason: str) -> tuple[bool | None, str | None
     last, before = curve.losses[-1], curve.losses[-2]
     if stop_reason != "early_stop" and curve.best == len(curve.losses) - 1 \
             and last < before * (1 - STILL_FALLING):
-        return False, f"validation loss still falling when the {stop_reason} ran out ({last:.3f} after {before:.3f})"
+        return False, (f"validation loss still falling when the {stop_reason} ran out "
+                       f"({last:.3f} after {before:.3f})")
     return True, None
 
 

@@ -330,7 +330,8 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
     rng = random.Random(seed)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     every = cfg.eval_every or max(1, math.ceil(len(data) / window) // 2)
-    stopper = Stopper(shard.module, val or [], lambda items: validation_loss(shard, items, pad_id, cfg.micro_tokens),
+    stopper = Stopper(shard.module, val or [],
+                      lambda items: validation_loss(shard, items, pad_id, cfg.micro_tokens),
                       every, cfg.patience, early=auto and bool(val))
     stats.stop_reason = "no_validation" if auto and not val else ("budget" if auto else "epochs")
     micro = []
