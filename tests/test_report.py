@@ -4,6 +4,7 @@ checked against numbers built into the store."""
 from __future__ import annotations
 
 import json
+from html.parser import HTMLParser
 
 import numpy as np
 import pytest
@@ -84,3 +85,44 @@ def test_corpus_metric_shown_with_its_stored_ci(tmp_path):
     assert arm.ci["macro_f1"] == pytest.approx((0.5, 0.4, 0.6))
     md, html = build(tmp_path / "s.db", tmp_path / "rep")
     assert "macro_f1" in md.read_text() and "0.500 [0.400, 0.600]" in html.read_text()
+
+
+class _Page(HTMLParser):
+    """What a browser would build from the page: its elements and its visible text."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags, self.text = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_model_output_is_escaped_in_html(tmp_path):
+    """Predictions, inputs, references, prompts and errors are data: read back by an HTML
+    parser, the page has no element made from them and shows them as written."""
+    hostile = "<script>alert(1)</script> <start_of_turn>model Tom & Jerry &amp; co"
+    s = Store(tmp_path / "s.db")
+    for key, right in (("a", 1.0), ("b", 0.0)):
+        s.begin(key, {"task": "viggo", "model": "m", "method": "zero_shot", "label": f"arm{key}",
+                      "train_size": 0, "n_train": 0, "seed": 0,
+                      "config": {"task": {"name": "viggo"}, "cell": {}}, "versions": {}, "git_commit": "x"})
+        rows = [{"idx": i, "example_id": f"e{i}", "input": f"in {hostile}", "target": f"ref {hostile}",
+                 "prediction": f"out {hostile}", "scores": {"mr_exact": right, "slot_f1": right},
+                 "prompt_tokens": 1, "gen_tokens": 1, "latency_s": 0.1} for i in range(4)]
+        s.finish(key, {"info": {"prompts": [f"prompt {hostile}"]}, "eval_seconds": 1.0},
+                 {"mr_exact": (right,) * 3, "slot_f1": (right,) * 3},
+                 {"mr_exact": True, "slot_f1": True}, rows)
+    s.begin("c", {"task": "viggo", "model": "m", "method": "lora", "label": "lora", "train_size": 8,
+                  "n_train": 8, "seed": 0, "config": {}, "versions": {}, "git_commit": "x"})
+    s.fail("c", f"error {hostile}")
+    _, html = build(tmp_path / "s.db", tmp_path / "rep")
+    page = _Page()
+    page.feed(html.read_text())
+    assert "script" not in page.tags and "start_of_turn" not in page.tags, page.tags
+    text = "".join(page.text)
+    for where in ("in", "ref", "out", "prompt", "error"):
+        assert f"{where} {hostile}" in text, where

@@ -44,18 +44,26 @@ def run(
         cfg.allow_leakage = cfg.allow_leakage or allow_leakage
         keys = run_grid(cfg, fail_fast=fail_fast)
         arms = report.load_arms(Store(cfg.store), set(keys))
-        _table(arms)
-        md, html = report.build(cfg.store, report_dir or Path(cfg.out_dir) / "report", set(keys))
+        _table(arms, cfg.report.margin)
+        md, html = report.build(cfg.store, report_dir or Path(cfg.out_dir) / "report", set(keys),
+                                cfg.report.margin)
     except TunelabError as e:
         _fail(e)
     console.print(f"report: {html} (and {md})")
     console.print(f"wall time: {time.perf_counter() - t0:.0f} s")
 
 
-def _table(arms) -> None:
-    from tunelab.report import primary_metric, recommend
+def _table(arms, margin: float) -> None:
+    """The results and the recommendation: a table drawn to the terminal's width, or, where
+    there is no terminal (`> log`), the markdown table, full width, never cut to 80 columns."""
+    from tunelab.report import primary_metric, recommend, results_markdown
 
     if not arms:
+        return
+    plain = {"soft_wrap": True, "markup": False, "highlight": False}
+    findings = [f"- {line}" for line in recommend(arms, primary_metric(arms), margin)]
+    if not console.is_terminal:
+        console.print("\n".join([results_markdown(arms), *findings]), **plain)
         return
     metrics = list(arms[0].ci)
     t = Table(title="results (95% bootstrap CI)")
@@ -66,20 +74,32 @@ def _table(arms) -> None:
         t.add_row(a.model, a.label, str(a.n_train), *cis, f"{a.mean('prompt_tokens_mean'):.0f}",
                   f"{a.mean('train_seconds'):.0f}", f"{a.mean('eval_seconds'):.0f}")
     console.print(t)
-    for line in recommend(arms, primary_metric(arms)):
-        console.print(f"- {line}")
+    for line in findings:
+        console.print(line, **plain)
 
 
 @app.command("report")
 def report_cmd(
     store: str = typer.Argument(DEFAULT_STORE, help="Results store."),
     out: str = typer.Option("runs/report", "-o", "--out", help="Output folder."),
+    margin: float = typer.Option(None, help="Equivalence margin in points (default: the "
+                                 "runs' report.margin, else 2)."),
 ):
-    """Write report.md and a self-contained report.html from a results store."""
+    """Write report.md and a self-contained report.html from a results store; print the
+    results and the recommendation."""
     from tunelab import report
+    from tunelab.config import ReportConfig
+    from tunelab.store import Store
 
     try:
-        md, html = report.build(store, out)
+        if margin is not None:
+            try:
+                ReportConfig(margin)  # checked as the config key is
+            except TunelabError as e:
+                raise TunelabError(f"--{e}") from None
+        md, html = report.build(store, out, margin=margin)
+        arms = report.load_arms(Store(store, create=False))
+        _table(arms, report.stored_margin(arms) if margin is None else margin)
     except TunelabError as e:
         _fail(e)
     console.print(f"wrote {md} and {html}")

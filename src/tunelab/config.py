@@ -201,6 +201,18 @@ class EvalConfig:
 
 
 @dataclass
+class ReportConfig:
+    margin: float = 2.0
+    """Points of the primary metric within which two arms count as equivalent ("n=100 is
+    within 2 points of n=400"): the 90% CI of their paired difference must lie inside
+    +-margin. Also decides "enough examples" and the recommendation's "not worth it"."""
+
+    def __post_init__(self):
+        if not 0 < self.margin < 100:  # NaN fails this too
+            raise TunelabError(f"margin: must be between 0 and 100 points, got {self.margin}")
+
+
+@dataclass
 class RunConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -224,6 +236,8 @@ class RunConfig:
     """Ray cluster to join (default: start a local one, or RAY_ADDRESS if set)."""
     tracking: str | None = None
     """mlflow: also log every finished cell to MLflow (where: MLFLOW_TRACKING_URI)."""
+    report: ReportConfig = field(default_factory=ReportConfig)
+    """How the report judges differences (see ReportConfig)."""
 
 
 def _convert(tp, value, where: str):

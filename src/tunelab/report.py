@@ -1,8 +1,10 @@
 """Report: table with CIs, plots, example predictions, and a recommendation from numbers.
 
-Arms are (model, method label, training-set size); seeds of one arm are averaged per
-test example before bootstrapping. Comparisons use a paired bootstrap over the same test
-examples, never two overlapping marginal intervals.
+An arm is one resolved configuration minus the seed (task, model, evaluation, method
+settings, training settings, training-set size); seeds of one arm are averaged per test
+example before bootstrapping. Two arms that would share a name (two `lora` entries with
+different settings, or runs of different configs in one store) are named apart by the
+settings that differ, never averaged together. The findings come from verdict.py.
 """
 
 from __future__ import annotations
@@ -22,11 +24,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tunelab import TunelabError  # noqa: E402
-from tunelab.config import TaskConfig, from_dict  # noqa: E402
+from tunelab.config import (  # noqa: E402
+    EvalConfig,
+    MethodConfig,
+    ModelConfig,
+    TaskConfig,
+    TrainConfig,
+    from_dict,
+    to_dict,
+)
 from tunelab.methods import is_trained  # noqa: E402
-from tunelab.metrics import bootstrap_ci, paired_bootstrap  # noqa: E402
+from tunelab.metrics import bootstrap_ci  # noqa: E402
 from tunelab.store import Store  # noqa: E402
 from tunelab.tasks import get_task  # noqa: E402
+from tunelab.verdict import MARGIN, curves, enough, recommend  # noqa: E402
 
 
 @dataclass
@@ -82,15 +93,75 @@ class Arm:
         return float(np.mean(vals)) if vals else 0.0
 
 
+PARTS = {"task": TaskConfig, "eval": EvalConfig, "model": ModelConfig, "method": MethodConfig,
+         "train": TrainConfig}
+NOT_ARM = {"method": ("train_sizes", "models", "label", "train"), "train": ("save",),
+           "eval": ("batch_size", "bootstrap"),
+           "model": ("api_key_env", "concurrency", "max_retries", "timeout", "price_prompt",
+                     "price_completion")}
+"""Settings that choose which cells run, how fast, or what they are called, not what an arm
+is: the same lora n=50 from configs listing sizes [50] and [50, 100] is one arm. (A method's
+train overrides are in the resolved train settings already.)"""
+
+
+def settings(run: dict) -> dict[str, object]:
+    """The run's resolved configuration minus seed and training-set size, flattened
+    ({"train.lr": 0.001, ...}). Fields a stored config lacks (it predates them) read as
+    their defaults, so an older run is not split from a newer one."""
+    cfg = json.loads(run["config"] or "{}")
+    cell = cfg.get("cell", {})
+    stored = {"task": cfg.get("task"), "eval": cfg.get("eval"), "model": cell.get("model"),
+              "method": cell.get("method") or {"name": run["method"]}, "train": cell.get("train")}
+    if not is_trained(stored["method"]):
+        del stored["train"]  # prompting arms ignore training settings, as the cell key does
+    flat = {}
+    for part, d in stored.items():
+        for k, v in {**to_dict(PARTS[part]()), **(d or {})}.items():
+            if k not in NOT_ARM.get(part, ()):
+                flat[f"{part}.{k}"] = v
+    return flat
+
+
+def _same(run: dict) -> tuple[str, str, str]:
+    return run["model"], run["label"], json.dumps(settings(run), sort_keys=True, default=str)
+
+
+def _show(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return json.dumps(v, default=str) if isinstance(v, dict | list) else str(v)
+
+
+def distinct_labels(runs: list[dict]) -> dict[tuple[str, str, str], str]:
+    """Display label per settings: the method label, and where two settings share a model
+    and label, the settings that differ, e.g. "lora (lr=0.001)"."""
+    share = defaultdict(dict)
+    for r in runs:
+        share[(r["model"], r["label"])][_same(r)] = settings(r)
+    out = {}
+    for (_, label), group in share.items():
+        differ = sorted(k for k in set().union(*group.values())
+                        if len({_show(s.get(k)) for s in group.values()}) > 1)
+        leaf = [k.split(".", 1)[1] for k in differ]
+        for same, s in group.items():
+            named = [f"{leaf[i] if leaf.count(leaf[i]) == 1 else k}={_show(s.get(k))}"
+                     for i, k in enumerate(differ)]
+            out[same] = f"{label} ({', '.join(named)})" if named else label
+    return out
+
+
 def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
     """Finished runs grouped into arms (all runs, or only those whose key is in `keys`)."""
-    groups = defaultdict(list)
-    for r in store.runs("done"):
-        if (keys is not None and r["id"] not in keys) or (r["method"] or "").startswith("probe:"):
-            continue  # probe runs have their own report (probes/summary.py)
-        groups[(r["model"], r["label"], r["method"], r["n_train"])].append(r)
+    done = [r for r in store.runs("done") if (keys is None or r["id"] in keys)
+            and not (r["method"] or "").startswith("probe:")]  # probes: probes/summary.py
+    labels = distinct_labels(done)
+    groups = defaultdict(dict)
+    for r in sorted(done, key=lambda r: r["finished"] or 0):
+        # one run per seed: a cell run again under another config is the same experiment
+        groups[(r["model"], labels[_same(r)], r["method"], r["n_train"])][r["seed"]] = r
     arms = []
-    for (model, label, method, n), runs in groups.items():
+    for (model, label, method, n), by_seed in groups.items():
+        runs = list(by_seed.values())
         arm = Arm(model, label, method, n, runs)
         per = defaultdict(lambda: defaultdict(list))
         stored = defaultdict(list)
@@ -119,107 +190,6 @@ def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
         a.show_model = several
         a.sized = len(sizes[a.curve]) > 1
     return sorted(arms, key=lambda a: (a.model, a.trained, a.label, a.n_train))
-
-
-def paired(a: Arm, b: Arm, metric: str) -> tuple[float, float, float]:
-    """Difference a - b on the test examples both arms share, paired bootstrap CI."""
-    common = sorted(set(a.scores[metric]) & set(b.scores[metric]))
-    if not common:
-        raise TunelabError(f"{a.name} and {b.name} share no test examples")
-    return paired_bootstrap([a.scores[metric][e] for e in common],
-                            [b.scores[metric][e] for e in common])
-
-
-def _pts(x: float) -> str:
-    return f"{100 * x:+.1f} points"
-
-
-def _diff_sentence(a: Arm, b: Arm, metric: str) -> tuple[str, float, float, float]:
-    d, lo, hi = paired(a, b, metric)
-    ci = f"(95% CI {100 * lo:+.1f} to {100 * hi:+.1f})"
-    if lo > 0:
-        verdict = f"{a.name} beats {b.name} by {_pts(d)} {ci} on {metric}"
-    elif hi < 0:
-        verdict = f"{a.name} is worse than {b.name} by {_pts(-d)} {ci} on {metric}"
-    else:
-        verdict = f"{a.name} is within noise of {b.name} ({_pts(d)}, {ci[1:-1]}) on {metric}"
-    return verdict, d, lo, hi
-
-
-def enough(curve: list[Arm], metric: str) -> tuple[Arm, Arm, tuple[float, float, float]] | None:
-    """(smallest size within the paired CI of the best size, the best, paired difference)."""
-    if len(curve) < 2:
-        return None
-    curve = sorted(curve, key=lambda a: a.n_train)
-    top = max(curve, key=lambda a: a.ci[metric][0])
-    for a in curve:
-        d, lo, hi = paired(a, top, metric)
-        if hi >= 0:
-            return a, top, (d, lo, hi)
-    return None
-
-
-def curves(arms: list[Arm]) -> dict[tuple[str, str], list[Arm]]:
-    out = defaultdict(list)
-    for a in arms:
-        if a.trained or a.sized:
-            out[a.curve].append(a)
-    return {k: sorted(v, key=lambda a: a.n_train) for k, v in out.items()}
-
-
-def recommend(arms: list[Arm], metric: str) -> list[str]:
-    """Plain-language findings, each derived from a paired comparison."""
-    lines = []
-    best = lambda xs: max(xs, key=lambda a: a.ci[metric][0])  # noqa: E731
-    prompted = [a for a in arms if not a.trained]
-    tuned = [a for a in arms if a.trained]
-    if tuned and prompted:
-        bt, bp = best(tuned), best(prompted)
-        s, d, lo, hi = _diff_sentence(bt, bp, metric)
-        lines.append(s + ".")
-        if lo > 0:
-            lines.append(f"Recommendation: fine-tune ({bt.name}); the best prompting arm "
-                         f"({bp.name}) is clearly behind on this task.")
-        elif hi < 0:
-            lines.append(f"Recommendation: prompt ({bp.name}); fine-tuning did not help here.")
-        else:
-            lines.append(f"Recommendation: prompt ({bp.name}) - fine-tuning's gain is not "
-                         "distinguishable from noise at this test size; it costs training time.")
-    for curve in curves(arms).values():
-        found = enough(curve, metric)
-        if not found or found[0] is curve[-1]:
-            continue
-        a, top = found[0], found[1]
-        if a is top:  # the best size is not the largest: compare with the largest instead
-            top = curve[-1]
-        d, lo, hi = paired(a, top, metric)
-        lines.append(f"{a.n_train} examples are enough here: {a.name} is within the paired CI "
-                     f"of the best size ({top.name}: {_pts(d)}, 95% CI {100 * lo:+.1f} to "
-                     f"{100 * hi:+.1f}); more data did not measurably help.")
-    lines += cross_model(arms, metric)
-    if len(prompted) > 1:
-        ordered = sorted(prompted, key=lambda a: -a.ci[metric][0])
-        lines.append(_diff_sentence(ordered[0], ordered[1], metric)[0] + ".")
-    return lines
-
-
-def cross_model(arms: list[Arm], metric: str) -> list[str]:
-    """Each model's best fine-tuned arm against every other model's best prompted arm:
-    does a small tuned model beat a larger untuned one?"""
-    models = sorted({a.model for a in arms})
-    lines = []
-    for m in models:
-        tuned = [a for a in arms if a.model == m and a.trained]
-        if not tuned:
-            continue
-        bt = max(tuned, key=lambda a: a.ci[metric][0])
-        for other in models:
-            prompted = [a for a in arms if a.model == other and not a.trained]
-            if other == m or not prompted:
-                continue
-            bp = max(prompted, key=lambda a: a.ci[metric][0])
-            lines.append(f"Across models: {_diff_sentence(bt, bp, metric)[0]}.")
-    return lines
 
 
 def cost_to_reach(arms: list[Arm], metric: str, fractions=(0.5, 0.75, 0.9, 1.0)) -> dict:
@@ -259,7 +229,7 @@ def bar_chart(arms: list[Arm], metric: str) -> bytes:
     return _png(fig)
 
 
-def learning_curve(arms: list[Arm], metric: str) -> bytes:
+def learning_curve(arms: list[Arm], metric: str, margin: float = MARGIN) -> bytes:
     """Per method: mean over seeds, error bars = per-size bootstrap CI, shaded band = range
     of per-seed means, a star at the 'enough examples' size; prompting arms as lines."""
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
@@ -279,7 +249,7 @@ def learning_curve(arms: list[Arm], metric: str) -> bytes:
         color = line[0].get_color()
         ax.fill_between(n, [min(a.seed_means[metric]) for a in xs],
                         [max(a.seed_means[metric]) for a in xs], alpha=0.2, color=color, lw=0)
-        found = enough(xs, metric)
+        found = enough(xs, metric, margin)
         if found:
             ax.plot([found[0].n_train], [found[0].ci[metric][0]], marker="*", ms=14, color=color,
                     ls="none", label=f"enough: n={found[0].n_train}")
@@ -337,9 +307,10 @@ def _examples(arm: Arm, metric: str, k: int = 3) -> list[dict]:
     return right + wrong
 
 
-def build(store_path: str | Path, out_dir: str | Path,
-          keys: set[str] | None = None) -> tuple[Path, Path]:
-    """Write report.md and a self-contained report.html; returns their paths."""
+def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = None,
+          margin: float | None = None) -> tuple[Path, Path]:
+    """Write report.md and a self-contained report.html; returns their paths. `margin`
+    (points) defaults to the one stored with the runs (report.margin)."""
     store = Store(store_path, create=False)
     arms = load_arms(store, keys)
     if not arms:
@@ -349,18 +320,19 @@ def build(store_path: str | Path, out_dir: str | Path,
         raise TunelabError(f"{store_path}: runs of several tasks ({', '.join(sorted(tasks))}); "
                            "report one store per task")
     metric = primary_metric(arms)
-    metrics = [m for m in arms[0].ci if all(m in a.ci for a in arms)]
+    margin = stored_margin(arms) if margin is None else margin
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    images = {"bars": bar_chart(arms, metric), "curve": learning_curve(arms, metric),
+    images = {"bars": bar_chart(arms, metric), "curve": learning_curve(arms, metric, margin),
               "cost": cost_quality(arms, metric)}
     for name, data in images.items():
         (out / f"{name}.png").write_bytes(data)
     best = max(arms, key=lambda a: a.ci[metric][0])
     tuned = [a for a in arms if a.trained and a.runs[0].get("info")]
     ctx = {
-        "task": arms[0].runs[0]["task"], "metric": metric, "metrics": metrics, "arms": arms,
-        "findings": recommend(arms, metric), "reach": cost_to_reach(arms, metric),
+        "task": arms[0].runs[0]["task"], "metric": metric, "metrics": shared_metrics(arms),
+        "arms": arms, "margin": margin, "findings": recommend(arms, metric, margin),
+        "reach": cost_to_reach(arms, metric),
         "best": best, "examples": _examples(best, metric),
         "failed": store.runs("failed"),
         "stages": stage_rows(arms, metric), "chosen": chosen_prompts(arms),
@@ -374,12 +346,18 @@ def build(store_path: str | Path, out_dir: str | Path,
 
 def write_pages(out: Path, name: str, template: str, ctx: dict) -> tuple[Path, Path]:
     """Render templates/<template>.md.j2 and .html.j2 into out/<name>.md and .html."""
-    env = jinja2.Environment(loader=jinja2.PackageLoader("tunelab", "templates"),
-                             autoescape=jinja2.select_autoescape(["html"]))
+    env = _env()
     md, html = out / f"{name}.md", out / f"{name}.html"
     md.write_text(env.get_template(f"{template}.md.j2").render(**ctx))
     html.write_text(env.get_template(f"{template}.html.j2").render(**ctx))
     return md, html
+
+
+def _env() -> jinja2.Environment:
+    # Templates are named *.html.j2: escape by that name (select_autoescape(["html"]) never
+    # matched), so model output, inputs and errors reach the page as text, never as markup.
+    return jinja2.Environment(loader=jinja2.PackageLoader("tunelab", "templates"),
+                              autoescape=jinja2.select_autoescape(["html", "html.j2"]))
 
 
 def _info(run: dict) -> dict:
@@ -389,3 +367,20 @@ def _info(run: dict) -> dict:
 def primary_metric(arms: list[Arm]) -> str:
     cfg = json.loads(arms[0].runs[0]["config"])
     return get_task(from_dict(TaskConfig, cfg["task"])).primary
+
+
+def shared_metrics(arms: list[Arm]) -> list[str]:
+    """Metrics every arm has, in the first arm's order."""
+    return [m for m in arms[0].ci if all(m in a.ci for a in arms)]
+
+
+def stored_margin(arms: list[Arm]) -> float:
+    """The equivalence margin (points) the runs were made with: the largest, if they differ."""
+    cfgs = [json.loads(r["config"] or "{}") for a in arms for r in a.runs]
+    return max((c.get("report", {}).get("margin", MARGIN) for c in cfgs), default=MARGIN)
+
+
+def results_markdown(arms: list[Arm]) -> str:
+    """The results table of report.md, for printing where there is no terminal to draw in."""
+    return _env().get_template("results.md.j2").render(
+        arms=arms, metric=primary_metric(arms), metrics=shared_metrics(arms))

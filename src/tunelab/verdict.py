@@ -1,0 +1,264 @@
+"""The recommendation: plain-language findings, each from a paired comparison that says
+what it can and cannot tell.
+
+Two arms are compared on the test examples both were scored on (seeds averaged per
+example), with the paired bootstrap of metrics.py. A comparison ends in one of four
+ways, against a stated margin (`report.margin`, in points of the metric):
+
+- equivalent: the 90% CI of the difference lies inside +-margin (two one-sided tests,
+  TOST): "n=100 is within 2 points of n=400";
+- better / worse: the 95% CI excludes 0 (and the two are not equivalent);
+- undecided: neither; the sentence then says how many test examples would settle it at
+  the observed difference and per-example spread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Protocol
+
+import numpy as np
+
+from tunelab import TunelabError
+from tunelab.metrics import paired_bootstrap
+
+Z90, Z95 = NormalDist().inv_cdf(0.95), NormalDist().inv_cdf(0.975)
+"""Half-widths of two-sided 90% and 95% normal intervals, in standard errors."""
+MARGIN = 2.0
+"""Default equivalence margin, in points (hundredths of the metric)."""
+
+
+class Arm(Protocol):
+    """What a comparison needs of an arm (report.Arm is one)."""
+
+    model: str
+    method: str
+    n_train: int
+    sized: bool
+    scores: dict[str, dict[str, float]]
+    ci: dict[str, tuple[float, float, float]]
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def trained(self) -> bool: ...
+
+    @property
+    def curve(self) -> tuple[str, str]: ...
+
+
+@dataclass
+class Comparison:
+    a: str
+    b: str
+    metric: str
+    margin: float
+    """In points."""
+    d: float
+    lo: float
+    hi: float
+    """95% paired bootstrap interval of a - b."""
+    lo90: float
+    hi90: float
+    n: int
+    """Test examples both arms were scored on."""
+    sd: float
+    """Standard deviation of the per-example differences."""
+
+    @property
+    def kind(self) -> str:
+        m = self.margin / 100
+        if -m < self.lo90 and self.hi90 < m:
+            return "equivalent"
+        if self.lo > 0:
+            return "better"
+        if self.hi < 0:
+            return "worse"
+        return "undecided"
+
+    def needed(self) -> int | None:
+        """Test examples at which, with this difference and spread, the interval would be
+        narrow enough to call a winner (95%: half-width below |d|) or equivalence (90%:
+        |d| plus half-width below the margin), whichever comes first."""
+        if self.sd == 0:
+            return None
+        m, d = self.margin / 100, abs(self.d)
+        ns = []
+        if d > 0:
+            ns.append((Z95 * self.sd / d) ** 2)
+        if d < m:
+            ns.append((Z90 * self.sd / (m - d)) ** 2)
+        if not ns:  # d == 0 and no margin: nothing would settle it
+            return None
+        # The normal approximation can land at or below n where the bootstrap interval
+        # still straddles: n is known not to be enough.
+        return max(math.ceil(min(ns)), self.n + 1)
+
+    def sentence(self) -> str:
+        a, b, metric, p = self.a, self.b, self.metric, _p
+        kind = self.kind
+        if kind == "better":
+            return f"{a} beats {b} by {p(self.d)} points (95% CI {p(self.lo)} to {p(self.hi)}) on {metric}"
+        if kind == "worse":  # "worse by" a positive amount: negate the interval with it
+            return (f"{a} is worse than {b} by {p(-self.d)} points (95% CI {p(-self.hi)} to "
+                    f"{p(-self.lo)}) on {metric}")
+        if kind == "equivalent":
+            return (f"{a} is within {self.margin:g} points of {b} ({_s(self.d)} points, 90% CI "
+                    f"{_s(self.lo90)} to {_s(self.hi90)}) on {metric}")
+        n = self.needed()
+        more = f"; about {n:,} test examples would settle it (now {self.n})" if n else ""
+        return (f"{a} vs {b} is undecided on {metric}: {_s(self.d)} points (95% CI {_s(self.lo)} "
+                f"to {_s(self.hi)}) is too wide to call either better or within {self.margin:g} "
+                f"points{more}")
+
+
+def _p(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _s(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def compare(a: Arm, b: Arm, metric: str, margin: float = MARGIN) -> Comparison:
+    """a - b on the test examples both arms share, paired."""
+    common = sorted(set(a.scores[metric]) & set(b.scores[metric]))
+    if not common:
+        raise TunelabError(f"{a.name} and {b.name} share no test examples")
+    x = [a.scores[metric][e] for e in common]
+    y = [b.scores[metric][e] for e in common]
+    d, lo, hi = paired_bootstrap(x, y)
+    _, lo90, hi90 = paired_bootstrap(x, y, alpha=0.10)
+    sd = float(np.std(np.subtract(x, y), ddof=1)) if len(common) > 1 else 0.0
+    return Comparison(a.name, b.name, metric, margin, d, lo, hi, lo90, hi90, len(common), sd)
+
+
+def best(arms: list[Arm], metric: str) -> Arm:
+    """Highest mean; of equal means the larger training set (reached with more data)."""
+    return max(arms, key=lambda a: (a.ci[metric][0], a.n_train))
+
+
+def curves(arms: list[Arm]) -> dict[tuple[str, str], list[Arm]]:
+    """Arms that ran at several sizes (or train), by model and label, smallest first."""
+    out = defaultdict(list)
+    for a in arms:
+        if a.trained or a.sized:
+            out[a.curve].append(a)
+    return {k: sorted(v, key=lambda a: a.n_train) for k, v in out.items()}
+
+
+def enough(curve: list[Arm], metric: str, margin: float = MARGIN
+           ) -> tuple[Arm, Arm, Comparison] | None:
+    """(smallest size within the margin of the reference, the reference, the comparison).
+    The reference is the best size; where that is the smallest, the largest (did more
+    data add anything?)."""
+    if len(curve) < 2:
+        return None
+    top = best(curve, metric)
+    ref = curve[-1] if top is curve[0] else top
+    for a in curve:
+        if a is ref:
+            break
+        c = compare(a, ref, metric, margin)
+        if c.kind == "equivalent":
+            return a, ref, c
+    return None
+
+
+def size_finding(curve: list[Arm], metric: str, margin: float = MARGIN) -> str | None:
+    """What the learning curve says about how many examples are enough."""
+    if len(curve) < 2:
+        return None
+    found = enough(curve, metric, margin)
+    if found:
+        a, _, c = found
+        return (f"{a.n_train} examples are enough here: {c.sentence()}; more data did not add "
+                f"{margin:g} points or more.")
+    top = best(curve, metric)
+    ref = curve[-1] if top is curve[0] else top
+    below = [a for a in curve if a.n_train < ref.n_train][-1]
+    c = compare(below, ref, metric, margin)
+    if c.kind == "undecided":
+        return f"Whether {below.n_train} examples are enough is undecided: {c.sentence()}."
+    return f"More examples {'helped' if c.kind == 'worse' else 'did not help'}: {c.sentence()}."
+
+
+def headline(bt: Arm, bp: Arm, metric: str, margin: float = MARGIN) -> list[str]:
+    """The best fine-tuned arm against the best prompting arm, and what to do about it."""
+    c = compare(bt, bp, metric, margin)
+    advice = {
+        "better": f"Recommendation: fine-tune ({bt.name}); the best prompting arm ({bp.name}) "
+                  "is clearly behind on this task.",
+        "worse": f"Recommendation: prompt ({bp.name}); the best fine-tuned arm ({bt.name}) is "
+                 "clearly behind on this task.",
+        "equivalent": f"Recommendation: prompt ({bp.name}); fine-tuning is within {margin:g} "
+                      "points of it, not worth its training cost here.",
+        "undecided": f"No recommendation yet: at {c.n} test examples fine-tuning ({bt.name}) and "
+                     f"prompting ({bp.name}) can neither be told apart nor shown within "
+                     f"{margin:g} points of each other.",
+    }
+    return [c.sentence() + ".", advice[c.kind]]
+
+
+def tuned_worse(arms: list[Arm], metric: str, margin: float = MARGIN,
+                said: list[str] = ()) -> list[str]:
+    """Each model's best fine-tuned arm against the same model untuned (zero_shot): worse
+    than where it started points at training (learning rate, length), not at the method.
+    A comparison already in `said` is not repeated."""
+    lines = []
+    for m in sorted({a.model for a in arms}):
+        tuned = [a for a in arms if a.model == m and a.trained]
+        base = [a for a in arms if a.model == m and a.method == "zero_shot"]
+        if not (tuned and base):
+            continue
+        c = compare(best(tuned, metric), base[0], metric, margin)
+        if c.kind == "worse":
+            what = "" if c.sentence() + "." in said else f" {c.sentence()};"
+            lines.append(f"Fine-tuning lost ground against the untuned model:{what} check its "
+                         "learning rate and training length before trusting a verdict against "
+                         "fine-tuning.")
+    return lines
+
+
+def cross_model(arms: list[Arm], metric: str, margin: float = MARGIN) -> list[str]:
+    """Each model's best fine-tuned arm against every other model's best prompted arm:
+    does a small tuned model beat a larger untuned one?"""
+    models = sorted({a.model for a in arms})
+    lines = []
+    for m in models:
+        tuned = [a for a in arms if a.model == m and a.trained]
+        if not tuned:
+            continue
+        for other in models:
+            prompted = [a for a in arms if a.model == other and not a.trained]
+            if other == m or not prompted:
+                continue
+            c = compare(best(tuned, metric), best(prompted, metric), metric, margin)
+            lines.append(f"Across models: {c.sentence()}.")
+    return lines
+
+
+def recommend(arms: list[Arm], metric: str, margin: float = MARGIN) -> list[str]:
+    """Plain-language findings, each derived from a paired comparison."""
+    if len(arms) == 1:
+        return [f"Only one arm ran ({arms[0].name}): there is nothing to compare it with, so "
+                "no recommendation. Add a baseline (e.g. zero_shot) or another method."]
+    prompted = [a for a in arms if not a.trained]
+    tuned = [a for a in arms if a.trained]
+    lines = []
+    if tuned and prompted:
+        lines += headline(best(tuned, metric), best(prompted, metric), metric, margin)
+    lines += tuned_worse(arms, metric, margin, lines)
+    for curve in curves(arms).values():
+        found = size_finding(curve, metric, margin)
+        lines += [found] if found else []
+    lines += cross_model(arms, metric, margin)
+    if len(prompted) > 1 or not lines:
+        pool = prompted if len(prompted) > 1 else arms
+        first, second = sorted(pool, key=lambda a: (-a.ci[metric][0], -a.n_train))[:2]
+        lines.append(compare(first, second, metric, margin).sentence() + ".")
+    return lines
