@@ -60,6 +60,28 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def woken_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with large random weights: unlike tiny_model_dir (which writes one token
+    forever, so every arm scores 0), its outputs and training losses depend on the training
+    data, seed and init, so a test comparing them can tell two trainings apart."""
+    import shutil
+
+    import torch
+    from transformers import LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("woken-model")
+    for f in tiny_model_dir.iterdir():  # tokenizer and chat template; weights written below
+        shutil.copy(f, out / f.name)
+    model = LlamaForCausalLM.from_pretrained(tiny_model_dir)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny(tiny_model_dir):
     from tunelab.config import ModelConfig
     from tunelab.models import load_model

@@ -104,9 +104,12 @@ def test_openai_backend_zero_and_few_shot(tmp_path, viggo_dir, server, monkeypat
                                                          ("zero_shot", "done", 20.0, 7.0)]
     zero_info = json.loads(rows[1][4])
     assert zero_info["api_cost_usd"] == pytest.approx((6 * 20 * 1.0 + 6 * 7 * 2.0) / 1e6)
-    first = viggo_rows("test", 6)
-    preds = con.execute("SELECT prediction FROM predictions").fetchall()
-    assert all(p[0].startswith("inform(name[") for p in preds) and first
+    echoes = sorted(f"inform(name[{r['ref'][:5]}])" for r in viggo_rows("test", 6))
+    for method in ("few_shot", "zero_shot"):  # each test sentence's answer, stored with it
+        preds = con.execute("SELECT p.prediction, p.input FROM predictions p JOIN runs r ON r.id = p.run_id "
+                            "WHERE r.method = ?", (method,)).fetchall()
+        assert sorted(p for p, _ in preds) == echoes
+        assert all(p == f"inform(name[{x[:5]}])" for p, x in preds)
     con.close()
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "api.yaml"]
     blob = b"".join(p.read_bytes() for p in written)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from tests.conftest import write_config
+from tests.conftest import viggo_rows, write_config
 from tunelab.cli import app
+from tunelab.metrics import bootstrap_ci
 
 METHODS = (
     "  - {name: zero_shot}\n"
@@ -23,7 +26,26 @@ def _runs(db):
     return con.execute("SELECT method, status, n_train FROM runs ORDER BY method").fetchall()
 
 
-def test_run_store_report_and_resume(tmp_path, tiny_model_dir, viggo_dir):
+def _half_right(monkeypatch):
+    """Every arm answers the gold MR for 3 of the 6 test sentences: the tiny model alone scores
+    0 everywhere (value = CI low = CI high = 0), which no check of the stored CIs can tell apart."""
+    import tunelab.evaluate
+
+    gold = {r["ref"]: r["mr"] for r in viggo_rows("test", 6)}
+    right = sorted(gold)[:3]
+    real = tunelab.evaluate.generate
+
+    def generate(model, tok, prompts, *args, **kwargs):
+        gens = real(model, tok, prompts, *args, **kwargs)
+        for p, g in zip(prompts, gens, strict=True):
+            g.text = next((gold[ref] for ref in right if ref in p), g.text)
+        return gens
+
+    monkeypatch.setattr(tunelab.evaluate, "generate", generate)
+
+
+def test_run_store_report_and_resume(tmp_path, tiny_model_dir, viggo_dir, monkeypatch):
+    _half_right(monkeypatch)
     store = tmp_path / "runs" / "t.db"
     cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, store, METHODS)
     r = runner.invoke(app, ["run", str(cfg)])
@@ -31,8 +53,12 @@ def test_run_store_report_and_resume(tmp_path, tiny_model_dir, viggo_dir):
     assert _runs(store) == [("few_shot", "done", 8), ("lora", "done", 8), ("zero_shot", "done", 0)]
     con = sqlite3.connect(store)
     assert con.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 3 * 6
-    n_metrics = con.execute("SELECT COUNT(*) FROM metrics WHERE lo <= value AND value <= hi").fetchone()
-    assert n_metrics[0] == 3 * 4
+    exact = con.execute("SELECT value, lo, hi FROM metrics WHERE name = 'mr_exact'").fetchall()
+    assert len(exact) == 3 and all(v == 0.5 and lo < v < hi for v, lo, hi in exact), exact
+    for run_id, name, *ci in con.execute("SELECT run_id, name, value, lo, hi FROM metrics").fetchall():
+        scores = [json.loads(s)[name] for (s,) in con.execute(
+            "SELECT scores FROM predictions WHERE run_id = ? ORDER BY idx", (run_id,))]
+        assert tuple(ci) == bootstrap_ci(scores, 200) and ci[0] > 0, (name, ci)  # bootstrap: 200
     versions, commit = con.execute("SELECT versions, git_commit FROM runs LIMIT 1").fetchone()
     assert "transformers" in versions and commit
     html = (tmp_path / "runs" / "report" / "report.html").read_text()
@@ -41,8 +67,13 @@ def test_run_store_report_and_resume(tmp_path, tiny_model_dir, viggo_dir):
         assert name in html and name in md
     assert "data:image/png;base64," in html
     assert "[[" in md  # the masked training example is shown
-    adapter = next((tmp_path / "runs" / "cells").glob("*/adapter/adapter_config.json"))
-    assert adapter.exists()
+    lora_id, info = con.execute("SELECT id, info FROM runs WHERE method = 'lora'").fetchone()
+    adapter = tmp_path / "runs" / "cells" / lora_id / "adapter"
+    assert json.loads(info)["artifact"] == str(adapter)
+    assert list((tmp_path / "runs" / "cells").glob("*/adapter")) == [adapter]  # lora's only
+    weights = load_file(adapter / "adapter_model.safetensors")
+    lora_b = [t for k, t in weights.items() if "lora_B" in k]
+    assert lora_b and all(t.abs().sum() > 0 for t in lora_b)  # B starts at 0: trained and saved
 
     again = runner.invoke(app, ["run", str(cfg)])
     assert again.exit_code == 0

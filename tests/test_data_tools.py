@@ -43,7 +43,32 @@ def test_check_clean_file_passes_with_label_balance(tmp_path):
     train = _jsonl(tmp_path / "t.jsonl", [{"text": f"text {i}", "label": "ab"[i % 2]} for i in range(10)])
     r = runner.invoke(app, ["data", "check", str(train)])
     assert r.exit_code == 0, r.output
-    assert "labels: a 5 (50%), b 5 (50%)" in r.output and "OK" in r.output
+    assert "labels: a 5 (50%), b 5 (50%)" in r.stdout and "OK" in r.stdout  # results: stdout
+    assert "labels:" not in r.stderr
+
+
+def test_check_counts_verdict_and_exit_code_agree(tmp_path, tiny_model_dir):
+    long = " ".join(["the game"] * 40)
+    train = _jsonl(tmp_path / "t.jsonl", [{"prompt": "short one", "completion": "x"},
+                                          {"prompt": long, "completion": "y"}])
+    test = _jsonl(tmp_path / "s.jsonl", [{"prompt": "another", "completion": "z"},
+                                         {"prompt": long + " again", "completion": "w"}, '{"bad'])
+    r = runner.invoke(app, ["data", "check", str(train), "--test", str(test),
+                            "--model", str(tiny_model_dir), "--max-tokens", "30"])
+    assert r.exit_code == 1, r.output
+    out = r.output.splitlines()
+    assert f"{train}:2: (record): " in r.output and "over --max-tokens 30" in r.output
+    assert any(x.startswith("train: 2 records, 0 bad, 1 over --max-tokens 30,") for x in out)
+    assert any(x.startswith("test: 2 records, 1 bad, 1 over --max-tokens 30;") for x in out)
+    assert out[-1] == "FAILED: 1 bad record(s), 2 record(s) over --max-tokens 30"
+    r = runner.invoke(app, ["data", "check", str(train), "--model", str(tiny_model_dir),
+                            "--max-tokens", "1000"])
+    assert r.exit_code == 0 and r.output.splitlines()[-1] == "OK"
+    r = runner.invoke(app, ["data", "check", str(train), "--max-tokens", "30"])
+    assert r.exit_code == 2 and "--max-tokens needs --model" in r.output
+    help_text = " ".join(runner.invoke(app, ["data", "check", "--help"]).output.split())
+    assert "1 the data failed: bad records, a file refused" in help_text
+    assert "records over --max-tokens, or test records leaked into train" in help_text
 
 
 def test_check_task_format_and_missing_file(tmp_path):
@@ -102,7 +127,35 @@ def test_from_logs_filters_redacts_dedupes_and_reports(tmp_path):
     assert len(support) == 5 and "[EMAIL]" in support[1]["content"] and "[PHONE]" in support[2]["content"]
     for reason in ("rating missing or below 4", "matches --drop-regex", "shorter version",
                    "duplicate conversation", "invalid record", "role: expected"):
-        assert reason in r.output, reason
+        assert reason in r.stdout, reason
+
+
+def test_from_logs_drops_tool_calls_and_reply_before_question(tmp_path):
+    user, sys_m = {"role": "user", "content": "Weather in Oslo?"}, {"role": "system", "content": "S."}
+    call = {"role": "assistant", "content": None,
+            "tool_calls": [{"id": "1", "type": "function",
+                            "function": {"name": "weather", "arguments": "{}"}}]}
+    logs = _jsonl(tmp_path / "logs.jsonl", [
+        {"messages": [user], "choices": [{"message": call}]},
+        {"messages": [user, {**call, "content": ""}, {"role": "user", "content": "and?"}],
+         "choices": [{"message": {"role": "assistant", "content": "9C"}}]},
+        {"request": {"messages": [user], "tools": [{"type": "function"}]},
+         "response": {"choices": [{"message": {"role": "assistant", "content": "9C"}}]}},
+        {"messages": [sys_m, {"role": "assistant", "content": "Hi!"}]},
+        {"prompt": "2+2?", "completion": "4"},
+    ])
+    out = tmp_path / "train.jsonl"
+    r = runner.invoke(app, ["data", "from-logs", str(logs), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert [json.loads(x)["messages"][-1]["content"] for x in out.read_text().splitlines()] == ["4"]
+    text = " ".join(r.output.split())
+    for reason in (f"choices[0].message.tool_calls: a tool call; tool-call fine-tuning is not "
+                   f"supported yet (e.g. {logs}:1)",
+                   f"messages[1].tool_calls: this file has tool calls; tool-call fine-tuning is not "
+                   f"supported yet (remove the tools/tool_calls records) (e.g. {logs}:2)",
+                   "dropped 1: tools: this file has tool calls",
+                   f"messages[1].role: assistant turn before any user turn (e.g. {logs}:4)"):
+        assert reason in text, reason
 
 
 def test_from_logs_split_keeps_conversations_whole(tmp_path):

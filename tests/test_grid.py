@@ -56,7 +56,8 @@ def test_fields_added_later_leave_existing_cell_keys_unchanged():
     old_model = {k: v for k, v in to_dict(cfg.model).items()
                  if k in ("name", "dtype", "trust_remote_code")}
     old_method = {k: v for k, v in to_dict(cfg.methods[0]).items() if k != "models"}
-    parts = {"task": to_dict(cfg.task), "model": old_model, "eval": to_dict(cfg.eval),
+    old_task = {k: v for k, v in to_dict(cfg.task).items() if k != "scoring"}
+    parts = {"task": old_task, "model": old_model, "eval": to_dict(cfg.eval),
              "method": old_method, "train": to_dict(method_train(cfg, cfg.methods[0])),
              "train_size": 8, "seed": 0}
     assert cells(cfg, 100)[0].key == cell_key(parts)

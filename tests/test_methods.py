@@ -178,9 +178,14 @@ def test_rag_stores_recall_at_k_for_gold_passages(tmp_path, tiny_model_dir):
     rows += [{"prompt": f"Q{i}?", "completion": "A", "gold_passages": ["games.md#0"]} for i in range(4)]
     train = tmp_path / "qa.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # two answerable test questions and two whose gold passage is in no file: recall < 1
+    tests = rows[:2] + [{**rows[0], "gold_passages": ["nowhere.md"]},
+                        {**rows[12], "gold_passages": ["nowhere.md#0"]}]
+    test = tmp_path / "qa_test.jsonl"
+    test.write_text("".join(json.dumps(r) + "\n" for r in tests))
     cfg = tmp_path / "rag.yaml"
     cfg.write_text(
-        f"task: {{name: jsonl, train: '{train}', test: '{train}', n_test: 4, "
+        f"task: {{name: jsonl, train: '{train}', test: '{test}', n_test: 4, "
         f"corpus: '{_corpus(tmp_path)}'}}\nmodel: {{name: '{tiny_model_dir}'}}\n"
         f"eval: {{max_new_tokens: 4, bootstrap: 50}}\nallow_leakage: true\n"
         f"store: '{tmp_path / 's.db'}'\nout_dir: '{tmp_path}'\n"
@@ -188,8 +193,13 @@ def test_rag_stores_recall_at_k_for_gold_passages(tmp_path, tiny_model_dir):
     r = runner.invoke(app, ["run", str(cfg), "--fail-fast"])
     assert r.exit_code == 0, r.output
     info = json.loads(sqlite3.connect(tmp_path / "s.db").execute("SELECT info FROM runs").fetchone()[0])
-    assert info["recall_examples"] == 4 and 0.0 <= info["recall_at_1"] <= 1.0
+    assert info["recall_examples"] == 4 and len(info["retrieved"]) == 4
     assert all(len(ids) == 1 for ids in info["retrieved"].values())
+    gold = {f"qa_test.jsonl:{n}": r["gold_passages"] for n, r in enumerate(tests, start=1)}
+    hits = {ex: ids[0] in gold[ex] or ids[0].split("#")[0] in gold[ex]
+            for ex, ids in info["retrieved"].items()}
+    assert not hits["qa_test.jsonl:3"] and not hits["qa_test.jsonl:4"]
+    assert info["recall_at_1"] == sum(hits.values()) / 4 > 0, (hits, info)
     assert len(list((tmp_path / "cells").glob("*/index/index.faiss"))) == 1
 
 

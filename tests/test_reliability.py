@@ -2,11 +2,15 @@
 
 The reference is one uninterrupted run; a grid killed with SIGKILL at random moments and
 rerun until it finishes, and two grids writing one store at once, must both end with the
-same metrics and predictions, cell for cell.
+same metrics, predictions, per-step training losses and trained adapter, cell for cell.
+They run the "woken" tiny model (tests/conftest.py): its losses and outputs depend on the
+training subset and seed, so a cell trained on other data cannot pass for the reference.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import signal
@@ -35,18 +39,37 @@ def _start(cfg: Path) -> subprocess.Popen:
                             stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "200"})
 
 
+def _adapter_hash(db: Path, run_id: str) -> str | None:
+    """sha256 of the cell's saved adapter (out_dir is the store's folder in these configs)."""
+    path = db.parent / "cells" / run_id / "adapter" / "adapter_model.safetensors"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
 def snapshot(db: Path) -> dict:
-    """What a result is: per cell, status, metrics and predictions (timings excluded)."""
+    """What a result is: per cell, status, metrics, predictions, per-step training losses and
+    the trained adapter's hash (timings excluded)."""
     con = sqlite3.connect(db)
     # Cells by what they are, not by key: the key hashes the data folder's path too.
     cell = {i: (m, n, s) for i, m, n, s in con.execute("SELECT id, label, n_train, seed FROM runs")}
     runs = {cell[i]: st for i, st in con.execute("SELECT id, status FROM runs")}
+    trained = {cell[i]: (json.loads(info or "{}").get("losses"), _adapter_hash(db, i))
+               for i, info in con.execute("SELECT id, info FROM runs")}
     metrics = sorted((cell[r[0]], *r[1:]) for r in con.execute(
         "SELECT run_id, name, value, lo, hi FROM metrics"))
     preds = sorted((cell[r[0]], *r[1:]) for r in con.execute(
         "SELECT run_id, idx, example_id, prediction, scores, prompt_tokens, gen_tokens FROM predictions"))
     con.close()
-    return {"runs": runs, "metrics": metrics, "predictions": preds}
+    return {"runs": runs, "metrics": metrics, "predictions": preds, "trained": trained}
+
+
+def assert_discriminating(snap: dict, n_trained: int) -> None:
+    """The trained cells' losses and adapters differ from one another, so comparing them can
+    tell a cell trained on another subset or seed from the right one."""
+    done = [v for v in snap["trained"].values() if v[0]]
+    assert len(done) == n_trained and all(h for _, h in done)
+    assert len({tuple(losses) for losses, _ in done}) == n_trained
+    assert len({h for _, h in done}) == n_trained
+    assert len({p[3] for p in snap["predictions"]}) > 1  # not one output for everything
 
 
 def _statuses(db: Path) -> list[str]:
@@ -77,7 +100,7 @@ def _cfg(tmp_path: Path, tiny_model_dir, viggo_dir, name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, tiny_model_dir) -> dict:
+def reference(tmp_path_factory, woken_model_dir) -> dict:
     """One uninterrupted run, shared by the tests that compare against it."""
     from tests.conftest import viggo_rows, write_csv
 
@@ -86,20 +109,21 @@ def reference(tmp_path_factory, tiny_model_dir) -> dict:
     data.mkdir()
     for split, n in [("train", 24), ("validation", 6), ("test", 6)]:  # as the viggo_dir fixture
         write_csv(data / f"{split}.csv", viggo_rows(split, n))
-    cfg = _cfg(tmp, tiny_model_dir, data, "ref")
+    cfg = _cfg(tmp, woken_model_dir, data, "ref")
     t0 = time.perf_counter()
     p = _start(cfg)
     assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-2000:]
     snap = snapshot(tmp / "ref" / "t.db")
     snap["wall"] = time.perf_counter() - t0
     assert len(snap["runs"]) == N_CELLS and set(snap["runs"].values()) == {"done"}
+    assert_discriminating(snap, 4)  # lora at two sizes x two seeds
     return snap
 
 
 @pytest.mark.slow
-def test_kill9_at_random_points_then_resume_gives_identical_store(tmp_path, tiny_model_dir,
+def test_kill9_at_random_points_then_resume_gives_identical_store(tmp_path, woken_model_dir,
                                                                   viggo_dir, reference):
-    cfg = _cfg(tmp_path, tiny_model_dir, viggo_dir, "killed")
+    cfg = _cfg(tmp_path, woken_model_dir, viggo_dir, "killed")
     db = tmp_path / "killed" / "t.db"
     rng = random.Random(8)
     at_kill = []
@@ -137,8 +161,8 @@ def test_kill9_at_random_points_then_resume_gives_identical_store(tmp_path, tiny
 
 
 @pytest.mark.slow
-def test_two_grids_into_one_store(tmp_path, tiny_model_dir, viggo_dir, reference):
-    cfg = _cfg(tmp_path, tiny_model_dir, viggo_dir, "shared")
+def test_two_grids_into_one_store(tmp_path, woken_model_dir, viggo_dir, reference):
+    cfg = _cfg(tmp_path, woken_model_dir, viggo_dir, "shared")
     twin = tmp_path / "twin.yaml"
     twin.write_text(cfg.read_text())
     a, b = _start(cfg), _start(twin)
@@ -147,20 +171,24 @@ def test_two_grids_into_one_store(tmp_path, tiny_model_dir, viggo_dir, reference
     assert snapshot(tmp_path / "shared" / "t.db") == {k: v for k, v in reference.items() if k != "wall"}
 
 
-def test_same_config_and_seed_give_same_metrics(tmp_path, tiny_model_dir, viggo_dir):
+def test_same_config_and_seed_give_same_training(tmp_path, woken_model_dir, viggo_dir):
     from tunelab.config import load_config
     from tunelab.grid import run_grid
 
     snaps = []
-    for name in ("a", "b"):
-        cfg = load_config(write_config(tmp_path / f"{name}.yaml", tiny_model_dir, viggo_dir,
-                                       tmp_path / name / "t.db", "  - {name: lora, train_sizes: [8]}\n"))
+    for name in ("a", "b", "c"):
+        seeds = "seeds: [1]\n" if name == "c" else ""
+        cfg = load_config(write_config(tmp_path / f"{name}.yaml", woken_model_dir, viggo_dir,
+                                       tmp_path / name / "t.db", "  - {name: lora, train_sizes: [8]}\n",
+                                       seeds))
         run_grid(cfg)
         snaps.append(snapshot(tmp_path / name / "t.db"))
     assert snaps[0] == snaps[1] and len(snaps[0]["predictions"]) == 6
+    assert_discriminating({"trained": {**snaps[0]["trained"], **snaps[2]["trained"]},
+                           "predictions": snaps[0]["predictions"]}, 2)  # seed 1 trains otherwise
 
 
-def test_rerun_reproduces_a_stored_run_and_ls_shows_states(tmp_path, tiny_model_dir, viggo_dir):
+def test_rerun_reproduces_a_stored_run_and_ls_shows_states(tmp_path, woken_model_dir, viggo_dir):
     from typer.testing import CliRunner
 
     from tunelab.cli import app
@@ -168,7 +196,7 @@ def test_rerun_reproduces_a_stored_run_and_ls_shows_states(tmp_path, tiny_model_
 
     runner = CliRunner()
     store = tmp_path / "runs" / "t.db"
-    cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, store,
+    cfg = write_config(tmp_path / "c.yaml", woken_model_dir, viggo_dir, store,
                        "  - {name: lora, train_sizes: [8], train: {lr: 0.002}}\n"
                        "  - {name: few_shot, k: 50, train_sizes: [8]}\n")
     assert runner.invoke(app, ["run", str(cfg)]).exit_code == 0
@@ -177,6 +205,14 @@ def test_rerun_reproduces_a_stored_run_and_ls_shows_states(tmp_path, tiny_model_
     r = runner.invoke(app, ["rerun", lora[:8], "--store", str(store), "--out", str(tmp_path / "re")])
     assert r.exit_code == 0, r.output
     assert "reproduced exactly" in r.output and "predictions identical: 6/6" in r.output
+    assert "training losses (2 steps): identical" in r.output
+    info = json.loads(s.run(lora)["info"])
+    info["losses"][-1] += 1e-6  # same scores, a training that went otherwise
+    s.db.execute("UPDATE runs SET info=? WHERE id=?", (json.dumps(info), lora))
+    s.db.commit()
+    r = runner.invoke(app, ["rerun", lora[:8], "--store", str(store), "--out", str(tmp_path / "re1")])
+    assert r.exit_code == 1 and "training losses (2 steps): DIFFER" in r.output
+    assert "predictions identical: 6/6" in r.output and "NOT reproduced" in r.output
     s.db.execute("UPDATE predictions SET prediction='tampered' WHERE run_id=? AND idx=0", (lora,))
     s.db.commit()
     r = runner.invoke(app, ["rerun", lora[:8], "--store", str(store), "--out", str(tmp_path / "re2")])

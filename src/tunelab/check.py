@@ -83,19 +83,41 @@ def labels(examples: list[Example]) -> Counter | None:
 @dataclass
 class Report:
     errors: list[str] = field(default_factory=list)
+    """One line per bad record or refused file, train's then test's."""
     n_train: int = 0
     n_test: int = 0
+    bad_train: int = 0
+    bad_test: int = 0
+    refused: list[str] = field(default_factory=list)
+    """Files not read at all (missing, not UTF-8, tool calls, ...)."""
     duplicates: list[Pair] = field(default_factory=list)
     leaked: list[Pair] = field(default_factory=list)
     too_long: list[str] = field(default_factory=list)
+    long_train: int = 0
+    long_test: int = 0
+    max_tokens: int | None = None
     length_pct: dict[int, float] = field(default_factory=dict)
     length_unit: str = "words"
     labels: Counter | None = None
 
     @property
     def ok(self) -> bool:
-        """Errors (bad records, over-long ones) and leakage fail; duplicates only warn."""
+        """Bad records, refused files, over-long records and leakage fail; duplicates warn."""
         return not (self.errors or self.too_long or self.leaked)
+
+    def _counts(self, bad: int, long: int) -> str:
+        over = f", {long} over --max-tokens {self.max_tokens}" if self.max_tokens else ""
+        return f"{bad} bad{over}"
+
+    def verdict(self) -> str:
+        """'OK', or 'FAILED:' and every count that fails it (the reasons for exit code 1)."""
+        why = [f"{len(self.refused)} file(s) refused"] if self.refused else []
+        bad = len(self.errors) - len(self.refused)
+        why += [f"{bad} bad record(s)"] if bad else []
+        long = len(self.too_long)
+        why += [f"{long} record(s) over --max-tokens {self.max_tokens}"] if long else []
+        why += [f"{len(self.leaked)} test record(s) leaked into train"] if self.leaked else []
+        return "FAILED: " + ", ".join(why) if why else "OK"
 
     def lines(self, limit: int = 20) -> list[str]:
         out = list(self.errors[:limit]) + self.too_long[:limit]
@@ -110,11 +132,11 @@ class Report:
             out.append(f"{_where(p.a)}: input: leaked: {kind} of train {_where(p.b)}")
         exact = sum(p.exact for p in self.duplicates)
         leak_exact = sum(p.exact for p in self.leaked)
-        out.append(f"train: {self.n_train} records, {len(self.errors)} bad, {len(self.too_long)} too long, "
-                   f"{exact} exact + {len(self.duplicates) - exact} near duplicates")
-        if self.n_test:
-            out.append(f"test: {self.n_test} records; leaked into train: {leak_exact} exact + "
-                       f"{len(self.leaked) - leak_exact} near")
+        out.append(f"train: {self.n_train} records, {self._counts(self.bad_train, self.long_train)}, "
+                   f"{exact} exact + {len(self.duplicates) - exact} near duplicates (a warning)")
+        if self.n_test or self.bad_test:
+            out.append(f"test: {self.n_test} records, {self._counts(self.bad_test, self.long_test)}; "
+                       f"leaked into train: {leak_exact} exact + {len(self.leaked) - leak_exact} near")
         if self.length_pct:
             pct = ", ".join(f"p{k} {v:.0f}" for k, v in self.length_pct.items())
             out.append(f"length ({self.length_unit}, input + target): {pct}")
@@ -122,37 +144,40 @@ class Report:
             total = sum(self.labels.values())
             bal = ", ".join(f"{k} {v} ({v / total:.0%})" for k, v in self.labels.most_common())
             out.append(f"labels: {bal}")
-        out.append("OK" if self.ok else "FAILED: fix the errors/leakage above")
+        out.append(self.verdict())
         return out
 
 
-def read_lenient(path: Path, reader=None) -> tuple[list[Example], list[str]]:
-    """All good examples of a file and one `file:line: field: problem` per bad record."""
+def read_lenient(path: Path, reader=None) -> tuple[list[Example], list[str], bool]:
+    """All good examples of a file, one `file:line: field: problem` per bad record, and
+    whether the whole file was refused (then the one line says why)."""
     errors: list[DataError] = []
     try:
         examples = reader(path, errors) if reader else read_examples(path, "auto", errors)
-    except DataError as e:  # file-level: missing, not UTF-8, not an array, bad CSV
-        return [], [str(e)]
+    except DataError as e:  # file-level: missing, not UTF-8, not an array, bad CSV, tool calls
+        return [], [str(e)], True
     for ex in examples:
         ex.meta["file"] = str(path)
     msgs = [str(e) for e in errors]
     if not examples and not msgs:
-        msgs.append(f"{path}: no records")
-    return examples, msgs
+        return [], [f"{path}: no records"], True
+    return examples, msgs, False
 
 
 def check(train: Path, test: Path | None = None, reader=None, tok=None,
           max_tokens: int | None = None) -> Report:
     """Everything `tunelab data check` reports about a training (and test) file."""
-    rep = Report()
-    tr, rep.errors = read_lenient(Path(train), reader)
-    rep.n_train = len(tr)
+    rep = Report(max_tokens=max_tokens)
+    tr, rep.errors, refused = read_lenient(Path(train), reader)
+    rep.n_train, rep.bad_train = len(tr), len(rep.errors)
+    rep.refused += [str(train)] if refused else []
     rep.duplicates = duplicates(tr)
     te: list[Example] = []
     if test is not None:
-        te, errs = read_lenient(Path(test), reader)
+        te, errs, refused = read_lenient(Path(test), reader)
         rep.errors += errs
-        rep.n_test = len(te)
+        rep.n_test, rep.bad_test = len(te), len(errs)
+        rep.refused += [str(test)] if refused else []
         rep.leaked = leakage(tr, te)
     everything = tr + te
     if everything:
@@ -160,8 +185,10 @@ def check(train: Path, test: Path | None = None, reader=None, tok=None,
         rep.length_unit = "tokens" if tok is not None else "words"
         rep.length_pct = {q: float(np.percentile(n, q)) for q in (50, 90, 99, 100)}
         if max_tokens:
-            rep.too_long = [f"{_where(e)}: (record): {k} tokens, over max {max_tokens}"
-                            for e, k in zip(everything, n, strict=True) if k > max_tokens]
+            over = [i for i, k in enumerate(n) if k > max_tokens]
+            rep.too_long = [f"{_where(everything[i])}: (record): {n[i]} tokens, over --max-tokens "
+                            f"{max_tokens}" for i in over]
+            rep.long_train = sum(i < len(tr) for i in over)
+            rep.long_test = len(over) - rep.long_train
     rep.labels = labels(tr) if tr else None
     return rep
-

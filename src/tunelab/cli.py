@@ -12,7 +12,7 @@ from rich.table import Table
 
 from tunelab import TunelabError
 from tunelab.probes.cli import probe_app
-from tunelab.ui import console
+from tunelab.ui import console, out
 from tunelab.ui import fail as _fail
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -29,8 +29,10 @@ def run(
     report_dir: str = typer.Option(None, help="Where to write the report (default: <out_dir>/report)."),
     allow_leakage: bool = typer.Option(False, "--allow-leakage",
                                        help="Run even if test inputs (near-)duplicate training inputs."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
 ):
-    """Run every cell of a config (finished cells are skipped), then write the report."""
+    """Run every cell of a config (finished cells are skipped), then write the report.
+    Results (table, recommendation, report path) go to stdout; progress and logs to stderr."""
     from tunelab import report
     from tunelab.config import load_config
     from tunelab.grid import run_grid
@@ -44,26 +46,46 @@ def run(
         cfg.allow_leakage = cfg.allow_leakage or allow_leakage
         keys = run_grid(cfg, fail_fast=fail_fast)
         arms = report.load_arms(Store(cfg.store), set(keys))
-        _table(arms, cfg.report.margin)
+        if not as_json:
+            _table(arms, cfg.report.margin)
         md, html = report.build(cfg.store, report_dir or Path(cfg.out_dir) / "report", set(keys),
                                 cfg.report.margin)
     except TunelabError as e:
         _fail(e)
-    console.print(f"report: {html} (and {md})")
+    if as_json:
+        _print_json(_run_json(arms, md, html, cfg.report.margin))
+    else:
+        out.print(f"report: {html} (and {md})", highlight=False, soft_wrap=True)
     console.print(f"wall time: {time.perf_counter() - t0:.0f} s")
 
 
+def _print_json(data) -> None:
+    # plain print, not rich: no wrapping or markup in what a script parses
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _run_json(arms, md: Path, html: Path, margin: float) -> dict:
+    from tunelab import export
+    from tunelab.report import primary_metric, recommend
+
+    metric = primary_metric(arms)
+    cell = json.loads(arms[0].runs[0]["config"] or "{}").get("cell", {})
+    return {"primary": metric, "scoring": cell.get("scoring"), "arms": [export.arm(a) for a in arms],
+            "recommendation": recommend(arms, metric, margin), "report": {"html": str(html), "md": str(md)}}
+
+
 def _table(arms, margin: float) -> None:
-    """The results and the recommendation: a table drawn to the terminal's width, or, where
-    there is no terminal (`> log`), the markdown table, full width, never cut to 80 columns."""
+    """The results and the recommendation, on stdout: a table drawn to the terminal's width,
+    or, where there is no terminal (`> log`), the markdown table, full width, never cut to
+    80 columns."""
     from tunelab.report import primary_metric, recommend, results_markdown
 
     if not arms:
         return
     plain = {"soft_wrap": True, "markup": False, "highlight": False}
     findings = [f"- {line}" for line in recommend(arms, primary_metric(arms), margin)]
-    if not console.is_terminal:
-        console.print("\n".join([results_markdown(arms), *findings]), **plain)
+    if not out.is_terminal:
+        out.print("\n".join([results_markdown(arms), *findings]), **plain)
         return
     metrics = list(arms[0].ci)
     t = Table(title="results (95% bootstrap CI)")
@@ -73,15 +95,36 @@ def _table(arms, margin: float) -> None:
         cis = [f"{a.ci[m][0]:.3f} [{a.ci[m][1]:.3f}, {a.ci[m][2]:.3f}]" for m in metrics]
         t.add_row(a.model, a.label, str(a.n_train), *cis, f"{a.mean('prompt_tokens_mean'):.0f}",
                   f"{a.mean('train_seconds'):.0f}", f"{a.mean('eval_seconds'):.0f}")
-    console.print(t)
+    out.print(t)
     for line in findings:
-        console.print(line, **plain)
+        out.print(line, **plain)
+
+
+@app.command()
+def init(
+    data: Path = typer.Argument(..., help="Your data: .jsonl, .json or .csv (prompt/completion, "
+                                "OpenAI messages, alpaca or text/label records)."),
+    config: Path = typer.Option(None, "-o", "--out", help="Config to write (default: <file stem>.yaml)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing config."),
+):
+    """Look at your data file (format, size, labels or free text) and write a runnable,
+    commented config for it, with splits and methods that fit; prints what it found."""
+    from tunelab.starter import write_config
+
+    config = config or Path(f"{data.stem}.yaml")
+    try:
+        profile = write_config(data, config, force)
+    except TunelabError as e:
+        _fail(e)
+    for line in profile.lines():
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+    out.print(f"wrote {config}; run it with: tunelab run {config}", highlight=False, soft_wrap=True)
 
 
 @app.command("report")
 def report_cmd(
     store: str = typer.Argument(DEFAULT_STORE, help="Results store."),
-    out: str = typer.Option("runs/report", "-o", "--out", help="Output folder."),
+    out_dir: str = typer.Option("runs/report", "-o", "--out", help="Output folder."),
     margin: float = typer.Option(None, help="Equivalence margin in points (default: the "
                                  "runs' report.margin, else 2)."),
 ):
@@ -97,23 +140,28 @@ def report_cmd(
                 ReportConfig(margin)  # checked as the config key is
             except TunelabError as e:
                 raise TunelabError(f"--{e}") from None
-        md, html = report.build(store, out, margin=margin)
+        md, html = report.build(store, out_dir, margin=margin)
         arms = report.load_arms(Store(store, create=False))
         _table(arms, report.stored_margin(arms) if margin is None else margin)
     except TunelabError as e:
         _fail(e)
-    console.print(f"wrote {md} and {html}")
+    out.print(f"wrote {md} and {html}", highlight=False, soft_wrap=True)
 
 
 @app.command("ls")
-def ls_cmd(store: str = typer.Option(DEFAULT_STORE, help="Results store.")):
+def ls_cmd(store: str = typer.Option(DEFAULT_STORE, help="Results store."),
+           as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON on stdout.")):
     """List stored runs with their status (failed ones with their error)."""
+    from tunelab import export
     from tunelab.store import Store
 
     try:
         rows = Store(store, create=False).runs()
     except TunelabError as e:
         _fail(e)
+    if as_json:
+        _print_json([export.run_summary(r) for r in rows])
+        return
     t = Table()
     for col in ["id", "status", "task", "model", "method", "n train", "seed", "error"]:
         t.add_column(col)
@@ -121,12 +169,15 @@ def ls_cmd(store: str = typer.Option(DEFAULT_STORE, help="Results store.")):
         err = (r["error"] or "").splitlines()[0] if r["error"] else ""
         t.add_row(r["id"][:12], r["status"], r["task"], r["model"], r["label"],
                   str(r["n_train"]), str(r["seed"]), err)
-    console.print(t)
+    out.print(t)
 
 
 @app.command()
-def show(run_id: str, store: str = typer.Option(DEFAULT_STORE, help="Results store.")):
+def show(run_id: str, store: str = typer.Option(DEFAULT_STORE, help="Results store."),
+         as_json: bool = typer.Option(False, "--json", help="Print the run (config, metrics, every "
+                                      "prediction) as JSON on stdout.")):
     """Show one run: config, metrics with CIs, costs, and a few predictions."""
+    from tunelab import export
     from tunelab.store import Store
 
     try:
@@ -134,18 +185,21 @@ def show(run_id: str, store: str = typer.Option(DEFAULT_STORE, help="Results sto
         r = s.run(run_id)
     except TunelabError as e:
         _fail(e)
-    console.print(f"[bold]{r['id']}[/] {r['status']}: {r['task']} / {r['model']} / {r['label']} "
+    if as_json:
+        _print_json(export.run_detail(r, s.metrics(r["id"]), s.predictions(r["id"])))
+        return
+    out.print(f"[bold]{r['id']}[/] {r['status']}: {r['task']} / {r['model']} / {r['label']} "
                   f"n={r['n_train']} seed={r['seed']}")
     for name, m in s.metrics(r["id"]).items():
-        console.print(f"  {name}: {m['value']:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]")
+        out.print(f"  {name}: {m['value']:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]")
     for k in ["train_seconds", "eval_seconds", "train_tokens", "trainable_params",
               "prompt_tokens_mean", "gen_tokens_mean", "peak_rss_mb", "git_commit"]:
-        console.print(f"  {k}: {r[k]}")
+        out.print(f"  {k}: {r[k]}")
     if r["error"]:
-        console.print(f"  error: {r['error']}")
+        out.print(f"  error: {r['error']}")
     for p in s.predictions(r["id"])[:3]:
-        console.print(f"  > {p['input'][:80]!r}\n    ref  {p['target']!r}\n    pred {p['prediction']!r}")
-    console.print(f"  config: {json.dumps(json.loads(r['config'])['cell'])}")
+        out.print(f"  > {p['input'][:80]!r}\n    ref  {p['target']!r}\n    pred {p['prediction']!r}")
+    out.print(f"  config: {json.dumps(json.loads(r['config'])['cell'])}")
 
 
 @app.command("cell")
@@ -172,22 +226,25 @@ def cell_cmd(
 def rerun_cmd(
     run_id: str = typer.Argument(..., help="Run id (or a unique prefix), from `tunelab ls`."),
     store: str = typer.Option(DEFAULT_STORE, help="Results store."),
-    out: str = typer.Option("runs/rerun", help="Where the re-run's own store goes."),
+    out_dir: str = typer.Option("runs/rerun", "--out", help="Where the re-run's own store goes."),
 ):
     """Re-run a stored run from its stored config and compare metrics and predictions."""
     from tunelab.rerun import rerun
 
     try:
-        c = rerun(store, run_id, out)
+        c = rerun(store, run_id, out_dir)
     except TunelabError as e:
         _fail(e)
     for name, old, new in c.metrics:
         mark = "same" if old == new else "DIFFERS"
-        console.print(f"  {name}: stored {old:.4f}  rerun {new:.4f}  {mark}")
-    console.print(f"  predictions identical: {c.predictions_same}/{c.predictions_total}")
+        out.print(f"  {name}: stored {old:.4f}  rerun {new:.4f}  {mark}")
+    out.print(f"  predictions identical: {c.predictions_same}/{c.predictions_total}")
+    if c.losses[0] is not None:
+        same = "identical" if c.losses[0] == c.losses[1] else "DIFFER"
+        out.print(f"  training losses ({len(c.losses[0])} steps): {same}")
     for d in c.drift:
-        console.print(f"  environment changed: {d}")
-    console.print(f"{c.run_id}: {'reproduced exactly' if c.identical else 'NOT reproduced'} "
+        out.print(f"  environment changed: {d}")
+    out.print(f"{c.run_id}: {'reproduced exactly' if c.identical else 'NOT reproduced'} "
                   f"(rerun stored in {c.new_store})")
     if not c.identical:
         raise typer.Exit(1)
@@ -196,7 +253,7 @@ def rerun_cmd(
 @app.command()
 def tasks(name: str = typer.Argument(None, help="Show one task in full.")):
     """List the tasks tunelab ships (one line each), or show one: instruction, prompt,
-    metrics, and how its splits are made."""
+    metrics, how its splits are made, and its config keys with what they do."""
     import inspect
 
     from tunelab.config import TaskConfig
@@ -205,23 +262,36 @@ def tasks(name: str = typer.Argument(None, help="Show one task in full.")):
     if name is None:
         for n, cls in TASKS.items():
             t = cls(TaskConfig(name=n))
-            console.print(f"{n:10s} {t.describe()} (primary: {t.primary})", highlight=False,
-                          soft_wrap=True)
+            out.print(f"{n:10s} {t.describe()} (primary: {t.primary})", highlight=False, soft_wrap=True)
         return
     try:
         t = get_task(TaskConfig(name=name))
     except TunelabError as e:
         _fail(e)
-    console.print(f"[bold]{name}[/]: {t.describe()}", highlight=False)
-    console.print(f"instruction (system prompt):\n{t.instruction}", highlight=False, markup=False)
-    console.print("prompt: the tokenizer's chat template over [system: instruction, "
-                  "(shots), user: input]; fine-tuned methods use the short instruction: "
-                  f"{t.short_instruction!r}", highlight=False, markup=False, soft_wrap=True)
+    say = lambda text: out.print(text, highlight=False, markup=False, soft_wrap=True)  # noqa: E731
+    say(f"{name}: {t.describe()}")
+    say(f"instruction (system prompt):\n{t.instruction}")
+    say("prompt: the tokenizer's chat template over [system: instruction, (shots), user: input]; "
+        f"fine-tuned methods use the short instruction: {t.short_instruction!r}")
     for n, m in t.all_metrics.items():
         star = " (primary)" if n == t.primary else ""
-        console.print(f"metric {n}: higher_is_better={m.higher_is_better}{star}", highlight=False)
-    console.print(inspect.getdoc(inspect.getmodule(type(t))) or "", highlight=False, markup=False,
-                  soft_wrap=True)
+        say(f"metric {n}: higher_is_better={m.higher_is_better}{star}")
+    say(inspect.getdoc(inspect.getmodule(type(t))) or "")
+    _config_keys(name)
+
+
+def _config_keys(name: str) -> None:
+    from dataclasses import asdict
+
+    from tunelab.config import RunConfig, TaskConfig, field_docs
+
+    say = lambda text: out.print(text, highlight=False, markup=False, soft_wrap=True)  # noqa: E731
+    defaults = asdict(TaskConfig(name=name))
+    say("\nconfig keys under `task:` (default in brackets):")
+    for key, doc in field_docs(TaskConfig).items():
+        say(f"  {key} [{defaults[key]}]: {doc}")
+    say("other top-level keys: " + ", ".join(field_docs(RunConfig))
+        + " (a commented example: configs/your_data.yaml; `tunelab init FILE` writes one for your file)")
 
 
 app.add_typer(probe_app, name="probe")
@@ -239,7 +309,11 @@ def data_check(
     max_tokens: int = typer.Option(None, "--max-tokens", help="Flag longer records (needs --model)."),
 ):
     """Bad records (file:line: field: problem), duplicates, train/test leakage, a summary.
-    Exits 1 when there are bad records or leakage."""
+
+    Exit codes: 0 OK (duplicates are only a warning); 1 the data failed: bad records, a
+    file refused (missing, unreadable, tool calls), records over --max-tokens, or test
+    records leaked into train (the last line counts each); 2 the check could not run
+    (bad option, unknown task, tokenizer not found)."""
     from tunelab.check import check
 
     try:
@@ -259,8 +333,8 @@ def data_check(
         rep = check(train, test, reader, tok, max_tokens)
     except TunelabError as e:
         _fail(e)
-    for line in rep.lines():
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    for line in rep.lines():  # the check's result: stdout
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
     if not rep.ok:
         raise typer.Exit(1)
 
@@ -278,7 +352,7 @@ def _fractions(text: str) -> tuple[float, float, float]:
 @data_app.command("from-logs")
 def data_from_logs(
     logs: list[Path] = typer.Argument(..., help="JSONL log files."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL of {messages: [...]}."),
+    dest: Path = typer.Option(..., "-o", "--out", help="Output JSONL of {messages: [...]}."),
     min_rating: float = typer.Option(None, help="Keep only records whose rating field is >= this."),
     rating_field: str = typer.Option("rating", help="Field holding the user rating (dots for nesting)."),
     drop_regex: str = typer.Option(None, help="Drop conversations with a message matching this regex."),
@@ -299,12 +373,12 @@ def data_from_logs(
             except re.error as e:
                 raise TunelabError(f"--drop-regex: invalid regular expression: {e}") from None
         fractions = _fractions(split) if split else None
-        summary = from_logs(list(logs), out, rating_field if min_rating is not None else None,
+        summary = from_logs(list(logs), dest, rating_field if min_rating is not None else None,
                             min_rating, drop_regex, dedupe, redact, fractions, seed)
     except TunelabError as e:
         _fail(e)
     for line in summary.lines():
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover

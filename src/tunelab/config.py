@@ -6,10 +6,13 @@ silently falls back to a default.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -46,6 +49,9 @@ class ModelConfig:
     """openai backend: price per million generated tokens."""
 
 
+SCORINGS = ("auto", "classification", "text")
+
+
 @dataclass
 class TaskConfig:
     name: str = "viggo"
@@ -59,7 +65,13 @@ class TaskConfig:
     test: str | None = None
     """Test file (optional; else split off train with split_seed)."""
     format: str = "auto"
-    """Record format for the jsonl task: auto, prompt_completion, alpaca, messages."""
+    """Record format for the jsonl task: auto (per record), prompt_completion, alpaca,
+    messages, sharegpt, label (text/label)."""
+    scoring: str = "auto"
+    """jsonl task: auto (classification if the completions look like labels: 2 to 50
+    distinct values, each at most 5 words and seen at least twice; else free text),
+    classification (accuracy, macro-F1, label set in the instruction) or text (exact
+    match, token F1)."""
     metric: str | None = None
     """Primary metric override (a name from metrics.METRICS)."""
     instruction: str | None = None
@@ -73,6 +85,10 @@ class TaskConfig:
     corpus: str | None = None
     """Documents for retrieval (rag): a folder of .txt/.md files or a JSONL of passages
     with fields id and text; path absolute or relative to data_dir."""
+
+    def __post_init__(self):
+        if self.scoring not in SCORINGS:
+            raise TunelabError(f"scoring: unknown '{self.scoring}'. Available: {', '.join(SCORINGS)}")
 
 
 @dataclass
@@ -288,6 +304,25 @@ def from_dict(cls, data: dict, where: str = "config"):
         return cls(**values)
     except TunelabError as e:
         raise TunelabError(f"{where}.{e}") from None
+
+
+def field_docs(cls) -> dict[str, str]:
+    """Each field of dataclass `cls` with its docstring (the string under it in the class
+    body; "" if none), in order: the help text of `tunelab tasks NAME`.
+
+    >>> field_docs(EvalConfig)["batch_size"]
+    'Prompts per generation batch.'
+    """
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    docs = {}
+    for node, after in zip(body, [*body[1:], None], strict=True):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            doc = ""
+            if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) \
+                    and isinstance(after.value.value, str):
+                doc = " ".join(after.value.value.split())
+            docs[node.target.id] = doc
+    return docs
 
 
 def load_config(path: str | Path) -> RunConfig:

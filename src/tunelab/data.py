@@ -22,6 +22,11 @@ class DataError(TunelabError):
     """A bad record: the message names file, line and field."""
 
 
+class UnsupportedData(DataError):
+    """A file tunelab cannot train on yet (tool calls): raised at its first such record,
+    even by lenient readers, so `data check` and `run` refuse the file in one line."""
+
+
 @dataclass
 class Example:
     input: str
@@ -96,11 +101,37 @@ def _read_json_array(path: Path, errors=None) -> Iterator[tuple[int, dict]]:
         raise DataError(f"{path}:{e.lineno}: (record): invalid JSON: {e.msg}") from None
     if not isinstance(data, list):
         raise DataError(f"{path}:1: (record): expected a JSON array of objects")
-    for i, rec in enumerate(data, start=1):
+    for line, rec in zip(_element_lines(text), data, strict=True):
         if not isinstance(rec, dict):
-            _bad(DataError(f"{path}:record {i}: (record): expected an object"), errors)
+            _bad(DataError(f"{path}:{line}: (record): expected an object"), errors)
             continue
-        yield i, rec
+        yield line, rec
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _element_lines(text: str) -> Iterator[int]:
+    r"""The line on which each element of a valid JSON array starts.
+
+    >>> list(_element_lines('[{"a": 1},\n {"a": 2}, 3,\n\n 4]'))
+    [1, 2, 2, 4]
+    """
+    decoder = json.JSONDecoder()
+    pos = _SPACE.match(text).end() + 1  # past the '['
+    line = 1 + text.count("\n", 0, pos)
+    while True:
+        start = _SPACE.match(text, pos).end()
+        if text[start] == "]":
+            return
+        line += text.count("\n", pos, start)
+        yield line
+        _, end = decoder.raw_decode(text, start)
+        line += text.count("\n", start, end)
+        pos = _SPACE.match(text, end).end() + 1  # past the ',' (or the closing ']')
+        line += text.count("\n", end, pos)
+        if text[pos - 1] == "]":
+            return
 
 
 def _read_csv(path: Path) -> Iterator[tuple[int, dict]]:
@@ -130,7 +161,51 @@ def field_str(rec: dict, name: str, where: str, allow_empty: bool = False) -> st
     return value
 
 
+ROLES = ("system", "user", "assistant", "tool")
+
+
+def _tool_field(rec: dict) -> str:
+    """The first field of an OpenAI record that holds tools, a tool call or a tool result."""
+    for key in ("tools", "functions"):
+        if rec.get(key):
+            return key
+    msgs = rec.get("messages")
+    for i, m in enumerate(msgs if isinstance(msgs, list) else []):
+        if not isinstance(m, dict):
+            continue
+        for key in ("tool_calls", "function_call"):
+            if m.get(key):
+                return f"messages[{i}].{key}"
+        if m.get("role") == "tool":
+            return f"messages[{i}].role"
+    return ""
+
+
+def refuse_tool_calls(rec: dict, where: str) -> None:
+    """UnsupportedData for a record with tools, tool calls or tool results: read as plain chat
+    its calls would vanish and its targets be empty, so the whole file is refused."""
+    found = _tool_field(rec)
+    if found:
+        raise UnsupportedData(f"{where}: {found}: this file has tool calls; tool-call fine-tuning "
+                              "is not supported yet (remove the tools/tool_calls records)")
+
+
+def check_turns(msgs: list[dict], where: str, field: str = "messages") -> None:
+    """Known roles, a user turn before the first assistant turn, an assistant turn last."""
+    for i, m in enumerate(msgs):
+        if m["role"] not in ROLES:
+            raise DataError(f"{where}: {field}[{i}].role: unknown role '{m['role'][:40]}'. "
+                            f"Available: {', '.join(ROLES)}")
+    roles = [m["role"] for m in msgs]
+    if "assistant" in roles and "user" not in roles[:roles.index("assistant")]:
+        raise DataError(f"{where}: {field}[{roles.index('assistant')}].role: assistant turn "
+                        "before any user turn")
+    if roles[-1] != "assistant":
+        raise DataError(f"{where}: {field}: last message must be from the assistant")
+
+
 def _messages(rec: dict, where: str) -> list[dict]:
+    refuse_tool_calls(rec, where)
     msgs = rec.get("messages")
     if not isinstance(msgs, list) or not msgs:
         raise DataError(f"{where}: messages: expected a non-empty list")
@@ -139,8 +214,7 @@ def _messages(rec: dict, where: str) -> list[dict]:
             raise DataError(f"{where}: messages[{i}]: expected an object")
         field_str(m, "role", f"{where}: messages[{i}]")
         field_str(m, "content", f"{where}: messages[{i}]", allow_empty=True)
-    if msgs[-1]["role"] != "assistant":
-        raise DataError(f"{where}: messages: last message must be from the assistant")
+    check_turns(msgs, where)
     return msgs
 
 
@@ -162,7 +236,8 @@ def _sharegpt(rec: dict, where: str) -> list[dict]:
                             f"Available: {', '.join(SHAREGPT_ROLES)}")
         value = field_str(t, "value", f"{where}: conversations[{i}]", allow_empty=True)
         msgs.append({"role": SHAREGPT_ROLES[who.lower()], "content": value})
-    return _messages({"messages": msgs}, where)
+    check_turns(msgs, where, "conversations")
+    return msgs
 
 
 def _from_prompt_completion(rec: dict, where: str) -> Example:
@@ -222,6 +297,8 @@ def read_examples(path: str | Path, fmt: str = "auto",
         try:
             name = detect_format(rec, where) if fmt == "auto" else fmt
             ex = FORMATS[name][1](rec, where)
+        except UnsupportedData:
+            raise
         except DataError as e:
             _bad(e, errors)
             continue

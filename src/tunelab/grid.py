@@ -26,6 +26,7 @@ from tunelab.config import (
     MethodConfig,
     ModelConfig,
     RunConfig,
+    TaskConfig,
     cell_key,
     grid_models,
     method_train,
@@ -58,8 +59,10 @@ class Cell:
         return self.method.label or self.method.name
 
 
-def cells(cfg: RunConfig, n_train_pool: int) -> list[Cell]:
-    """All cells of the grid, smallest training size first (then model, method, seed)."""
+def cells(cfg: RunConfig, n_train_pool: int, scoring: str | None = None) -> list[Cell]:
+    """All cells of the grid, smallest training size first (then model, method, seed).
+    `scoring`: the task's data-chosen scoring; classification (a changed prompt and metrics)
+    enters the cell key, so such cells never resume from results scored the old way."""
     out = []
     for m_order, model in enumerate(grid_models(cfg)):
         for order, m in enumerate(cfg.methods):
@@ -75,12 +78,14 @@ def cells(cfg: RunConfig, n_train_pool: int) -> list[Cell]:
                 size = min(size, n_train_pool)
                 for seed in cfg.seeds:
                     parts = {
-                        "task": to_dict(cfg.task), "model": _hashed(model), "eval": to_dict(cfg.eval),
+                        "task": _hashed(cfg.task), "model": _hashed(model), "eval": to_dict(cfg.eval),
                         "method": _hashed(m), "train": to_dict(method_train(cfg, m)),
                         "train_size": size, "seed": seed,
                     }
                     if not is_trained(m):
                         parts.pop("train")
+                    if scoring == "classification":
+                        parts["scoring"] = scoring
                     out.append(((size, m_order, order, seed), Cell(m, size, seed, cell_key(parts), model)))
     names = {m.name for m in grid_models(cfg)}
     for m in cfg.methods:
@@ -93,7 +98,7 @@ def cells(cfg: RunConfig, n_train_pool: int) -> list[Cell]:
 
 LATER_FIELDS = {ModelConfig: ("backend", "base_url", "api_key_env", "concurrency", "max_retries",
                                "timeout", "price_prompt", "price_completion"),
-                MethodConfig: ("models",)}
+                MethodConfig: ("models",), TaskConfig: ("scoring",)}
 """Fields added after stores existed: left out of the cell key while at their defaults, so
 existing stores keep their finished cells."""
 
@@ -160,7 +165,34 @@ def prepare(cfg: RunConfig) -> Grid:
         raise TunelabError(f"Unknown executor '{cfg.executor}'. Available: {', '.join(EXECUTORS)}")
     common = {"git_commit": git_commit(), "versions": versions(), "task": task.name,
               "n_test": len(splits.test)}
-    return Grid(cfg, task, splits, Store(cfg.store), cells(cfg, len(splits.train)), common)
+    return Grid(cfg, task, splits, Store(cfg.store), cells(cfg, len(splits.train), _scoring(task)), common)
+
+
+def _scoring(task: Task) -> str | None:
+    return task.scoring.kind if task.scoring else None
+
+
+def shortfalls(cfg: RunConfig, splits: Splits) -> list[str]:
+    """One line per split that is smaller than the config asks for (the run goes on with
+    what there is, but a user who asked for 50 test examples must hear they got 20)."""
+    out = []
+    n_test, n_train, n_val = len(splits.test), len(splits.train), len(splits.validation)
+    if cfg.task.n_test > n_test:
+        hint = (f"; the test split was made as split_fraction {cfg.task.split_fraction} of the "
+                "file: raise it or name a test file" if "made test" in splits.source else "")
+        out.append(f"task.n_test: {cfg.task.n_test} asked, but the test split has {n_test} "
+                   f"examples; evaluating on {n_test}{hint}")
+    for m in cfg.methods:
+        if m.name == "zero_shot":
+            continue
+        for size in m.train_sizes:
+            if size > n_train:
+                out.append(f"methods.{m.label or m.name}.train_sizes: {size} asked, but the "
+                           f"training split has {n_train} examples; that cell uses {n_train}")
+        if m.name == "prompt_search" and m.dev_size > n_val:
+            out.append(f"methods.{m.label or m.name}.dev_size: {m.dev_size} asked, but the "
+                       f"validation split has {n_val} examples; searching on {n_val}")
+    return out
 
 
 def cell_train(grid: Grid, cell: Cell) -> list:
@@ -173,7 +205,8 @@ def begin(grid: Grid, cell: Cell, tok) -> bool:
     config = {**to_dict(cfg), "cell": {"method": to_dict(cell.method), "model": to_dict(cell.model),
               "train_size": cell.train_size, "seed": cell.seed,
               "train": to_dict(method_train(cfg, cell.method)),
-              "splits": grid.splits.source,
+              "splits": grid.splits.source, "primary": grid.task.primary,
+              "scoring": to_dict(grid.task.scoring) if grid.task.scoring else None,
               "template_hash": template_hash(tok) if tok is not None else None}}
     return grid.store.begin(cell.key, {**grid.common, "model": cell.model.name, "method": cell.method.name,
                                 "label": cell.label, "train_size": cell.train_size,
@@ -187,6 +220,11 @@ def run_grid(cfg: RunConfig, fail_fast: bool = False) -> list[str]:
     todo = [c for c in grid.cells if grid.store.status(c.key) != "done"]
     console.print(f"[bold]{len(grid.cells)} cells[/], {len(grid.cells) - len(todo)} already done; "
                   f"{len(grid.splits.test)} test examples ({grid.splits.source})")
+    for line in shortfalls(cfg, grid.splits):
+        console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
+    if grid.task.scoring:
+        console.print(f"scoring: {grid.task.scoring.kind}: {grid.task.scoring.why}",
+                      highlight=False, soft_wrap=True)
     if todo:
         EXECUTORS[cfg.executor](grid, todo, fail_fast)
     keys = [c.key for c in grid.cells]
@@ -326,7 +364,7 @@ def run_cell(cfg: RunConfig, method: str, size: int, seed: int, model: str | Non
     rank = int(os.environ.get("RANK", "0"))
     task = get_task(cfg.task)
     splits = task.load()
-    found = [c for c in cells(cfg, len(splits.train))
+    found = [c for c in cells(cfg, len(splits.train), _scoring(task))
              if c.method.name == method and c.train_size == min(size, len(splits.train))
              and c.seed == seed and (model is None or c.model.name == model)]
     if len(found) != 1:

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunelab.data import DataError, field_str, read_records
+from tunelab.data import DataError, check_turns, field_str, read_records, refuse_tool_calls
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 PHONE = re.compile(r"(?<!\w)\+?\d[\d\s().-]{7,}\d(?!\w)")
@@ -55,14 +55,20 @@ def conversation(rec: dict, where: str) -> list[dict]:
     raw = req.get("messages")
     if not isinstance(raw, list) or not raw:
         raise DataError(f"{where}: messages: expected a non-empty list (or prompt/completion)")
+    refuse_tool_calls(req, where)  # a call read as text would be an empty or wrong target
     msgs = [_msg(m, f"{where}: messages[{i}]") for i, m in enumerate(raw)]
     choices = res.get("choices")
     if choices is not None:
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise DataError(f"{where}: choices: expected a non-empty list of objects")
-        msgs.append(_msg(choices[0].get("message"), f"{where}: choices[0].message"))
+        reply = choices[0].get("message")
+        if isinstance(reply, dict) and (reply.get("tool_calls") or reply.get("function_call")):
+            raise DataError(f"{where}: choices[0].message.tool_calls: a tool call; tool-call "
+                            "fine-tuning is not supported yet")
+        msgs.append(_msg(reply, f"{where}: choices[0].message"))
     if msgs[-1]["role"] != "assistant":
         raise DataError(f"{where}: messages: conversation does not end with an assistant reply")
+    check_turns(msgs, where)
     return msgs
 
 

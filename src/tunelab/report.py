@@ -33,8 +33,11 @@ from tunelab.config import (  # noqa: E402
     from_dict,
     to_dict,
 )
+from tunelab.confusion import breakdown  # noqa: E402
+from tunelab.examples import side_by_side  # noqa: E402
 from tunelab.methods import is_trained  # noqa: E402
 from tunelab.metrics import bootstrap_ci  # noqa: E402
+from tunelab.plots import confusion_heatmap, loss_curves  # noqa: E402
 from tunelab.store import Store  # noqa: E402
 from tunelab.tasks import get_task  # noqa: E402
 from tunelab.verdict import MARGIN, curves, enough, recommend  # noqa: E402
@@ -287,17 +290,17 @@ def cost_quality(arms: list[Arm], metric: str) -> bytes:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     costs = [("prompt_tokens_mean", "prompt tokens per test example"),
              ("train_seconds", "training / search time (s)")]
+    colors = plt.cm.tab10.colors  # arms named in one legend: labels beside points overlap
     for ax, (key, xlabel) in zip(axes, costs, strict=True):
-        for a in arms:
+        for i, a in enumerate(arms):
             m, lo, hi = a.ci[metric]
-            x = a.mean(key)
-            ax.errorbar([x], [m], yerr=[[m - lo], [hi - m]], fmt="o", capsize=4,
-                        color="tab:orange" if a.trained else "tab:blue")
-            ax.annotate(a.name, (x, m), textcoords="offset points", xytext=(5, 4), fontsize=7)
+            ax.errorbar([a.mean(key)], [m], yerr=[[m - lo], [hi - m]], fmt="s" if a.trained else "o",
+                        capsize=4, color=colors[i % len(colors)], label=a.name)
         ax.set_xlabel(xlabel)
         ax.set_xscale("symlog", linthresh=10)
     axes[0].set_ylabel(f"{metric} (95% CI)")
-    fig.suptitle("cost vs quality (orange: changes weights)", fontsize=9)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle("cost vs quality (squares: changes weights; circles: prompting)", fontsize=9)
     return _png(fig)
 
 
@@ -322,12 +325,6 @@ def chosen_prompts(arms: list[Arm]) -> list[dict]:
     return [{"arm": a.name, **a.info["chosen_prompt"]} for a in arms if a.info.get("chosen_prompt")]
 
 
-def _examples(arm: Arm, metric: str, k: int = 3) -> list[dict]:
-    right = [e for e in arm.examples if e["scores"].get(metric, 0) >= 1][:k]
-    wrong = [e for e in arm.examples if e["scores"].get(metric, 0) < 1][:k]
-    return right + wrong
-
-
 def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = None,
           margin: float | None = None) -> tuple[Path, Path]:
     """Write report.md and a self-contained report.html; returns their paths. `margin`
@@ -345,16 +342,22 @@ def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = N
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     images = {"bars": bar_chart(arms, metric), "curve": learning_curve(arms, metric, margin),
-              "cost": cost_quality(arms, metric)}
+              "cost": cost_quality(arms, metric), "losses": loss_curves(arms)}
+    best = max(arms, key=lambda a: a.ci[metric][0])
+    scoring = json.loads(arms[0].runs[0]["config"] or "{}").get("cell", {}).get("scoring")
+    classes = None
+    if scoring and scoring["kind"] == "classification":
+        classes = breakdown(best.examples, scoring["labels"])
+        images["confusion"] = confusion_heatmap(classes, f"{best.name}: reference vs predicted label")
+    images = {k: v for k, v in images.items() if v is not None}
     for name, data in images.items():
         (out / f"{name}.png").write_bytes(data)
-    best = max(arms, key=lambda a: a.ci[metric][0])
     tuned = [a for a in arms if a.trained and a.runs[0].get("info")]
     ctx = {
         "task": arms[0].runs[0]["task"], "metric": metric, "metrics": shared_metrics(arms),
         "arms": arms, "margin": margin, "findings": recommend(arms, metric, margin),
         "reach": cost_to_reach(arms, metric),
-        "best": best, "examples": _examples(best, metric),
+        "best": best, "side": side_by_side(arms, metric), "scoring": scoring, "classes": classes,
         "failed": store.runs("failed"),
         "stages": stage_rows(arms, metric), "chosen": chosen_prompts(arms),
         "masked": _info(tuned[0].runs[0]).get("masked_example") if tuned else None,
@@ -387,6 +390,8 @@ def _info(run: dict) -> dict:
 
 def primary_metric(arms: list[Arm]) -> str:
     cfg = json.loads(arms[0].runs[0]["config"])
+    if cfg.get("cell", {}).get("primary"):  # decided when the data was loaded (jsonl scoring)
+        return cfg["cell"]["primary"]
     return get_task(from_dict(TaskConfig, cfg["task"])).primary
 
 

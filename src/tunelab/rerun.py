@@ -1,8 +1,9 @@
 """Re-run one stored cell from its stored config and compare with what was stored.
 
 The stored config holds the whole run config plus the cell (method, model, size, seed),
-so the cell is rebuilt exactly, run into a fresh store, and compared metric by metric
-and prediction by prediction. Differing git commit or package versions are reported,
+so the cell is rebuilt exactly, run into a fresh store, and compared metric by metric,
+prediction by prediction and, for a trained cell, training loss by training loss (equal
+scores can hide a training that went differently). Differing git commit or package versions are reported,
 since they are the usual reason a result moves.
 """
 
@@ -28,11 +29,14 @@ class Comparison:
     predictions_total: int
     drift: list[str]
     """What differs in the environment: git commit, package versions."""
+    losses: tuple[list | None, list | None] = (None, None)
+    """Per-step training losses, stored and rerun (None for a cell that does not train)."""
 
     @property
     def identical(self) -> bool:
         return (all(a == b for _, a, b in self.metrics)
-                and self.predictions_same == self.predictions_total)
+                and self.predictions_same == self.predictions_total
+                and self.losses[0] == self.losses[1])
 
 
 def cell_config(stored: dict, out_dir: Path) -> RunConfig:
@@ -72,4 +76,5 @@ def rerun(store_path: str, run_id: str, out_dir: str | Path) -> Comparison:
     for k, v in json.loads(old["versions"] or "{}").items():
         if now.get(k) != v:
             drift.append(f"{k} {v} -> {now.get(k)}")
-    return Comparison(old["id"], Path(cfg.store), metrics, same, len(old_p), drift)
+    losses = tuple(json.loads(r["info"] or "{}").get("losses") for r in (old, new))
+    return Comparison(old["id"], Path(cfg.store), metrics, same, len(old_p), drift, losses)

@@ -1,11 +1,13 @@
 """Run untrusted SQL (model output) against small generated databases, safely.
 
-Each query gets a fresh in-memory SQLite connection: tables are built from the task's
+Each query gets a fresh in-memory SQLite database: tables are built from the task's
 CREATE TABLE context and filled with a few rows generated deterministically from a seed.
-While the query runs, an authorizer denies ATTACH, DETACH, PRAGMA, load_extension and every
-write; a progress handler aborts it after a time limit (so `WITH RECURSIVE` loops end); at
-most `max_rows` rows are fetched and strings/blobs are capped in size. Nothing here raises
-for a bad query: the result carries the error instead.
+`execution_match` runs every query in `tunelab.jail`'s child process: an authorizer denies
+ATTACH, DETACH, PRAGMA, load_extension and every write; a progress handler aborts it after
+a time limit (so `WITH RECURSIVE` loops end) and a hard kill ends what the handler cannot
+(one long C call); the child's memory is capped; at most `max_rows` rows are fetched and
+strings/blobs are capped in size. Nothing here raises for a bad query: the result carries
+the error instead.
 
 Execution accuracy compares result multisets of the gold and predicted query on several
 databases (like test-suite accuracy): rows reuse the literals of the gold query, so its
@@ -17,33 +19,19 @@ from __future__ import annotations
 import random
 import re
 import sqlite3
-import time
 from collections import Counter
 from dataclasses import dataclass
 
 import sqlglot
 from sqlglot import exp
 
-TIME_LIMIT_S = 1.0
-MAX_ROWS = 1000
+from tunelab import jail
+from tunelab.jail import MAX_ROWS, TIME_LIMIT_S, Jail, connect
+
 ROWS_PER_TABLE = 6
 N_DATABASES = 3
-MAX_LENGTH = 100_000
-"""Largest string or blob a query may build (randomblob(1e9) must not eat memory)."""
-
-WRITES = {
-    sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE,
-    sqlite3.SQLITE_CREATE_TABLE, sqlite3.SQLITE_CREATE_TEMP_TABLE, sqlite3.SQLITE_CREATE_INDEX,
-    sqlite3.SQLITE_CREATE_TEMP_INDEX, sqlite3.SQLITE_CREATE_VIEW, sqlite3.SQLITE_CREATE_TEMP_VIEW,
-    sqlite3.SQLITE_CREATE_TRIGGER, sqlite3.SQLITE_CREATE_TEMP_TRIGGER, sqlite3.SQLITE_DROP_TABLE,
-    sqlite3.SQLITE_DROP_TEMP_TABLE, sqlite3.SQLITE_DROP_INDEX, sqlite3.SQLITE_DROP_TEMP_INDEX,
-    sqlite3.SQLITE_DROP_VIEW, sqlite3.SQLITE_DROP_TEMP_VIEW, sqlite3.SQLITE_DROP_TRIGGER,
-    sqlite3.SQLITE_DROP_TEMP_TRIGGER, sqlite3.SQLITE_ALTER_TABLE, sqlite3.SQLITE_CREATE_VTABLE,
-    sqlite3.SQLITE_DROP_VTABLE, sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT,
-    sqlite3.SQLITE_REINDEX, sqlite3.SQLITE_ANALYZE,
-}
-DENIED = {sqlite3.SQLITE_ATTACH: "ATTACH", sqlite3.SQLITE_DETACH: "DETACH",
-          sqlite3.SQLITE_PRAGMA: "PRAGMA"}
+JAIL = Jail()
+"""The child process every `execution_match` query runs in (started on first use)."""
 
 
 @dataclass
@@ -114,54 +102,27 @@ def _value(col: Column, rng: random.Random, strings: list[str], numbers: list[fl
     return int(v) if col.kind == "int" else float(v) + rng.choice([0.0, 0.5])
 
 
-def build(schema: dict[str, list[Column]], seed: int, gold: str = "") -> sqlite3.Connection:
-    """A fresh in-memory database with ROWS_PER_TABLE deterministic rows per table."""
-    con = sqlite3.connect(":memory:", isolation_level=None)
-    con.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_LENGTH)
-    con.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+def tables(schema: dict[str, list[Column]], seed: int, gold: str = "") -> list:
+    """ROWS_PER_TABLE deterministic rows per table, as (name, column names, rows)."""
     strings, numbers = literals(gold)
+    out = []
     for t, (table, cols) in enumerate(schema.items()):
         rng = random.Random(f"{seed}:{t}:{table}")
-        names = ", ".join(_quote(c.name) for c in cols)
-        con.execute(f"CREATE TABLE {_quote(table)} ({names})")
-        marks = ", ".join("?" * len(cols))
         rows = [[_value(c, rng, strings, numbers) for c in cols] for _ in range(ROWS_PER_TABLE)]
-        con.executemany(f"INSERT INTO {_quote(table)} VALUES ({marks})", rows)
-    return con
+        out.append((table, [c.name for c in cols], rows))
+    return out
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _authorizer(action, arg1, arg2, db, trigger):
-    if action in DENIED or action in WRITES:
-        return sqlite3.SQLITE_DENY
-    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() == "load_extension":
-        return sqlite3.SQLITE_DENY
-    return sqlite3.SQLITE_OK
+def build(schema: dict[str, list[Column]], seed: int, gold: str = "") -> sqlite3.Connection:
+    """A fresh in-memory database in this process (tests; `execution_match` uses the jail)."""
+    return connect(tables(schema, seed, gold))
 
 
 def run(con: sqlite3.Connection, sql: str, time_limit: float = TIME_LIMIT_S,
         max_rows: int = MAX_ROWS) -> Result:
-    """Run one untrusted statement read-only; never raises for a bad query."""
-    deadline = time.monotonic() + time_limit
-    con.set_authorizer(_authorizer)
-    con.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
-    try:
-        cur = con.execute(sql)
-        rows = cur.fetchmany(max_rows + 1)
-        if len(rows) > max_rows:
-            return Result(None, f"more than {max_rows} rows")
-        return Result(rows)
-    except (sqlite3.Error, sqlite3.Warning, ValueError, OverflowError, MemoryError) as e:
-        msg = str(e) or type(e).__name__
-        if time.monotonic() > deadline:
-            msg = f"time limit {time_limit:g} s exceeded ({msg})"
-        return Result(None, msg)
-    finally:
-        con.set_progress_handler(None, 0)
-        con.set_authorizer(None)
+    """Run one untrusted statement read-only in this process; never raises for a bad query.
+    Only the jail bounds a single long C call (see `tunelab.jail`)."""
+    return Result(*jail.run(con, sql, time_limit, max_rows))
 
 
 def _bag(rows: list[tuple]) -> Counter:
@@ -178,14 +139,10 @@ def execution_match(pred: str, gold: str, context: str, seed: int = 0) -> tuple[
     except sqlglot.errors.SqlglotError as e:
         return 0.0, f"context: {str(e).splitlines()[0]}"
     for k in range(N_DATABASES):
-        try:
-            con = build(schema, seed + k, gold)
-        except sqlite3.Error as e:
-            return 0.0, f"context: {e}"
-        try:
-            want, got = run(con, gold), run(con, pred)
-        finally:
-            con.close()
+        error = JAIL.open(tables(schema, seed + k, gold))
+        if error:
+            return 0.0, f"context: {error}"
+        want, got = Result(*JAIL.run(gold)), Result(*JAIL.run(pred))
         if want.error:
             return 0.0, f"gold query failed: {want.error}"
         if got.error:

@@ -14,6 +14,9 @@ from rich.progress import (
 )
 
 console = Console(stderr=True)
+"""Progress, logs and errors."""
+out = Console()
+"""Results (tables, recommendation, report path): stdout, so `tunelab run ... > out.txt` keeps them."""
 
 
 def progress() -> Progress:

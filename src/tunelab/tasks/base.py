@@ -9,6 +9,7 @@ from tunelab import TunelabError
 from tunelab.config import TaskConfig, data_dir
 from tunelab.data import DataError, Example, read_examples, sample, split
 from tunelab.metrics import METRICS, Metric, get_metric
+from tunelab.scoring import Scoring
 
 
 def _scored_by_task(pred: str, ref: str) -> float:
@@ -43,6 +44,8 @@ class Task:
     """Only the first non-empty line is scored (see clean): generation stops after it."""
     metric_names: list[str] = field(default_factory=lambda: ["exact_match", "token_f1"])
     primary: str = "exact_match"
+    scoring: Scoring | None = None
+    """Set by tasks that choose their scoring from the data (jsonl), stored with each run."""
 
     def __post_init__(self):
         if self.cfg.metric:

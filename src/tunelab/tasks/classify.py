@@ -10,12 +10,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tunelab.data import Example, read_examples
+from tunelab.data import DataError, Example, detect_format, read_examples, read_records
 from tunelab.metrics import CORPUS_METRICS, Metric
 from tunelab.tasks.base import Splits, Task
 
 INSTRUCTION = "Classify the text. Reply with exactly one label from: {labels}. Output the label only."
 SHORT_INSTRUCTION = "Classify the text; reply with the label only."
+
+
+def other_format(path) -> str:
+    """A hint when the file holds another known record format (say prompt/completion)."""
+    try:
+        line, rec = next(read_records(path, []))
+        fmt = detect_format(rec, f"{path}:{line}")
+    except (DataError, StopIteration):
+        return ""
+    if fmt == "label":
+        return ""
+    return (f" (the records are {fmt}, not text/label: use task jsonl, which scores "
+            "label-like completions as classification)")
 
 
 @dataclass
@@ -33,7 +46,10 @@ class Classify(Task):
         return {"macro_f1": CORPUS_METRICS["macro_f1"]}
 
     def read_file(self, path, errors=None) -> list[Example]:
-        return read_examples(path, "label", errors)
+        try:
+            return read_examples(path, "label", errors)
+        except DataError as e:
+            raise DataError(f"{e}{other_format(path)}") from None
 
     def raw_splits(self) -> Splits:
         return self.file_splits()

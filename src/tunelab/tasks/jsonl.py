@@ -1,15 +1,25 @@
 """A generic task from the user's own files.
 
-Records may be prompt/completion, Alpaca (instruction/input/output) or OpenAI chat
-`messages` (the last assistant turn is the target). Splits come from the files named in
-the config; missing validation/test splits are made from train with `split_seed`.
+Records may be prompt/completion, Alpaca (instruction/input/output), OpenAI chat
+`messages` (the last assistant turn is the target) or text/label. Splits come from the
+files named in the config; missing validation/test splits are made from train with
+`split_seed`.
+
+Scoring follows the data (task.scoring: auto): when the training completions look like
+labels (tunelab.scoring.RULE), it is classification: label accuracy per example,
+macro-F1 over the test set, and the instruction lists the label set so that prompting
+arms answer a label rather than a paraphrase. Otherwise free text: exact match and
+token F1. The choice and its reason are stored with every run and shown in the report.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tunelab.metrics import CORPUS_METRICS, Metric
+from tunelab.scoring import choose
 from tunelab.tasks.base import Splits, Task
+from tunelab.tasks.classify import INSTRUCTION, SHORT_INSTRUCTION
 
 
 @dataclass
@@ -20,7 +30,39 @@ class Jsonl(Task):
     max_new_tokens: int = 128
 
     def splits(self) -> Splits:
-        return self.file_splits()
+        s = self.file_splits()
+        self.scoring = choose([e.target for e in s.train], self.cfg.scoring)
+        if self.scoring.kind == "classification":
+            self._as_classification(self.scoring.labels)
+        return s
+
+    def _as_classification(self, labels: list[str]) -> None:
+        self.metric_names = ["label_match"]
+        self.primary = "label_match"
+        if self.cfg.metric:  # the user's primary metric still comes first
+            self.metric_names = list(dict.fromkeys([self.cfg.metric, "label_match"]))
+            self.primary = self.cfg.metric
+        self.one_line = True
+        self.max_new_tokens = 16  # labels are at most scoring.MAX_WORDS words
+        if not self.cfg.instruction:
+            self.instruction = INSTRUCTION.format(labels=", ".join(labels))
+            self.short_instruction = SHORT_INSTRUCTION
+
+    @property
+    def classifies(self) -> bool:
+        return self.scoring is not None and self.scoring.kind == "classification"
+
+    @property
+    def corpus_metrics(self) -> dict[str, Metric]:
+        return {"macro_f1": CORPUS_METRICS["macro_f1"]} if self.classifies else {}
+
+    def clean(self, prediction: str) -> str:
+        if not self.classifies:
+            return prediction.strip()
+        lines = prediction.strip().splitlines()
+        return lines[0].strip() if lines else ""
 
     def describe(self) -> str:
-        return "your own JSONL/JSON/CSV (prompt/completion, alpaca, messages); exact match, token F1"
+        return ("your own JSONL/JSON/CSV (prompt/completion, alpaca, messages, text/label); "
+                "classification (accuracy, macro-F1) if the completions look like labels, "
+                "else exact match, token F1")

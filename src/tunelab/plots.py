@@ -1,0 +1,62 @@
+"""Plots added to the report beside report.py's own: training-loss curves and the
+confusion matrix. Each returns PNG bytes (or None when there is nothing to draw)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def loss_curves(arms) -> bytes | None:
+    """Training loss per optimizer step of every arm that trained (each seed a line, one
+    colour per arm): a curve still falling at the end says the arm was undertrained."""
+    drawn = []
+    for a in arms:
+        runs = [json.loads(r["info"]).get("losses") for r in a.runs if r.get("info")]
+        runs = [x for x in runs if x]
+        if runs:
+            drawn.append((a.name, runs))
+    if not drawn:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for name, runs in drawn:
+        color = ax._get_lines.get_next_color()
+        for i, losses in enumerate(runs):
+            ax.plot(range(1, len(losses) + 1), losses, color=color, lw=1.2, alpha=0.9 if i == 0 else 0.5,
+                    label=name if i == 0 else None)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (per supervised token)")
+    ax.legend(fontsize=7)
+    return png(fig)
+
+
+def confusion_heatmap(breakdown: dict, title: str) -> bytes:
+    """Counts of (reference, predicted) labels, written in each cell."""
+    labels, m = breakdown["labels"], np.array(breakdown["matrix"])
+    size = max(4.0, 0.55 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(m.shape[0]), labels[: m.shape[0]], fontsize=8)
+    top = m.max() if m.size else 0
+    for (i, j), v in np.ndenumerate(m):
+        if v:
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
+                    color="white" if v > top / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    ax.set_title(title, fontsize=9)
+    return png(fig)
