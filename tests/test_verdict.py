@@ -32,7 +32,7 @@ def pattern(n: int, right: list[tuple[int, int]]) -> list[float]:
 
 def add(store: Store, method: str, scores: list[float], n: int = 0, seed: int = 0,
         model: str = "m", label: str | None = None, train: dict | None = None, cfg: dict | None = None,
-        key: str | None = None, **settings) -> str:
+        key: str | None = None, info: dict | None = None, **settings) -> str:
     """One finished run whose per-example scores are `scores`, with a config as a grid stores it."""
     m = MethodConfig(name=method, label=label, train=train or {}, **settings)
     cell = {"method": to_dict(m), "model": to_dict(ModelConfig(name=model)), "train_size": n,
@@ -46,7 +46,7 @@ def add(store: Store, method: str, scores: list[float], n: int = 0, seed: int = 
              "scores": {"mr_exact": s, "slot_f1": s}, "prompt_tokens": 1, "gen_tokens": 1,
              "latency_s": 0.1} for i, s in enumerate(scores)]
     v = float(np.mean(scores))
-    store.finish(key, {"info": {"prompts": ["p"]}, "eval_seconds": 1.0},
+    store.finish(key, {"info": {"prompts": ["p"], **(info or {})}, "eval_seconds": 1.0},
                  {"mr_exact": (v, v, v), "slot_f1": (v, v, v)}, {"mr_exact": True, "slot_f1": True}, rows)
     return key
 
@@ -79,6 +79,16 @@ def fine_tuning_worse(s):
     add(s, "zero_shot", pattern(100, [(0, 60)]))
     add(s, "few_shot", pattern(100, [(0, 70)]), n=50)
     add(s, "lora", pattern(100, [(0, 30)]), n=50)
+
+
+STILL_FALLING = {"converged": False, "convergence_note": "validation loss still falling when the "
+                 "budget ran out (0.800 after 1.000)"}
+
+
+def fine_tuning_not_converged(s):
+    add(s, "lora", pattern(100, [(0, 40)]), n=50, info=STILL_FALLING)
+    add(s, "lora", pattern(100, [(0, 30)]), n=25, info=STILL_FALLING)
+    add(s, "few_shot", pattern(100, [(0, 80)]), n=50, k=5)
 
 
 def enough_examples(s):
@@ -139,6 +149,16 @@ CASES = {
         "by 30.0 points (95% CI 21.0 to 40.0) on mr_exact; check its learning rate and training "
         "length before trusting a verdict against fine-tuning.",
         "few_shot beats zero_shot by 10.0 points (95% CI 5.0 to 17.0) on mr_exact."]),
+    "fine-tuning did not converge": (fine_tuning_not_converged, [
+        "lora n=50 is worse than few_shot by 40.0 points (95% CI 31.0 to 49.0) on mr_exact.",
+        "No reliable recommendation against fine-tuning: its best arm (lora n=50) did not "
+        "converge (validation loss still falling when the budget ran out (0.800 after 1.000)), so "
+        "the gap may be its training budget's, not the method's; give it a larger budget "
+        "(train.max_epochs, max_steps or max_seconds).",
+        "lora n=25 did not converge (validation loss still falling when the budget ran out (0.800 "
+        "after 1.000)): a verdict against it is not reliable.",
+        "More examples helped: lora n=25 is worse than lora n=50 by 10.0 points (95% CI 5.0 to "
+        "16.0) on mr_exact."]),
     "enough examples": (enough_examples, [
         "50 examples are enough here: lora n=50 is within 2 points of lora n=100 (+0.0 points, "
         "90% CI -1.5 to +1.5) on mr_exact; more data did not add 2 points or more."]),
@@ -242,8 +262,8 @@ def test_arms_are_configurations_not_labels(tmp_path):
     md, _ = build(tmp_path / "s.db", tmp_path / "rep")
     rows = [line for line in md.read_text().splitlines() if line.startswith("| m | lora") and "[" in line]
     assert sorted(rows) == [
-        "| m | lora (lr=0.0002) | 10 | 2 | 0.000 [0.000, 0.000] | 0.000 [0.000, 0.000] | 0.000 - 0.000 |",
-        "| m | lora (lr=0.001) | 10 | 2 | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 1.000 - 1.000 |"]
+        "| m | lora (lr=0.0002) | 10 | 2 | 0.000 [0.000, 0.000] | 0.000 [0.000, 0.000] | 0.000 - 0.000 | — |",
+        "| m | lora (lr=0.001) | 10 | 2 | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 1.000 - 1.000 | — |"]
 
 
 def test_margin_is_checked_when_the_config_is_read(tmp_path):
@@ -276,7 +296,7 @@ def test_verdict_in_a_log_is_full_width(tmp_path):
     assert r.returncode == 0, text
     lines = text.splitlines()
     assert (f"| {model} | dynamic_few_shot | 50 | 1 | 0.400 [0.310, 0.490] | 0.400 [0.310, 0.490] "
-            "| — |") in lines, text
+            "| — | — |") in lines, text
     assert ("- lora n=50 beats dynamic_few_shot by 40.0 points (95% CI 31.0 to 49.0) on "
             "slot_f1.") in lines, text
     assert ("- dynamic_few_shot is within 5 points of few_shot (+1.0 points, 90% CI "
@@ -329,3 +349,17 @@ def test_two_entries_of_one_method_in_a_run_stay_apart(tmp_path, tiny_model_dir,
     arms = {a.name: len(a.runs) for a in load_arms(Store(store))}
     assert arms == {"lora (lr=0.001) n=8": 1, "lora (lr=0.01) n=4": 1, "lora (lr=0.01) n=8": 1}
     assert "| lora (lr=0.001) | 8 | 1 |" in r.output and "| lora (lr=0.01) | 8 | 1 |" in r.output
+
+
+def test_the_table_says_how_training_ended(tmp_path):
+    s = Store(tmp_path / "s.db")
+    add(s, "lora", pattern(20, [(0, 10)]), n=50, info={
+        "train_steps": 40, "epochs_trained": 6.4, "stop_reason": "budget", **STILL_FALLING})
+    add(s, "lora", pattern(20, [(0, 12)]), n=100, info={
+        "train_steps": 52, "epochs_trained": 4.16, "stop_reason": "early_stop", "converged": True})
+    add(s, "zero_shot", pattern(20, [(0, 2)]))
+    md, _ = build(tmp_path / "s.db", tmp_path / "rep")
+    rows = {line.split(" | ")[1] + line.split(" | ")[2]: line.split(" | ")[-1]
+            for line in md.read_text().splitlines() if line.startswith("| m | ") and "[" in line}
+    assert rows == {"lora50": "40 steps, 6.4 ep, budget; NOT CONVERGED |",
+                    "lora100": "52 steps, 4.2 ep, early stop |", "zero_shot0": "— |"}

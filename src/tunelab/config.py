@@ -93,12 +93,28 @@ class TaskConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: float = 1.0
-    """Passes over the training subset."""
+    epochs: float | str = "auto"
+    """Passes over the training subset, or "auto": train until the validation loss stops
+    improving (`patience` evaluations), within the budget (max_epochs, max_steps,
+    max_seconds), then restore the best checkpoint."""
     min_steps: int = 0
     """At least this many optimizer steps (more epochs for tiny training sets)."""
+    max_epochs: float = 8.0
+    """epochs auto: budget in passes over the training subset."""
+    max_steps: int = 0
+    """Budget in optimizer steps (0: none beyond the epochs)."""
+    max_seconds: float = 0.0
+    """Budget in seconds of training (0: none)."""
+    eval_every: int = 0
+    """Optimizer steps between validation-loss evaluations (0: about twice per epoch)."""
+    patience: int = 3
+    """epochs auto: evaluations without a new best validation loss before stopping."""
+    val_size: int = 64
+    """Validation examples scored for the validation loss (the same ones for every cell)."""
     lr: float = 2e-4
-    """Peak learning rate (linear warm-up, then linear decay)."""
+    """Peak learning rate (linear warm-up, then `schedule` decay over the budget)."""
+    schedule: str = "cosine"
+    """After warm-up: cosine (to 10% of the peak), linear (to 0) or constant."""
     batch_size: int = 8
     """Examples per micro-batch."""
     grad_accum: int = 1
@@ -128,6 +144,17 @@ class TrainConfig:
     def __post_init__(self):
         if self.micro_tokens < 1:
             raise TunelabError(f"micro_tokens: must be at least 1, got {self.micro_tokens}")
+        if isinstance(self.epochs, str) and self.epochs != "auto" or not isinstance(self.epochs, str) \
+                and self.epochs < 0:
+            raise TunelabError(f"epochs: must be a number >= 0 or 'auto', got {self.epochs!r}")
+        if self.schedule not in SCHEDULES:
+            raise TunelabError(f"schedule: unknown '{self.schedule}'. Available: {', '.join(SCHEDULES)}")
+        for name in ("patience", "val_size", "eval_every", "max_steps"):
+            if getattr(self, name) < 0:
+                raise TunelabError(f"{name}: must be at least 0, got {getattr(self, name)}")
+
+
+SCHEDULES = ("cosine", "linear", "constant")
 
 
 @dataclass

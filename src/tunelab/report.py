@@ -91,6 +91,27 @@ class Arm:
     def info(self) -> dict:
         return _info(self.runs[0])
 
+    @property
+    def convergence(self) -> str | None:
+        """Why a seed of this arm did not converge (the first one), or None."""
+        for r in self.runs:
+            i = _info(r)
+            if i.get("converged") is False:
+                return i.get("convergence_note") or "validation loss"
+        return None
+
+    @property
+    def training(self) -> str:
+        """How training ended, for the table: steps, epochs, why it stopped."""
+        i = self.info
+        if not self.trained or "train_steps" not in i:
+            return "—"
+        if "stop_reason" not in i:  # stored before validation-driven training
+            return f"{i['train_steps']} steps"
+        flag = "; NOT CONVERGED" if self.convergence else ""
+        return (f"{i.get('train_steps')} steps, {i.get('epochs_trained', 0):.1f} ep, "
+                f"{i['stop_reason'].replace('_', ' ')}{flag}")
+
     def mean(self, key: str) -> float:
         vals = [r[key] for r in self.runs if r.get(key) is not None]
         return float(np.mean(vals)) if vals else 0.0

@@ -104,8 +104,8 @@ model:
 train:                      # for every method that trains; a method may override: train: {{lr: ...}}
   lr: 0.001                 # peak learning rate (good for LoRA; full fine-tuning wants ~0.00005)
   batch_size: 8             # examples per optimizer step
-  epochs: 1                 # passes over the training examples
-  min_steps: 30             # at least this many steps, however few the examples
+  epochs: auto              # until the validation loss stops improving (best weights kept), or a number
+  max_epochs: 8             # epochs auto: the budget (also max_steps, max_seconds)
   max_length: {max_length}           # longest tokenised example; longer ones are truncated (and counted)
 eval:
   batch_size: 16            # prompts per generation batch

@@ -50,6 +50,10 @@ class Arm(Protocol):
     @property
     def curve(self) -> tuple[str, str]: ...
 
+    @property
+    def convergence(self) -> str | None:
+        """Why a trained arm did not converge (validation loss), or None."""
+
 
 @dataclass
 class Comparison:
@@ -201,7 +205,19 @@ def headline(bt: Arm, bp: Arm, metric: str, margin: float = MARGIN) -> list[str]
                      f"prompting ({bp.name}) can neither be told apart nor shown within "
                      f"{margin:g} points of each other.",
     }
+    if c.kind in ("worse", "equivalent", "undecided") and bt.convergence:
+        advice[c.kind] = (f"No reliable recommendation against fine-tuning: its best arm "
+                          f"({bt.name}) did not converge ({bt.convergence}), so the gap may be "
+                          "its training budget's, not the method's; give it a larger budget "
+                          "(train.max_epochs, max_steps or max_seconds).")
     return [c.sentence() + ".", advice[c.kind]]
+
+
+def unconverged(arms: list[Arm], said: list[str]) -> list[str]:
+    """One line per trained arm that did not converge (unless a line already named it)."""
+    return [f"{a.name} did not converge ({a.convergence}): a verdict against it is not reliable."
+            for a in arms if a.trained and a.convergence
+            and not any(f"({a.name}) did not converge" in line for line in said)]
 
 
 def tuned_worse(arms: list[Arm], metric: str, margin: float = MARGIN,
@@ -252,6 +268,7 @@ def recommend(arms: list[Arm], metric: str, margin: float = MARGIN) -> list[str]
     lines = []
     if tuned and prompted:
         lines += headline(best(tuned, metric), best(prompted, metric), metric, margin)
+    lines += unconverged(arms, lines)
     lines += tuned_worse(arms, metric, margin, lines)
     for curve in curves(arms).values():
         found = size_finding(curve, metric, margin)

@@ -76,7 +76,10 @@ def _trainer(ctx: Context, model, data: list[dict]):
     from trl import DPOConfig, DPOTrainer
 
     cfg = ctx.train_cfg
-    steps = max(cfg.min_steps, round(len(data) * cfg.epochs / (cfg.batch_size * cfg.grad_accum)), 1)
+    # TRL's DPOTrainer runs its own loop: epochs auto (validation-driven in train_loop) is one
+    # epoch here.
+    epochs = 1.0 if cfg.epochs == "auto" else cfg.epochs
+    steps = max(cfg.min_steps, round(len(data) * epochs / (cfg.batch_size * cfg.grad_accum)), 1)
     args = DPOConfig(
         output_dir=str(ctx.run_dir / "dpo"), beta=ctx.method.beta, learning_rate=cfg.lr,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import copy
 
+from tunelab.data import sample
 from tunelab.methods.base import Context, instruction
 from tunelab.prompt import messages
 from tunelab.train import encode, train_loop
+from tunelab.ui import console
 
 
 def trainable_copy(model):
@@ -21,10 +23,18 @@ def trainable_copy(model):
 
 
 def stats_info(stats) -> dict:
-    """What a training run cost (TrainStats), as stored with the run."""
+    """What a training run cost and how it ended (TrainStats), as stored with the run."""
     return {"train_seconds": stats.seconds, "train_tokens": stats.tokens,
             "train_steps": stats.steps, "tokens_per_s": stats.tokens_per_s,
-            "trainable_params": stats.trainable_params, "losses": stats.losses}
+            "trainable_params": stats.trainable_params, "losses": stats.losses,
+            "val_steps": stats.val_steps, "val_losses": stats.val_losses,
+            "best_step": stats.best_step, "stop_reason": stats.stop_reason,
+            "converged": stats.converged, "convergence_note": stats.convergence_note}
+
+
+VAL_SEED = 0
+"""The validation examples are drawn with one seed, so every cell (size, seed, method)
+is stopped on the same ones."""
 
 
 def fine_tune(ctx: Context, model, label: str, system: str | None = None,
@@ -35,11 +45,19 @@ def fine_tune(ctx: Context, model, label: str, system: str | None = None,
     on another dataset (e.g. alpaca) passes its own.
     """
     system = instruction(ctx, "short") if system is None else system
+    own_data = user is None  # the task's own examples, which its validation split matches
     user = user or ctx.task.turns
     cfg = ctx.train_cfg
     data = [encode(ctx.tok, messages(system, user(e)), e.target, cfg.max_length, e.id)
             for e in ctx.train]
-    stats = train_loop(model, ctx.tok, data, cfg, ctx.seed, label=label)
+    # A stage trained on other data (user given) is not validated on the task's examples.
+    pool = ctx.validation if own_data and cfg.val_size else []
+    val = [encode(ctx.tok, messages(system, user(e)), e.target, cfg.max_length, e.id)
+           for e in sample(pool, cfg.val_size, VAL_SEED)]
+    if cfg.epochs == "auto" and not val:
+        console.print(f"[yellow]warning:[/] {label}: no validation examples, so epochs auto "
+                      "trains one epoch (give the task a validation split)", highlight=False)
+    stats = train_loop(model, ctx.tok, data, cfg, ctx.seed, label=label, val=val)
     info = {
         **stats_info(stats),
         "supervised_tokens": stats.supervised_tokens,
@@ -47,6 +65,7 @@ def fine_tune(ctx: Context, model, label: str, system: str | None = None,
         "processes": stats.processes,
         "parallel": stats.parallel,
         "final_loss": stats.losses[-1] if stats.losses else None,
+        "epochs_trained": stats.steps * cfg.batch_size * cfg.grad_accum / max(1, len(data)),
         "masked_example": masked_view(ctx.tok, data[0]),
     }
     return system, info

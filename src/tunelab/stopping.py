@@ -1,0 +1,140 @@
+"""Validation-driven training: the validation loss every few steps, early stopping with
+patience, the best checkpoint restored, and a verdict on whether the arm converged.
+
+An undertrained arm decides a "should I fine-tune?" verdict against fine-tuning, so
+how long to train is measured here (on validation examples, never test ones), and an arm
+that was still improving when its budget ran out, or that barely moved, says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+STILL_FALLING = 0.01
+"""A last evaluation that set a new best by more than this fraction of the loss before it
+means the validation loss was still falling when training stopped."""
+BARELY_MOVED = 0.05
+"""A best validation loss within this fraction of the starting one: the arm barely trained."""
+
+
+@dataclass
+class Curve:
+    """Validation loss over optimizer steps (step 0: before training)."""
+
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def best(self) -> int:
+        """Index of the lowest loss (the first, on ties)."""
+        return min(range(len(self.losses)), key=lambda i: self.losses[i])
+
+
+def convergence(curve: Curve, stop_reason: str) -> tuple[bool | None, str | None]:
+    """(converged, why not) from a validation curve and why training stopped.
+
+    >>> convergence(Curve([0, 10, 20, 30], [2.0, 1.0, 0.9, 0.95]), "early_stop")
+    (True, None)
+    >>> convergence(Curve([0, 10, 20], [2.0, 1.0, 0.8]), "budget")
+    (False, 'validation loss still falling when the budget ran out (0.800 after 1.000)')
+    >>> convergence(Curve([0, 10, 20], [2.0, 1.98, 1.97]), "early_stop")
+    (False, 'validation loss barely moved (2.000 to 1.970, -1.5%)')
+    >>> convergence(Curve([], []), "no_validation")
+    (None, 'no validation examples: convergence not measured')
+    """
+    if len(curve.losses) < 2:
+        return None, "no validation examples: convergence not measured"
+    start, best = curve.losses[0], curve.losses[curve.best]
+    if best > start * (1 - BARELY_MOVED):
+        return False, f"validation loss barely moved ({start:.3f} to {best:.3f}, {best / start - 1:+.1%})"
+    last, before = curve.losses[-1], curve.losses[-2]
+    if stop_reason != "early_stop" and curve.best == len(curve.losses) - 1 \
+            and last < before * (1 - STILL_FALLING):
+        return False, (f"validation loss still falling when the {stop_reason} ran out "
+                       f"({last:.3f} after {before:.3f})")
+    return True, None
+
+
+class Stopper:
+    """Scores the validation loss, keeps the best trainable weights, decides when to stop.
+
+    `loss_sum(items) -> (summed loss, supervised tokens)` is the training loop's own
+    completion loss, so validation and training losses are on the same scale.
+    """
+
+    def __init__(self, model, val: list, loss_sum, every: int, patience: int, early: bool):
+        self.model, self.val, self.loss_sum = model, val, loss_sum
+        self.every, self.patience, self.early = max(1, every), patience, early
+        self.curve = Curve()
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.val)
+
+    def due(self, step: int, last: bool) -> bool:
+        return self.active and (step % self.every == 0 or last)
+
+    @torch.no_grad()
+    def evaluate(self, step: int) -> float:
+        was_training = self.model.training
+        self.model.eval()
+        total, n = self.loss_sum(self.val)
+        if was_training:
+            self.model.train()
+        loss = total / max(1, n)
+        self.curve.steps.append(step)
+        self.curve.losses.append(loss)
+        if self.curve.best == len(self.curve.losses) - 1 and self.early:
+            self.best_state = {k: p.detach().clone() for k, p in self.model.named_parameters()
+                               if p.requires_grad}
+        return loss
+
+    def should_stop(self) -> bool:
+        """Early stopping: `patience` evaluations since the best one."""
+        return self.early and len(self.curve.losses) - 1 - self.curve.best >= self.patience
+
+    @torch.no_grad()
+    def restore_best(self) -> int | None:
+        """Put the best checkpoint's trainable weights back; returns its step."""
+        if not self.early or self.best_state is None:
+            return None
+        params = dict(self.model.named_parameters())
+        for k, v in self.best_state.items():
+            params[k].copy_(v)
+        return self.curve.steps[self.curve.best]
+
+
+def budget_steps(n_data: int, window: int, epochs, max_epochs: float, min_steps: int,
+                 max_steps: int) -> int:
+    """Optimizer steps the loop may take: the fixed epochs, or max_epochs for auto.
+
+    >>> budget_steps(100, 8, "auto", 8.0, 0, 0)
+    104
+    >>> budget_steps(100, 8, 1.0, 8.0, 30, 0), budget_steps(100, 8, "auto", 8.0, 0, 50)
+    (30, 50)
+    """
+    per_epoch = math.ceil(n_data / window)
+    n = max(min_steps, math.ceil(per_epoch * (max_epochs if epochs == "auto" else epochs)))
+    return min(n, max_steps) if max_steps else n
+
+
+def lr_factor(step: int, total: int, warm: int, schedule: str) -> float:
+    """Multiplier of the peak lr at `step`: linear warm-up, then the schedule's decay.
+
+    >>> [round(lr_factor(s, 10, 2, "linear"), 2) for s in (0, 1, 5, 9)]
+    [0.5, 1.0, 0.62, 0.12]
+    >>> [round(lr_factor(s, 10, 2, "cosine"), 2) for s in (1, 6, 10)]
+    [1.0, 0.38, 0.1]
+    """
+    if schedule == "linear":  # the loop's original rule, kept exactly
+        return min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm)))
+    if step < warm:
+        return (step + 1) / warm
+    if schedule == "constant":
+        return 1.0
+    frac = min(1.0, (step + 1 - warm) / max(1, total - warm))
+    return 0.1 + 0.45 * (1 + math.cos(math.pi * frac))

@@ -1,0 +1,117 @@
+"""Validation-driven training: early stopping, the best checkpoint restored, budgets, and
+the convergence flags an undertrained arm must carry."""
+
+import copy
+
+import pytest
+import torch
+
+from tunelab import TunelabError
+from tunelab.config import TrainConfig, load_config
+from tunelab.prompt import messages
+from tunelab.train import Shard, encode, train_loop, validation_loss
+
+
+def _pairs(tok, n, answer, offset=0):
+    return [encode(tok, messages("Convert.", f"Game number {i + offset} is fun."),
+                   f"inform(name[Game {i + offset}], rating[{answer}])", 256, f"{answer}{i}")
+            for i in range(n)]
+
+
+def _val_loss(model, tok, val):
+    total, n = validation_loss(Shard(model), val, tok.pad_token_id, 640)
+    return total / n
+
+
+def test_early_stop_restores_the_best_weights(tiny):
+    """Validation wants the opposite answer from training: its loss rises after a few
+    steps, training stops `patience` evaluations after the best, and the model left
+    behind scores the best validation loss, not the last one."""
+    model, tok = tiny
+    m = copy.deepcopy(model)
+    for p in m.parameters():
+        p.requires_grad_(True)
+    train = _pairs(tok, 8, "good")
+    val = [encode(tok, messages("Convert.", f"Game number {i} is fun."), "Sorry, no.", 256, f"v{i}")
+           for i in range(4)]
+    cfg = TrainConfig(batch_size=8, lr=3e-3, eval_every=1, patience=2, max_steps=40, max_epochs=40)
+    stats = train_loop(m, tok, train, cfg, seed=0, val=val)
+    assert stats.stop_reason == "early_stop" and stats.steps < 40
+    best = min(range(len(stats.val_losses)), key=stats.val_losses.__getitem__)
+    assert stats.best_step == stats.val_steps[best]
+    assert len(stats.val_losses) - 1 - best == 2  # stopped at exactly `patience` after it
+    assert stats.val_losses[-1] > stats.val_losses[best]
+    assert _val_loss(m, tok, val) == pytest.approx(stats.val_losses[best], rel=1e-4)
+
+
+def test_budget_end_while_still_improving_is_flagged(tiny, capsys):
+    model, tok = tiny
+    m = copy.deepcopy(model)
+    for p in m.parameters():
+        p.requires_grad_(True)
+    train, val = _pairs(tok, 8, "good"), _pairs(tok, 4, "good", offset=100)
+    cfg = TrainConfig(batch_size=8, lr=3e-3, eval_every=2, max_steps=6)
+    stats = train_loop(m, tok, train, cfg, seed=0, val=val)
+    assert stats.steps == 6 and stats.stop_reason == "budget"
+    assert stats.val_steps == [0, 2, 4, 6]
+    assert stats.converged is False and "still falling" in stats.convergence_note
+    assert "did not converge" in capsys.readouterr().err
+
+
+def test_an_arm_that_barely_moved_is_flagged(tiny):
+    model, tok = tiny
+    m = copy.deepcopy(model)
+    for p in m.parameters():
+        p.requires_grad_(True)
+    cfg = TrainConfig(batch_size=8, lr=1e-9, eval_every=1, patience=2, max_steps=8)
+    stats = train_loop(m, tok, _pairs(tok, 8, "good"), cfg, seed=0, val=_pairs(tok, 4, "good", 100))
+    assert stats.converged is False and "barely moved" in stats.convergence_note
+
+
+def test_without_validation_auto_trains_one_epoch(tiny):
+    model, tok = tiny
+    m = copy.deepcopy(model)
+    for p in m.parameters():
+        p.requires_grad_(True)
+    stats = train_loop(m, tok, _pairs(tok, 16, "good"), TrainConfig(batch_size=4), seed=0)
+    assert stats.steps == 4 and stats.stop_reason == "no_validation" and stats.converged is None
+
+
+def test_seconds_budget_stops_training(tiny):
+    model, tok = tiny
+    m = copy.deepcopy(model)
+    for p in m.parameters():
+        p.requires_grad_(True)
+    cfg = TrainConfig(batch_size=8, lr=1e-3, max_seconds=1e-6, max_steps=50)
+    stats = train_loop(m, tok, _pairs(tok, 8, "good"), cfg, seed=0, val=_pairs(tok, 2, "good", 100))
+    assert stats.steps == 1 and stats.stop_reason == "budget"
+
+
+@pytest.mark.parametrize("bad, msg", [("epochs: some", "epochs: must be a number >= 0 or 'auto'"),
+                                      ("schedule: cyclic", "schedule: unknown 'cyclic'"),
+                                      ("patience: -1", "patience: must be at least 0")])
+def test_bad_training_settings_name_file_and_key(tmp_path, bad, msg):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"methods:\n  - {{name: lora, train: {{{bad}}}}}\n")
+    with pytest.raises(TunelabError, match=f"{path}: methods.lora.train.{msg}"):
+        load_config(path)
+
+
+def test_a_grid_cell_stores_its_validation_curve(tmp_path, tiny_model_dir, viggo_dir):
+    import json
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from tests.conftest import write_config
+    from tunelab.cli import app
+
+    store = tmp_path / "runs" / "t.db"
+    cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, store,
+                       "  - {name: lora, train_sizes: [8], train: {eval_every: 1, max_steps: 4}}\n")
+    r = CliRunner().invoke(app, ["run", str(cfg)])
+    assert r.exit_code == 0, r.output
+    info = json.loads(sqlite3.connect(store).execute("SELECT info FROM runs").fetchone()[0])
+    assert info["val_steps"] == [0, 1, 2, 3, 4] and len(info["val_losses"]) == 5
+    assert info["stop_reason"] in ("budget", "early_stop") and "converged" in info
+    assert torch.isfinite(torch.tensor(info["val_losses"])).all()
