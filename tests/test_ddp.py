@@ -37,7 +37,8 @@ def _predictions(db) -> list[str]:
 def test_ddp_two_cpu_processes_match_single_process(tmp_path, tiny_model_dir, viggo_dir, fsdp):
     launcher = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     assert launcher, "torchrun comes with torch; it must be installed"
-    method = ("  - {name: lora, train_sizes: [8], train: {min_steps: 4, lora_dropout: 0.0, "
+    # epochs auto within 4 steps: the validation loss is measured by both processes too
+    method = ("  - {name: lora, train_sizes: [8], train: {max_steps: 4, lora_dropout: 0.0, "
               f"fsdp: {str(fsdp).lower()}}}}}\n")
     single = write_config(tmp_path / "s.yaml", tiny_model_dir, viggo_dir, tmp_path / "s" / "t.db", method)
     ddp = write_config(tmp_path / "d.yaml", tiny_model_dir, viggo_dir, tmp_path / "d" / "t.db", method)
@@ -53,6 +54,9 @@ def test_ddp_two_cpu_processes_match_single_process(tmp_path, tiny_model_dir, vi
     one, two = single["losses"], parallel["losses"]
     assert len(one) == len(two) == 4
     assert two == pytest.approx(one, rel=1e-3)
+    assert len(single["val_losses"]) >= 2
+    assert parallel["val_losses"] == pytest.approx(single["val_losses"], rel=1e-3)
+    assert parallel["best_step"] == single["best_step"]
     assert one[0] != one[-1]  # it trained: the loss moved
     assert parallel["trainable_params"] == single["trainable_params"]
     assert (single["parallel"], parallel["parallel"]) == ("none", "fsdp" if fsdp else "ddp")
