@@ -12,7 +12,7 @@ from rich.table import Table
 
 from tunelab import TunelabError
 from tunelab.probes.cli import probe_app
-from tunelab.ui import console, out
+from tunelab.ui import console, out, say
 from tunelab.ui import fail as _fail
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -69,8 +69,7 @@ def _run_json(arms, md: Path, html: Path, margin: float) -> dict:
     from tunelab.report import primary_metric, recommend
 
     metric = primary_metric(arms)
-    cell = json.loads(arms[0].runs[0]["config"] or "{}").get("cell", {})
-    return {"primary": metric, "scoring": cell.get("scoring"), "arms": [export.arm(a) for a in arms],
+    return {"primary": metric, "scoring": arms[0].cell.get("scoring"), "arms": [export.arm(a) for a in arms],
             "recommendation": recommend(arms, metric, margin), "report": {"html": str(html), "md": str(md)}}
 
 
@@ -82,10 +81,9 @@ def _table(arms, margin: float) -> None:
 
     if not arms:
         return
-    plain = {"soft_wrap": True, "markup": False, "highlight": False}
     findings = [f"- {line}" for line in recommend(arms, primary_metric(arms), margin)]
     if not out.is_terminal:
-        out.print("\n".join([results_markdown(arms), *findings]), **plain)
+        say("\n".join([results_markdown(arms), *findings]))
         return
     metrics = list(arms[0].ci)
     t = Table(title="results (95% bootstrap CI)")
@@ -97,7 +95,7 @@ def _table(arms, margin: float) -> None:
                   f"{a.mean('train_seconds'):.0f}", f"{a.mean('eval_seconds'):.0f}")
     out.print(t)
     for line in findings:
-        out.print(line, **plain)
+        say(line)
 
 
 @app.command()
@@ -117,7 +115,7 @@ def init(
     except TunelabError as e:
         _fail(e)
     for line in profile.lines():
-        out.print(line, highlight=False, markup=False, soft_wrap=True)
+        say(line)
     out.print(f"wrote {config}; run it with: tunelab run {config}", highlight=False, soft_wrap=True)
 
 
@@ -268,7 +266,6 @@ def tasks(name: str = typer.Argument(None, help="Show one task in full.")):
         t = get_task(TaskConfig(name=name))
     except TunelabError as e:
         _fail(e)
-    say = lambda text: out.print(text, highlight=False, markup=False, soft_wrap=True)  # noqa: E731
     say(f"{name}: {t.describe()}")
     say(f"instruction (system prompt):\n{t.instruction}")
     say("prompt: the tokenizer's chat template over [system: instruction, (shots), user: input]; "
@@ -285,7 +282,6 @@ def _config_keys(name: str) -> None:
 
     from tunelab.config import RunConfig, TaskConfig, field_docs
 
-    say = lambda text: out.print(text, highlight=False, markup=False, soft_wrap=True)  # noqa: E731
     defaults = asdict(TaskConfig(name=name))
     say("\nconfig keys under `task:` (default in brackets):")
     for key, doc in field_docs(TaskConfig).items():
@@ -334,7 +330,7 @@ def data_check(
     except TunelabError as e:
         _fail(e)
     for line in rep.lines():  # the check's result: stdout
-        out.print(line, highlight=False, markup=False, soft_wrap=True)
+        say(line)
     if not rep.ok:
         raise typer.Exit(1)
 
@@ -378,7 +374,7 @@ def data_from_logs(
     except TunelabError as e:
         _fail(e)
     for line in summary.lines():
-        out.print(line, highlight=False, markup=False, soft_wrap=True)
+        say(line)
 
 
 def main() -> None:  # pragma: no cover

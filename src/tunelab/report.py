@@ -83,9 +83,13 @@ class Arm:
         return float(np.mean(vals)) if vals else 0.0
 
     @property
+    def cell(self) -> dict:
+        """The first run's stored cell config (method, model, train, scoring, primary...)."""
+        return json.loads(self.runs[0]["config"] or "{}").get("cell", {})
+
+    @property
     def trained(self) -> bool:
-        cell = json.loads(self.runs[0]["config"] or "{}").get("cell", {})
-        return is_trained(cell.get("method", {"name": self.method}))
+        return is_trained(self.cell.get("method", {"name": self.method}))
 
     @property
     def info(self) -> dict:
@@ -109,7 +113,7 @@ class Arm:
         if "stop_reason" not in i:  # stored before validation-driven training
             return f"{i['train_steps']} steps"
         flag = "; NOT CONVERGED" if self.convergence else ""
-        return (f"{i.get('train_steps')} steps, {i.get('epochs_trained', 0):.1f} ep, "
+        return (f"{i['train_steps']} steps, {i.get('epochs_trained', 0):.1f} ep, "
                 f"{i['stop_reason'].replace('_', ' ')}{flag}")
 
     def mean(self, key: str) -> float:
@@ -344,7 +348,7 @@ def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = N
     images = {"bars": bar_chart(arms, metric), "curve": learning_curve(arms, metric, margin),
               "cost": cost_quality(arms, metric), "losses": loss_curves(arms)}
     best = max(arms, key=lambda a: a.ci[metric][0])
-    scoring = json.loads(arms[0].runs[0]["config"] or "{}").get("cell", {}).get("scoring")
+    scoring = arms[0].cell.get("scoring")
     classes = None
     if scoring and scoring["kind"] == "classification":
         classes = breakdown(best.examples, scoring["labels"])
@@ -389,10 +393,9 @@ def _info(run: dict) -> dict:
 
 
 def primary_metric(arms: list[Arm]) -> str:
-    cfg = json.loads(arms[0].runs[0]["config"])
-    if cfg.get("cell", {}).get("primary"):  # decided when the data was loaded (jsonl scoring)
-        return cfg["cell"]["primary"]
-    return get_task(from_dict(TaskConfig, cfg["task"])).primary
+    if arms[0].cell.get("primary"):  # decided when the data was loaded (jsonl scoring)
+        return arms[0].cell["primary"]
+    return get_task(from_dict(TaskConfig, json.loads(arms[0].runs[0]["config"])["task"])).primary
 
 
 def shared_metrics(arms: list[Arm]) -> list[str]:

@@ -19,6 +19,11 @@ out = Console()
 """Results (tables, recommendation, report path): stdout, so `tunelab run ... > out.txt` keeps them."""
 
 
+def say(text: str) -> None:
+    """One result line on stdout, as written: no markup, highlighting or wrapping."""
+    out.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
 def progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
