@@ -65,11 +65,11 @@ def _print_json(data) -> None:
 
 
 def _run_json(arms, md: Path, html: Path, margin: float) -> dict:
-    from tunelab import export
+    from tunelab import payload
     from tunelab.report import primary_metric, recommend
 
     metric = primary_metric(arms)
-    return {"primary": metric, "scoring": arms[0].cell.get("scoring"), "arms": [export.arm(a) for a in arms],
+    return {"primary": metric, "scoring": arms[0].cell.get("scoring"), "arms": [payload.arm(a) for a in arms],
             "recommendation": recommend(arms, metric, margin), "report": {"html": str(html), "md": str(md)}}
 
 
@@ -150,7 +150,7 @@ def report_cmd(
 def ls_cmd(store: str = typer.Option(DEFAULT_STORE, help="Results store."),
            as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON on stdout.")):
     """List stored runs with their status (failed ones with their error)."""
-    from tunelab import export
+    from tunelab import payload
     from tunelab.store import Store
 
     try:
@@ -158,7 +158,7 @@ def ls_cmd(store: str = typer.Option(DEFAULT_STORE, help="Results store."),
     except TunelabError as e:
         _fail(e)
     if as_json:
-        _print_json([export.run_summary(r) for r in rows])
+        _print_json([payload.run_summary(r) for r in rows])
         return
     t = Table()
     for col in ["id", "status", "task", "model", "method", "n train", "seed", "error"]:
@@ -175,7 +175,7 @@ def show(run_id: str, store: str = typer.Option(DEFAULT_STORE, help="Results sto
          as_json: bool = typer.Option(False, "--json", help="Print the run (config, metrics, every "
                                       "prediction) as JSON on stdout.")):
     """Show one run: config, metrics with CIs, costs, and a few predictions."""
-    from tunelab import export
+    from tunelab import payload
     from tunelab.store import Store
 
     try:
@@ -184,7 +184,7 @@ def show(run_id: str, store: str = typer.Option(DEFAULT_STORE, help="Results sto
     except TunelabError as e:
         _fail(e)
     if as_json:
-        _print_json(export.run_detail(r, s.metrics(r["id"]), s.predictions(r["id"])))
+        _print_json(payload.run_detail(r, s.metrics(r["id"]), s.predictions(r["id"])))
         return
     out.print(f"[bold]{r['id']}[/] {r['status']}: {r['task']} / {r['model']} / {r['label']} "
                   f"n={r['n_train']} seed={r['seed']}")
