@@ -136,6 +136,10 @@ class TrainConfig:
     """LoRA target modules (peft syntax)."""
     save: bool = True
     """Save the adapter / weights with the run."""
+    precision: str = "auto"
+    """Training precision: fp32, bf16 (autocast; fp32 master weights) or auto: bf16 where
+    a start-up check finds its matmul clearly faster on this machine and its loss equal
+    to fp32's, else fp32 (precision.py). The choice is stored with the run."""
     fsdp: bool = False
     """Under a data-parallel launch (torchrun / accelerate launch), shard weights, gradients
     and optimizer state across the processes (torch FSDP2, one unit per decoder layer)
@@ -147,6 +151,8 @@ class TrainConfig:
         if isinstance(self.epochs, str) and self.epochs != "auto" or not isinstance(self.epochs, str) \
                 and self.epochs < 0:
             raise TunelabError(f"epochs: must be a number >= 0 or 'auto', got {self.epochs!r}")
+        if self.precision not in PRECISIONS:
+            raise TunelabError(f"precision: unknown '{self.precision}'. Available: {', '.join(PRECISIONS)}")
         if self.schedule not in SCHEDULES:
             raise TunelabError(f"schedule: unknown '{self.schedule}'. Available: {', '.join(SCHEDULES)}")
         for name in ("patience", "val_size", "eval_every", "max_steps"):
@@ -155,6 +161,7 @@ class TrainConfig:
 
 
 SCHEDULES = ("cosine", "linear", "constant")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass

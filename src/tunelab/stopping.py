@@ -122,7 +122,19 @@ def budget_steps(n_data: int, window: int, epochs, max_epochs: float, min_steps:
     return min(n, max_steps) if max_steps else n
 
 
-def lr_factor(step: int, total: int, warm: int, schedule: str) -> float:
+def schedule_position(step: int, total: int, elapsed: float, max_seconds: float) -> float:
+    """Where in the lr schedule step `step` is: the step itself, or, under a seconds budget
+    that will end before `total` steps, the share of the seconds spent, in steps.
+
+    >>> schedule_position(10, 100, 5.0, 0.0), schedule_position(10, 100, 50.0, 100.0)
+    (10, 50.0)
+    """
+    if not max_seconds:
+        return step
+    return max(step, min(1.0, elapsed / max_seconds) * total)
+
+
+def lr_factor(step: float, total: int, warm: int, schedule: str) -> float:
     """Multiplier of the peak lr at `step`: linear warm-up, then the schedule's decay.
 
     >>> [round(lr_factor(s, 10, 2, "linear"), 2) for s in (0, 1, 5, 9)]

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 
 from tunelab import TunelabError
 from tunelab.config import TrainConfig
+from tunelab.precision import Decision, autocast, block_shape, choose, loss_agrees
 from tunelab.prompt import render
-from tunelab.stopping import Stopper, budget_steps, convergence, lr_factor
+from tunelab.stopping import Stopper, budget_steps, convergence, lr_factor, schedule_position
 from tunelab.ui import console, progress
 
 
@@ -61,6 +62,9 @@ class TrainStats:
     """False when the validation loss was still falling at the budget's end, or barely
     moved; None when not measured."""
     convergence_note: str | None = None
+    precision: str = "fp32"
+    """What the steps ran in (train.precision resolved on this machine: fp32 or bf16)."""
+    precision_reason: str = ""
 
     @property
     def tokens_per_s(self) -> float:
@@ -260,7 +264,7 @@ class _LossModule(torch.nn.Module):
 
 
 def accumulate(model, batches: list[list[Encoded]], pad_id: int,
-               shard: Shard | None = None) -> tuple[float, int, int]:
+               shard: Shard | None = None, precision: str = "fp32") -> tuple[float, int, int]:
     """Backward over one optimizer step's micro-batches; returns (loss, supervised, tokens).
 
     The loss is normalised by the supervised tokens of the whole window, so accumulated
@@ -277,7 +281,8 @@ def accumulate(model, batches: list[list[Encoded]], pad_id: int,
         # A process with nothing left still joins the gradient all-reduce, with zero weight.
         weight = 1.0 if mine else 0.0
         ids, att, sup = collate(mine or b[:1], pad_id)
-        loss = shard.loss_sum(model, ids, att, sup) * (weight * world / max(1, n_sup))
+        with autocast(precision):  # the forward only: backward follows the forward's dtypes
+            loss = shard.loss_sum(model, ids, att, sup) * (weight * world / max(1, n_sup))
         loss.backward()
         total += loss.item() / world
         tokens += int(att.sum()) if mine else 0
@@ -293,9 +298,37 @@ def validation_loss(shard: Shard, items: list[Encoded], pad_id: int, micro_token
         ids, att, sup = collate(mine or b[:1], pad_id)
         loss = shard.loss_sum(shard.module, ids, att, sup)
         if mine:
-            total += float(loss)
+            total += float(loss.detach())
             n_sup += int(sup[:, 1:].sum())
     return shard.total(total), int(shard.total(n_sup))
+
+
+PROBE = 16
+"""Examples on which bf16's loss is compared with fp32's before training (precision auto)."""
+
+
+@torch.no_grad()
+def decide_precision(cfg: TrainConfig, shard: Shard, probe: list[Encoded], pad_id: int) -> Decision:
+    """train.precision resolved: auto keeps bf16 only if every process measured it faster
+    and its loss on `probe` equals fp32's (precision.loss_agrees)."""
+    d = choose(cfg.precision, *block_shape(shard.module))
+    if cfg.precision != "auto":
+        return d
+    if shard.total(1.0 if d.precision == "bf16" else 0.0) < shard.world:  # every rank votes
+        return d if d.precision == "fp32" else Decision(
+            "fp32", "bf16 not faster on every process", d.fp32_ms, d.bf16_ms)
+    was_training = shard.module.training
+    shard.module.eval()
+    f32, n = validation_loss(shard, probe, pad_id, cfg.micro_tokens)
+    with autocast("bf16"):
+        b16, _ = validation_loss(shard, probe, pad_id, cfg.micro_tokens)
+    shard.module.train(was_training)
+    f32, b16 = f32 / max(1, n), b16 / max(1, n)
+    if not loss_agrees(f32, b16):
+        return Decision("fp32", f"bf16 loss {b16:.4f} drifts from fp32's {f32:.4f} on {len(probe)} "
+                        "examples", d.fp32_ms, d.bf16_ms)
+    return Decision("bf16", f"{d.reason}; loss {b16:.4f} vs fp32 {f32:.4f} on {len(probe)} examples",
+                    d.fp32_ms, d.bf16_ms)
 
 
 def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
@@ -326,13 +359,17 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=shard.kind != "fsdp")
     warm = max(1, int(total * cfg.warmup_ratio))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warm, cfg.schedule))
     rng = random.Random(seed)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     every = cfg.eval_every or max(1, math.ceil(len(data) / window) // 2)
-    stopper = Stopper(shard.module, val or [],
-                      lambda items: validation_loss(shard, items, pad_id, cfg.micro_tokens),
-                      every, cfg.patience, early=auto and bool(val))
+    prec = decide_precision(cfg, shard, (val or data)[:PROBE], pad_id)
+    stats.precision, stats.precision_reason = prec.precision, prec.reason
+
+    def val_loss(items):
+        with autocast(prec.precision):
+            return validation_loss(shard, items, pad_id, cfg.micro_tokens)
+
+    stopper = Stopper(shard.module, val or [], val_loss, every, cfg.patience, early=auto and bool(val))
     stats.stop_reason = "no_validation" if auto and not val else ("budget" if auto else "epochs")
     micro = []
     t0 = time.perf_counter()
@@ -346,12 +383,17 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
                 micro = _batches([len(e.ids) for e in data], cfg.batch_size, rng)
             group, micro = micro[: cfg.grad_accum], micro[cfg.grad_accum :]
             window = [data[i] for b in group for i in b]
+            # The schedule runs over the budget: steps, or seconds where those end first,
+            # so a seconds budget still ends with the decay (the same on every process).
+            elapsed = shard.total(time.perf_counter() - t0) / shard.world
+            pos = schedule_position(stats.steps, total, elapsed, cfg.max_seconds)
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * lr_factor(pos, total, warm, cfg.schedule)
             parts = micro_batches(window, cfg.micro_tokens)
-            step_loss, n_sup, n_tok = accumulate(shard.module, parts, pad_id, shard)
+            step_loss, n_sup, n_tok = accumulate(shard.module, parts, pad_id, shard, prec.precision)
             step_loss, n_tok = shard.total(step_loss), int(shard.total(n_tok))
             stats.tokens += n_tok
             opt.step()
-            sched.step()
             opt.zero_grad(set_to_none=True)
             stats.steps += 1
             stats.supervised_tokens += n_sup

@@ -29,7 +29,8 @@ def stats_info(stats) -> dict:
             "trainable_params": stats.trainable_params, "losses": stats.losses,
             "val_steps": stats.val_steps, "val_losses": stats.val_losses,
             "best_step": stats.best_step, "stop_reason": stats.stop_reason,
-            "converged": stats.converged, "convergence_note": stats.convergence_note}
+            "converged": stats.converged, "convergence_note": stats.convergence_note,
+            "precision": stats.precision, "precision_reason": stats.precision_reason}
 
 
 VAL_SEED = 0

@@ -1,0 +1,66 @@
+"""Training precision: decided by measuring the machine, checked against fp32's loss,
+recorded with the run; bf16 autocast trains to the same place as fp32."""
+
+import copy
+
+import pytest
+
+from tunelab import precision, train
+from tunelab.config import TrainConfig
+from tunelab.prompt import messages
+from tunelab.train import encode, train_loop
+
+
+def _data(tok, n=8):
+    return [encode(tok, messages("Convert.", f"Game number {i} is fun."),
+                   f"inform(name[Game {i}], rating[good])", 256, f"ex{i}") for i in range(n)]
+
+
+def _trainable(model):
+    m = copy.deepcopy(model)
+    for p in m.parameters():
+        p.requires_grad_(True)
+    return m
+
+
+def test_bf16_autocast_trains_like_fp32_and_is_recorded(tiny):
+    model, tok = tiny
+    data = _data(tok)
+    runs = {}
+    for prec in ("fp32", "bf16"):
+        cfg = TrainConfig(batch_size=4, lr=3e-3, epochs=3, precision=prec)
+        runs[prec] = train_loop(_trainable(model), tok, data, cfg, seed=0)
+    assert runs["fp32"].precision == "fp32" and runs["bf16"].precision == "bf16"
+    assert runs["bf16"].precision_reason == "set in the config"
+    # bf16 rounds (the losses differ), but follows the same trajectory.
+    assert runs["bf16"].losses != runs["fp32"].losses
+    assert runs["bf16"].losses == pytest.approx(runs["fp32"].losses, rel=0.05)
+    assert runs["bf16"].losses[-1] < 0.85 * runs["bf16"].losses[0]
+
+
+def test_auto_picks_bf16_only_where_measured_faster(monkeypatch):
+    precision._measured.cache_clear()
+    monkeypatch.setattr(precision, "_block_seconds",
+                        lambda prec, *a, **k: 1.0 if prec == "bf16" else 2.0)
+    assert precision.choose("auto", 8, 32).precision == "bf16"
+    precision._measured.cache_clear()
+    monkeypatch.setattr(precision, "_block_seconds",
+                        lambda prec, *a, **k: 500.0 if prec == "bf16" else 1.0)
+    slow = precision.choose("auto", 8, 32)
+    assert slow.precision == "fp32" and "slower" in slow.reason
+    precision._measured.cache_clear()
+    monkeypatch.setattr(precision, "_block_seconds",
+                        lambda prec, *a, **k: 0.9 if prec == "bf16" else 1.0)
+    assert precision.choose("auto", 8, 32).precision == "fp32"  # 1.1x: not worth it
+    precision._measured.cache_clear()
+
+
+def test_auto_falls_back_to_fp32_when_the_bf16_loss_drifts(tiny, monkeypatch):
+    model, tok = tiny
+    monkeypatch.setattr(train, "choose", lambda *a: precision.Decision("bf16", "measured faster"))
+    cfg = TrainConfig(batch_size=4, lr=3e-3, epochs=1)
+    kept = train_loop(_trainable(model), tok, _data(tok), cfg, seed=0)
+    assert kept.precision == "bf16" and "vs fp32" in kept.precision_reason
+    monkeypatch.setattr(train, "loss_agrees", lambda a, b: False)
+    drift = train_loop(_trainable(model), tok, _data(tok), cfg, seed=0)
+    assert drift.precision == "fp32" and "drifts" in drift.precision_reason
