@@ -51,3 +51,14 @@ def test_bad_micro_token_budget_is_named_with_its_file(tmp_path):
     with pytest.raises(TunelabError, match="^" + re.escape(
             f"{path}: methods.lora.train.micro_tokens: must be at least 1, got -5") + "$"):
         load_config(path)
+
+
+def test_each_training_method_gets_its_own_default_lr():
+    from tunelab.config import METHOD_LR, MethodConfig, RunConfig, TrainConfig, method_train
+
+    cfg = RunConfig()
+    got = {m: method_train(cfg, MethodConfig(name=m)).lr for m in ("lora", "full", "prompt_tuning", "dpo")}
+    assert got == METHOD_LR and got["lora"] / got["full"] == 20
+    # A rate set at the top or on the method wins over the method's default.
+    assert method_train(RunConfig(train=TrainConfig(lr=0.3)), MethodConfig(name="full")).lr == 0.3
+    assert method_train(cfg, MethodConfig(name="full", train={"lr": 0.2})).lr == 0.2

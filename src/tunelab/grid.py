@@ -98,7 +98,7 @@ def cells(cfg: RunConfig, n_train_pool: int, scoring: str | None = None) -> list
 
 LATER_FIELDS = {ModelConfig: ("backend", "base_url", "api_key_env", "concurrency", "max_retries",
                                "timeout", "price_prompt", "price_completion"),
-                MethodConfig: ("models",), TaskConfig: ("scoring",)}
+                MethodConfig: ("models", "search"), TaskConfig: ("scoring",)}
 """Fields added after stores existed: left out of the cell key while at their defaults, so
 existing stores keep their finished cells."""
 

@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tunelab import TunelabError  # noqa: E402
+from tunelab import TunelabError, search  # noqa: E402
 from tunelab.config import (  # noqa: E402
     EvalConfig,
     MethodConfig,
@@ -364,6 +364,7 @@ def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = N
         "best": best, "side": side_by_side(arms, metric), "scoring": scoring, "classes": classes,
         "failed": store.runs("failed"),
         "stages": stage_rows(arms, metric), "chosen": chosen_prompts(arms),
+        "searches": search.rows(arms, metric, margin),
         "masked": _info(tuned[0].runs[0]).get("masked_example") if tuned else None,
         "prompt": _info(best.runs[0]).get("prompts", [""])[0],
         "images": {k: base64.b64encode(v).decode() for k, v in images.items()},

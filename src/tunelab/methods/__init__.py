@@ -20,6 +20,7 @@ from tunelab.methods import (
 )
 from tunelab.methods.base import Context, Predictor
 from tunelab.methods.stages import with_stages
+from tunelab.methods.sweep import with_search
 
 METHODS: dict[str, Callable[[Context], Predictor]] = {
     "zero_shot": zero_shot.build,
@@ -46,7 +47,7 @@ def is_trained(method: MethodConfig | dict) -> bool:
 def get_method(name: str) -> Callable[[Context], Predictor]:
     if name not in METHODS:
         raise TunelabError(f"Unknown method '{name}'. Available: {', '.join(METHODS)}")
-    return with_stages(METHODS[name])
+    return with_search(with_stages(METHODS[name]), is_trained)
 
 
 __all__ = ["METHODS", "TRAINED", "Context", "Predictor", "get_method", "is_trained"]

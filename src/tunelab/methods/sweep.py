@@ -1,0 +1,68 @@
+"""A method config's `search:` run before its cell is scored (tunelab/search.py): the
+candidates are built and scored on the validation split, and the best one's full-budget
+build is the cell's predictor."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from tunelab import TunelabError
+from tunelab.data import sample
+from tunelab.methods.base import Context, Predictor
+from tunelab.search import DEV_SEED, DEV_SIZE, ETA, RUNGS, apply, halving, points
+
+
+def with_search(build: Callable[[Context], Predictor],
+                is_trained: Callable[[object], bool]) -> Callable[[Context], Predictor]:
+    def run(ctx: Context) -> Predictor:
+        space = ctx.method.search
+        if not space:
+            return build(ctx)
+        trains = is_trained(ctx.method)
+        where = f"methods.{ctx.method.label or ctx.method.name}.search"
+        if not ctx.validation:
+            raise TunelabError(f"{where}: needs a validation split (the test split is never searched on)")
+        primary = ctx.task.primary
+        dev = sample(ctx.validation, DEV_SIZE, DEV_SEED)
+        costs: list[float] = []
+
+        def score(setting: dict, share: float) -> tuple[float, Predictor]:
+            m, t = apply(ctx.method, ctx.train_cfg, setting, share, len(ctx.train))
+            torch.manual_seed(ctx.seed)  # every candidate starts from the same init and draws
+            random.seed(ctx.seed)
+            np.random.seed(ctx.seed)
+            pred = build(replace(ctx, method=m, train_cfg=t, checkpoint=None))
+            costs.append(pred.info.get("train_seconds", 0.0))
+            if trains:
+                losses = pred.info.get("val_losses") or []
+                if not losses:
+                    raise TunelabError(f"{where}: {ctx.method.name} records no validation loss, "
+                                       "so it cannot be searched")
+                return min(losses), pred
+            from tunelab.evaluate import evaluate  # torch-free import of this module for the report
+
+            n = max(4, math.ceil(share * len(dev)))
+            res = evaluate(pred, ctx.task, dev[:n], ctx.eval_cfg, label=f"search {setting}")
+            return res.metrics[primary][0], pred
+
+        lower = trains or not ctx.task.metrics[primary].higher_is_better
+        chosen, pred, trace = halving(points(space), score, lower_is_better=lower)
+        seconds = sum(r["seconds"] for r in trace)
+        pred.info["search"] = {
+            "space": space, "chosen": chosen, "trace": trace, "seconds": seconds,
+            "scored_by": "best validation loss" if trains else f"validation {primary} ({len(dev)} examples)",
+            "rule": f"successive halving, keep 1/{ETA} per rung, budget shares "
+                    f"{', '.join(f'{s:.3g}' for s in RUNGS)} of one default run",
+            "default_runs": sum(r["share"] for r in trace)}
+        # The one-off cost of a searched arm is the whole search (its last run included).
+        pred.info["final_train_seconds"] = pred.info.get("train_seconds", 0.0)
+        pred.info["train_seconds"] = sum(costs) if trains else seconds
+        return pred
+
+    return run

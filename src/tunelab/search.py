@@ -1,0 +1,130 @@
+"""`search:` on any method: successive halving over a declared space of settings, scored
+on the validation split only.
+
+A verdict is only as fair as the weakest arm's tuning, so both sides get the same rule.
+Training methods are scored by their best validation loss (the early-stopping curve),
+prompting methods by the task's primary metric on seeded validation examples; the test
+split is never seen during a search (the grid scores only the chosen setting on it).
+
+Budget, declared and stored with the run: every candidate trains (or is scored) at 1/9 of
+one default run's budget, the best third goes on at 1/3, the best of those at the whole
+budget, and that last run is the arm, not retrained. 8 candidates cost at most
+8/9 + 3/3 + 1 = 2.9 default runs (less where early stopping ends trials sooner).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from tunelab import TunelabError
+from tunelab.config import SEARCH_METHOD, SEARCH_TRAIN, MethodConfig, TrainConfig
+
+ETA = 3
+"""Each rung keeps the best 1/ETA of its candidates."""
+RUNGS = (1 / 9, 1 / 3, 1.0)
+"""Share of one default run's budget (steps and seconds, or validation examples) per rung."""
+DEV_SIZE = 64
+"""Prompting methods: validation examples scored at the last rung (fewer at earlier ones)."""
+DEV_SEED = 0
+
+def points(space: dict[str, list]) -> list[dict]:
+    """Every combination of the space, in declared order.
+
+    >>> points({"lr": [1e-3, 1e-4], "lora_r": [8]})
+    [{'lr': 0.001, 'lora_r': 8}, {'lr': 0.0001, 'lora_r': 8}]
+    """
+    keys = list(space)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*space.values())]
+
+
+def halving(candidates: list[dict], score: Callable[[dict, float], tuple[float, object]],
+            lower_is_better: bool) -> tuple[dict, object, list[dict]]:
+    """Successive halving: (best setting, what its full-budget run returned, trace).
+
+    `score(setting, share)` runs one candidate at `share` of the budget and returns
+    (score, result). A single candidate left goes straight to the whole budget.
+
+    >>> calls = []
+    >>> def score(s, share):
+    ...     calls.append((s["x"], round(share, 2)))
+    ...     return (s["x"] - 3) ** 2 + share, s["x"]
+    >>> best, result, trace = halving([{"x": x} for x in range(8)], score, lower_is_better=True)
+    >>> best, result, len(trace)
+    ({'x': 3}, 3, 12)
+    >>> calls[8:]
+    [(3, 0.33), (2, 0.33), (4, 0.33), (3, 1.0)]
+    """
+    if not candidates:
+        raise TunelabError("search: the space has no candidates")
+    def rank(row: dict) -> float:
+        return row["score"] if lower_is_better else -row["score"]
+
+    trace: list[dict] = []
+    alive = candidates
+    for rung, share in enumerate(RUNGS):
+        if len(alive) == 1:
+            share = 1.0
+        rows, kept = [], None  # kept: (row, result) of the best full-budget run so far
+        for setting in alive:
+            t = time.perf_counter()
+            value, result = score(setting, share)
+            row = {"rung": rung, "share": share, "setting": setting, "score": value,
+                   "seconds": time.perf_counter() - t}
+            rows.append(row)
+            if share == 1.0 and (kept is None or rank(row) < rank(kept[0])):
+                kept = (row, result)
+            del result  # a trained candidate holds a model copy: keep only the best one
+        trace += rows
+        if kept is not None:
+            return kept[0]["setting"], kept[1], trace
+        rows.sort(key=rank)
+        alive = [r["setting"] for r in rows[: math.ceil(len(rows) / ETA)]]
+    raise AssertionError("the last rung has share 1.0")
+
+
+def apply(method: MethodConfig, train: TrainConfig, setting: dict, share: float,
+          n_train: int) -> tuple[MethodConfig, TrainConfig]:
+    """The method and train settings of one trial: the setting applied, and for training
+    a budget cut to `share` of one default run's (steps, and seconds if budgeted)."""
+    from tunelab.stopping import budget_steps
+
+    m = replace(method, search={}, **{k: v for k, v in setting.items() if k in SEARCH_METHOD})
+    t = replace(train, **{k: v for k, v in setting.items() if k in SEARCH_TRAIN})
+    if share < 1.0:
+        steps = budget_steps(n_train, t.batch_size * t.grad_accum, t.epochs, t.max_epochs,
+                             t.min_steps, t.max_steps)
+        t = replace(t, max_steps=max(1, math.ceil(share * steps)),
+                    max_seconds=share * t.max_seconds, save=False)
+    return m, t
+
+
+def rows(arms: list, metric: str, margin: float) -> list[dict]:
+    """For the report: every searched arm beside the same method at the same size without
+    a search (when the grid has it), with the paired difference, the chosen setting and
+    what the search cost."""
+    from tunelab.verdict import compare
+
+    out = []
+    for a in arms:
+        s = a.info.get("search")
+        if not s:
+            continue
+        base = [b for b in arms if b is not a and not b.info.get("search") and b.model == a.model
+                and b.method == a.method and b.n_train == a.n_train]
+        row = {"arm": a.name, "chosen": ", ".join(f"{k}={v}" for k, v in s["chosen"].items()),
+               "trials": len(s["trace"]), "default_runs": s["default_runs"],
+               "seconds": s["seconds"], "scored_by": s["scored_by"],
+               "searched": a.ci[metric], "default": None, "default_arm": None, "sentence": None,
+               "cost_ratio": None}
+        if base:
+            b = base[0]
+            row.update(default=b.ci[metric], default_arm=b.name,
+                       sentence=compare(a, b, metric, margin).sentence())
+            if b.mean("train_seconds"):
+                row["cost_ratio"] = a.mean("train_seconds") / b.mean("train_seconds")
+        out.append(row)
+    return out

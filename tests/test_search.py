@@ -1,0 +1,92 @@
+"""`search:`: successive halving on validation data only, the chosen setting as the arm,
+default vs searched in the report, and the search's cost counted."""
+
+import json
+import sqlite3
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import write_config
+from tunelab import TunelabError, evaluate, search
+from tunelab.cli import app
+from tunelab.config import MethodConfig, from_dict
+from tunelab.methods import finetune
+
+
+@pytest.mark.parametrize("space, msg", [
+    ({"lr": []}, "search.lr: must be a non-empty list of values"),
+    ({"colour": [1]}, "search.colour: not a searchable setting"),
+    ({"schedule": ["sideways"]}, "search.schedule.schedule: unknown 'sideways'"),
+    ({"k": ["many"]}, "search.k"),
+])
+def test_a_bad_search_space_is_one_line_naming_the_key(space, msg):
+    with pytest.raises(TunelabError) as e:
+        from_dict(MethodConfig, {"name": "lora", "search": space}, "methods[1]")
+    assert str(e.value).startswith("methods[1].") and msg in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_budget_shares_cut_steps_and_seconds():
+    from tunelab.config import TrainConfig
+
+    m, t = search.apply(MethodConfig(name="lora", search={"lr": [1e-3]}), TrainConfig(max_seconds=90),
+                        {"lr": 1e-2, "lora_r": 4}, 1 / 3, n_train=96)
+    # 8 epochs of 96 examples at batch 8 = 96 steps; a third of it, and a third of the seconds
+    assert (t.lr, t.lora_r, t.max_steps, t.max_seconds, t.save) == (1e-2, 4, 32, 30.0, False)
+    assert m.search == {}
+    _, full = search.apply(MethodConfig(name="lora"), TrainConfig(), {"lr": 1e-2}, 1.0, n_train=96)
+    assert full.max_steps == 0 and full.save  # the last rung is the arm itself
+
+
+def test_search_never_scores_a_test_example(tmp_path, tiny_model_dir, viggo_dir, monkeypatch):
+    """Every candidate is scored on validation data (its validation loss, or validation
+    examples for prompting); the test split is evaluated once per cell, for the arm."""
+    seen_eval, seen_val = [], []
+    real_eval, real_loop = evaluate.evaluate, finetune.train_loop
+
+    def spy_eval(pred, task, examples, cfg, label="eval"):
+        seen_eval.append((label, {e.input for e in examples}))
+        return real_eval(pred, task, examples, cfg, label)
+
+    def spy_loop(model, tok, data, cfg, seed, label="train", on_step=None, val=None):
+        seen_val.append({e.name for e in val or []})
+        return real_loop(model, tok, data, cfg, seed, label, on_step, val)
+
+    monkeypatch.setattr(evaluate, "evaluate", spy_eval)
+    monkeypatch.setattr("tunelab.grid.evaluate", spy_eval)
+    monkeypatch.setattr(finetune, "train_loop", spy_loop)
+    store = tmp_path / "runs" / "t.db"
+    cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, store,
+                       "  - {name: few_shot, k: 1, train_sizes: [8]}\n"
+                       "  - {name: few_shot, k: 1, train_sizes: [8], search: {k: [1, 2, 3]}}\n"
+                       "  - {name: lora, train_sizes: [8]}\n"
+                       "  - {name: lora, train_sizes: [8], search: {lr: [0.0001, 0.01], lora_r: [4, 8]}}\n")
+    r = CliRunner().invoke(app, ["run", str(cfg)])
+    assert r.exit_code == 0, r.output
+    from tunelab.config import TaskConfig
+    from tunelab.tasks import get_task
+
+    splits = get_task(TaskConfig(name="viggo", data_dir=str(viggo_dir), n_test=6)).load()
+    test = {e.input for e in splits.test}
+    val_ids = {e.id for e in splits.validation}
+    assert sum(bool(ex & test) for _, ex in seen_eval) == 4  # once per cell, never in a search
+    assert any(label.startswith("search") for label, _ in seen_eval)
+    assert all(ids <= val_ids for ids in seen_val) and len(seen_val) == 1 + 4 + 2 + 1
+
+    db = sqlite3.connect(store)
+    rows = {lab: json.loads(info) for lab, info in db.execute("SELECT label, info FROM runs")}
+    s = rows["lora searched"]["search"]
+    assert [t["rung"] for t in s["trace"]] == [0, 0, 0, 0, 1, 1, 2]
+    assert s["chosen"] == s["trace"][-1]["setting"] and s["default_runs"] == pytest.approx(4 / 9 + 2 / 3 + 1)
+    # The one-off cost is the whole search, not only the last run.
+    assert rows["lora searched"]["train_seconds"] > rows["lora searched"]["final_train_seconds"]
+    # 3 candidates: the best third is one, which goes straight to the whole budget
+    assert [t["share"] for t in rows["few_shot searched"]["search"]["trace"]] == [1 / 9] * 3 + [1.0]
+
+    r = CliRunner().invoke(app, ["report", "--store", str(store), "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    section = md.split("## Search: default vs searched")[1].split("\n## ")[0]
+    assert "| lora searched n=8 |" in section and "| few_shot searched n=8 |" in section
+    assert "not in this grid" not in section and section.count(" vs ") + section.count("within") >= 2
