@@ -160,7 +160,7 @@ def fits(sizes, per_size: list[np.ndarray], shared_seeds: bool = True, n_boot: i
 def project(sizes, per_size: list[np.ndarray], goal: float | None = None, margin: float = 2.0,
             shared_seeds: bool = True, n_boot: int = N_BOOT, seed: int = 0) -> dict:
     """Fit all sizes and extrapolate: the score at each multiple of the largest size, the
-    gain of the largest multiple (is more data worth it, against `margin` points), the
+    gain of the largest multiple ("flat": its upper 95% bound under `margin` points), the
     ceiling, and the examples to label to reach `goal`. Values are (estimate, lo, hi)."""
     sizes = np.asarray(sizes, dtype=float)
     point, reps = fits(sizes, per_size, shared_seeds, n_boot, seed)
@@ -170,7 +170,7 @@ def project(sizes, per_size: list[np.ndarray], goal: float | None = None, margin
     gain = _with_ci(point(far) - point(top), [f(far) - f(top) for f in reps])
     out = {"form": point.form, "params": point.params, "sizes": sizes.tolist(),
            "measured": [float(y.mean()) for y in per_size], "at": at, "gain": gain,
-           "helps": gain[2] >= margin / 100, "ceiling": None, "goal": goal, "more": None,
+           "flat": gain[2] < margin / 100, "ceiling": None, "goal": goal, "more": None,
            "n_boot": n_boot, "failed": sum(not np.all(np.isfinite(f.params)) for f in reps)}
     if point.ceiling is not None:
         out["ceiling"] = _with_ci(point.ceiling, [f.params[0] for f in reps])
@@ -268,7 +268,7 @@ def sentences(fc: dict, margin: float) -> list[str]:
     lines.append(f"Predicted {metric} at {at}{ceiling}.")
     g = fc["gain"]
     far = max(fc["at"])
-    if not fc["helps"]:
+    if fc["flat"]:
         lines.append(f"More data is not expected to help: {far // top}x the data adds {_pt(g[0])} "
                      f"points (95% CI {_pt(g[1])} to {_pt(g[2])}), under the {margin:g}-point margin.")
     else:
