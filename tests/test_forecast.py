@@ -14,8 +14,11 @@ from typer.testing import CliRunner
 import tunelab.forecast
 from tests.conftest import write_config
 from tests.test_cli import _half_right
+from tunelab import TunelabError
 from tunelab.cli import app
+from tunelab.config import load_config
 from tunelab.forecast import curve_forecast, holdout, project
+from tunelab.store import Store
 
 A, B, C = 0.8, 2.0, 0.5
 SIZES = [25, 50, 100, 200, 400]
@@ -146,3 +149,38 @@ def test_report_forecasts_and_flips_end_to_end(tmp_path, tiny_model_dir, viggo_d
     html = (tmp_path / "runs" / "report" / "report.html").read_text()
     assert 'alt="learning-curve forecast"' in html
     assert (tmp_path / "runs" / "report" / "forecast.png").exists()
+
+
+def _synthetic_store(path, target):
+    """zero_shot and lora at 25, 50, 100 (right on the first 30%, 50%, 60% of 40 examples),
+    stored with report.target."""
+    s = Store(path)
+    for method, n, p in [("zero_shot", 0, 0.2), ("lora", 25, 0.3), ("lora", 50, 0.5), ("lora", 100, 0.6)]:
+        key = f"{method}{n}"
+        s.begin(key, {"task": "viggo", "model": "m", "method": method, "label": method, "train_size": n,
+                      "n_train": n, "seed": 0, "versions": {}, "git_commit": "x",
+                      "config": {"task": {"name": "viggo"}, "cell": {}, "report": {"target": target}}})
+        right = [float(i < p * 40) for i in range(40)]
+        rows = [{"idx": i, "example_id": f"e{i}", "input": "i", "target": "t", "prediction": "p",
+                 "scores": {"slot_f1": r}, "prompt_tokens": 1, "gen_tokens": 1, "latency_s": 0.1}
+                for i, r in enumerate(right)]
+        s.finish(key, {"info": {"prompts": ["p"]}, "eval_seconds": 1.0}, {"slot_f1": (p, p, p)},
+                 {"slot_f1": True}, rows)
+
+
+def test_target_from_the_runs_the_flag_and_bad_values(tmp_path):
+    db, rep = tmp_path / "s.db", tmp_path / "rep"
+    _synthetic_store(db, 0.65)
+    r = runner.invoke(app, ["report", str(db), "-o", str(rep)])
+    assert r.exit_code == 0, r.output
+    assert "0.650 (report.target)" in (rep / "report.md").read_text()
+    r = runner.invoke(app, ["report", str(db), "-o", str(rep), "--target", "0.7"])
+    assert r.exit_code == 0 and "0.700 (report.target)" in (rep / "report.md").read_text()
+    bad = runner.invoke(app, ["report", str(db), "-o", str(rep), "--target", "75"])
+    lines = [x for x in bad.output.splitlines() if x.strip()]
+    assert bad.exit_code != 0 and len(lines) == 1, bad.output
+    assert "--target: must be a score between 0 and 1 (e.g. 0.75), got 75" in lines[0]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("report: {target: 1.5}\n")
+    with pytest.raises(TunelabError, match=r"c\.yaml: config\.report\.target: must be a score"):
+        load_config(cfg)
