@@ -79,7 +79,7 @@ def forecast_plot(forecasts: list[dict], metric: str) -> bytes | None:
             ax.fill_between(band["n"], band["lo"], band["hi"], color=color, alpha=0.15, lw=0)
         ax.plot(f["sizes"], f["measured"], "o", color=color, label=f"{f['curve']}: measured")
         if f.get("goal") is not None:
-            ax.axhline(f["goal"], color=color, ls=":", lw=1)
+            ax.axhline(f["goal"], color=color, ls=":", lw=1, label=f"{f['curve']}: goal {f['goal']:.3f}")
     ax.axvline(max(max(f["sizes"]) for f in drawn), color="grey", lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_xlabel("training examples (right of the dashed line: forecast)")
