@@ -108,6 +108,25 @@ def test_falls_back_to_log_linear_and_says_so(monkeypatch):
     assert "a log-linear trend" in fc["lines"][0] and "the power law did not fit" in fc["lines"][0]
 
 
+def test_resamples_that_do_not_fit_are_left_out_and_counted(monkeypatch):
+    """Every 4th refit fails: those resamples are counted and said, never read as a goal
+    "never" reached (0.6 is below the curve at n=400, reached in every resample that fit)."""
+    real, calls = tunelab.forecast.curve_fit, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1 and len(calls) % 4 == 0:
+            raise RuntimeError("Optimal parameters not found")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tunelab.forecast, "curve_fit", flaky)
+    fc = curve_forecast(arms(scores(truth, SIZES[:3])[:3], SIZES[:3]), "acc", goal=0.3, why_goal="t",
+                        n_boot=100)
+    assert fc["form"] == "power" and fc["failed"] == 25
+    assert fc["reached"] and all(np.isfinite(fc["more"])), fc["more"]
+    assert "(25 resamples did not fit and are left out)." in fc["lines"][0]
+
+
 def test_too_few_sizes_one_sentence_and_no_holdout_at_three():
     two = curve_forecast(arms(scores(truth, SIZES[:2]), SIZES[:2]), "acc")
     assert two["lines"] == ["No forecast for lora: it ran at 2 training-set sizes (25, 50); fitting "

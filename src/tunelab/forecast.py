@@ -149,12 +149,13 @@ def _with_ci(point: float, reps) -> tuple[float, float, float]:
 
 def fits(sizes, per_size: list[np.ndarray], shared_seeds: bool = True, n_boot: int = N_BOOT,
          seed: int = 0) -> tuple[Fit, list[Fit]]:
-    """The fit to the mean score at each size, and the same form refitted to each resample."""
+    """The fit to the mean score at each size, and the same form refitted to each resample
+    (a resample the form does not fit is left out: project() counts them)."""
     bounded = bool(all(((y >= 0) & (y <= 1)).all() for y in per_size))
     point = fit(sizes, [y.mean() for y in per_size], bounded)
     reps = [fit(sizes, row, bounded, point.form, point)
             for row in resampled_means(per_size, n_boot, seed, shared_seeds)]
-    return point, reps
+    return point, [f for f in reps if np.all(np.isfinite(f.params))]
 
 
 def project(sizes, per_size: list[np.ndarray], goal: float | None = None, margin: float = 2.0,
@@ -171,14 +172,14 @@ def project(sizes, per_size: list[np.ndarray], goal: float | None = None, margin
     out = {"form": point.form, "params": point.params, "sizes": sizes.tolist(),
            "measured": [float(y.mean()) for y in per_size], "at": at, "gain": gain,
            "flat": gain[2] < margin / 100, "ceiling": None, "goal": goal, "more": None,
-           "n_boot": n_boot, "failed": sum(not np.all(np.isfinite(f.params)) for f in reps)}
+           "n_boot": n_boot, "failed": n_boot - len(reps)}
     if point.ceiling is not None:
         out["ceiling"] = _with_ci(point.ceiling, [f.params[0] for f in reps])
     if goal is not None:
         out["reached"] = bool(point(top) >= goal)
         out["more"] = _with_ci(point.reach(goal) - top, [f.reach(goal) - top for f in reps])
     grid = np.geomspace(sizes[0], far, 60)
-    band = np.array([f(grid) for f in reps if np.all(np.isfinite(f.params))])
+    band = np.array([f(grid) for f in reps])
     out["band"] = {"n": grid.tolist(), "fit": point(grid).tolist(),
                    "lo": np.quantile(band, 0.025, axis=0).tolist() if band.size else [],
                    "hi": np.quantile(band, 0.975, axis=0).tolist() if band.size else []}
@@ -262,7 +263,8 @@ def sentences(fc: dict, margin: float) -> list[str]:
                 "did not fit), which has no ceiling")
     lines = [f"{name}: {form}, fitted to {len(sizes)} sizes (n={', '.join(map(str, sizes))}); "
              f"95% intervals from {fc['n_boot']} bootstrap resamples of the {fc['n_test']} test "
-             f"examples (the same draw at every size){seeds}, refitted each time."]
+             f"examples (the same draw at every size){seeds}, refitted each time"
+             + (f" ({fc['failed']} resamples did not fit and are left out)." if fc["failed"] else ".")]
     at = "; ".join(f"n={n:,} ({n // top}x the largest): {_ci(v)}" for n, v in fc["at"].items())
     ceiling = f"; ceiling {_ci(fc['ceiling'])}" if fc["ceiling"] else ""
     lines.append(f"Predicted {metric} at {at}{ceiling}.")
