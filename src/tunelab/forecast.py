@@ -230,6 +230,8 @@ def curve_forecast(curve, metric: str, goal: float | None = None, why_goal: str 
         return {**out, "lines": [f"No forecast for {name}: {metric} is lower-is-better and the "
                                  "forecast assumes a score that rises with data."]}
     per, shared, seeds = matrices(curve, metric)
+    if per[0].shape[1] == 0:
+        return {**out, "lines": [f"No forecast for {name}: its sizes share no scored test example."]}
     out.update(project(sizes, per, goal, margin, shared, n_boot))
     out.update(curve=name, sizes=sizes, why_goal=why_goal, seeds=seeds, n_test=per[0].shape[1],
                holdout=holdout(sizes, per, shared, n_boot))
