@@ -49,11 +49,11 @@ def run(
         if not as_json:
             _table(arms, cfg.report.margin)
         md, html = report.build(cfg.store, report_dir or Path(cfg.out_dir) / "report", set(keys),
-                                cfg.report.margin)
+                                cfg.report.margin, cfg.report.target)
     except TunelabError as e:
         _fail(e)
     if as_json:
-        _print_json(_run_json(arms, md, html, cfg.report.margin))
+        _print_json(_run_json(arms, md, html, cfg.report.margin, cfg.report.target))
     else:
         out.print(f"report: {html} (and {md})", highlight=False, soft_wrap=True)
     console.print(f"wall time: {time.perf_counter() - t0:.0f} s")
@@ -64,13 +64,14 @@ def _print_json(data) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
-def _run_json(arms, md: Path, html: Path, margin: float) -> dict:
+def _run_json(arms, md: Path, html: Path, margin: float, target: float | None = None) -> dict:
     from tunelab import payload
     from tunelab.report import primary_metric, recommend
 
     metric = primary_metric(arms)
     return {"primary": metric, "scoring": arms[0].cell.get("scoring"), "arms": [payload.arm(a) for a in arms],
-            "recommendation": recommend(arms, metric, margin), "report": {"html": str(html), "md": str(md)}}
+            "recommendation": recommend(arms, metric, margin), "report": {"html": str(html), "md": str(md)},
+            **payload.outlook(arms, metric, margin, target)}
 
 
 def _table(arms, margin: float) -> None:
@@ -125,6 +126,9 @@ def report_cmd(
     out_dir: str = typer.Option("runs/report", "-o", "--out", help="Output folder."),
     margin: float = typer.Option(None, help="Equivalence margin in points (default: the "
                                  "runs' report.margin, else 2)."),
+    target: float = typer.Option(None, help="Score (0-1) the forecast says how many more examples "
+                                 "would reach (default: the runs' report.target, else the best "
+                                 "arm's upper 95% bound)."),
 ):
     """Write report.md and a self-contained report.html from a results store; print the
     results and the recommendation."""
@@ -133,12 +137,11 @@ def report_cmd(
     from tunelab.store import Store
 
     try:
-        if margin is not None:
-            try:
-                ReportConfig(margin)  # checked as the config key is
-            except TunelabError as e:
-                raise TunelabError(f"--{e}") from None
-        md, html = report.build(store, out_dir, margin=margin)
+        try:  # checked as the config keys are
+            ReportConfig(2.0 if margin is None else margin, target)
+        except TunelabError as e:
+            raise TunelabError(f"--{e}") from None
+        md, html = report.build(store, out_dir, margin=margin, target=target)
         arms = report.load_arms(Store(store, create=False))
         _table(arms, report.stored_margin(arms) if margin is None else margin)
     except TunelabError as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 RUN_FIELDS = ("id", "status", "task", "model", "method", "label", "train_size", "n_train", "n_test",
               "seed", "train_seconds", "eval_seconds", "train_tokens", "trainable_params",
@@ -20,6 +21,28 @@ def arm(a) -> dict:
             "metrics": {m: ci(v) for m, v in a.ci.items()},
             "prompt_tokens_mean": a.mean("prompt_tokens_mean"), "train_seconds": a.mean("train_seconds"),
             "eval_seconds": a.mean("eval_seconds")}
+
+
+def outlook(arms, metric: str, margin: float, target: float | None = None) -> dict:
+    """The report's per-example flips (every flipped example) and learning-curve forecasts,
+    without the plot's band."""
+    from tunelab.flips import report_flips
+    from tunelab.forecast import forecasts
+
+    ahead = [{k: v for k, v in f.items() if k != "band"}
+             for f in forecasts(arms, metric, target, margin)]
+    return {"flips": report_flips(arms, metric, show=None), "forecast": _finite(ahead)}
+
+
+def _finite(x):
+    """inf ("never reached") as null: JSON has no infinity, and strict parsers reject it."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
+    return x
 
 
 def run_summary(row: dict) -> dict:

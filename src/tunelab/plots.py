@@ -1,5 +1,6 @@
-"""Plots added to the report beside report.py's own: training-loss curves and the
-confusion matrix. Each returns PNG bytes (or None when there is nothing to draw)."""
+"""Plots added to the report beside report.py's own: training-loss curves, the
+confusion matrix and the learning-curve forecast. Each returns PNG bytes (or None when
+there is nothing to draw)."""
 
 from __future__ import annotations
 
@@ -59,4 +60,29 @@ def confusion_heatmap(breakdown: dict, title: str) -> bytes:
     ax.set_xlabel("predicted")
     ax.set_ylabel("reference")
     ax.set_title(title, fontsize=9)
+    return png(fig)
+
+
+def forecast_plot(forecasts: list[dict], metric: str) -> bytes | None:
+    """Each forecast curve: measured points, the fit extended to 5x the largest size, its
+    95% bootstrap band, and the goal it is asked to reach (dotted)."""
+    drawn = [f for f in forecasts if "band" in f]
+    if not drawn:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for f in drawn:
+        color = ax._get_lines.get_next_color()
+        band = f["band"]
+        ax.plot(band["n"], band["fit"], color=color, lw=1.5,
+                label=f"{f['curve']}: {'power law' if f['form'] == 'power' else 'log-linear'} fit")
+        if band["lo"]:
+            ax.fill_between(band["n"], band["lo"], band["hi"], color=color, alpha=0.15, lw=0)
+        ax.plot(f["sizes"], f["measured"], "o", color=color, label=f"{f['curve']}: measured")
+        if f.get("goal") is not None:
+            ax.axhline(f["goal"], color=color, ls=":", lw=1, label=f"{f['curve']}: goal {f['goal']:.3f}")
+    ax.axvline(max(max(f["sizes"]) for f in drawn), color="grey", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("training examples (right of the dashed line: forecast)")
+    ax.set_ylabel(f"{metric} (band: 95% bootstrap)")
+    ax.legend(fontsize=7)
     return png(fig)

@@ -35,9 +35,11 @@ from tunelab.config import (  # noqa: E402
 )
 from tunelab.confusion import breakdown  # noqa: E402
 from tunelab.examples import side_by_side  # noqa: E402
+from tunelab.flips import report_flips  # noqa: E402
+from tunelab.forecast import forecasts  # noqa: E402
 from tunelab.methods import is_trained  # noqa: E402
 from tunelab.metrics import bootstrap_ci  # noqa: E402
-from tunelab.plots import confusion_heatmap, loss_curves  # noqa: E402
+from tunelab.plots import confusion_heatmap, forecast_plot, loss_curves  # noqa: E402
 from tunelab.store import Store  # noqa: E402
 from tunelab.tasks import get_task  # noqa: E402
 from tunelab.verdict import MARGIN, curves, enough, recommend  # noqa: E402
@@ -57,6 +59,8 @@ class Arm:
     examples: list[dict] = field(default_factory=list)
     seed_means: dict[str, list[float]] = field(default_factory=dict)
     """metric -> one mean per seed (the spread a different seed would give)."""
+    seed_scores: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
+    """metric -> seed -> example_id -> score (the forecast resamples seeds and examples)."""
     show_model: bool = False
     """Several models in the report: names carry the model."""
     sized: bool = False
@@ -204,6 +208,7 @@ def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
                 for name, v in p["scores"].items():
                     if isinstance(v, int | float):  # tasks may keep a note, e.g. an SQL error
                         per[name][p["example_id"]].append(v)
+                        arm.seed_scores.setdefault(name, {}).setdefault(r["seed"], {})[p["example_id"]] = v
         arm.scores = {k: {e: float(np.mean(v)) for e, v in d.items()} for k, d in per.items()}
         arm.ci = {k: bootstrap_ci(list(d.values())) for k, d in arm.scores.items()}
         for name, vals in stored.items():  # corpus metrics (e.g. macro-F1): no per-example score
@@ -330,9 +335,10 @@ def chosen_prompts(arms: list[Arm]) -> list[dict]:
 
 
 def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = None,
-          margin: float | None = None) -> tuple[Path, Path]:
+          margin: float | None = None, target: float | None = None) -> tuple[Path, Path]:
     """Write report.md and a self-contained report.html; returns their paths. `margin`
-    (points) defaults to the one stored with the runs (report.margin)."""
+    (points) and `target` (the forecast's goal) default to those stored with the runs
+    (report.margin, report.target)."""
     store = Store(store_path, create=False)
     arms = load_arms(store, keys)
     if not arms:
@@ -343,10 +349,13 @@ def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = N
                            "report one store per task")
     metric = primary_metric(arms)
     margin = stored_margin(arms) if margin is None else margin
+    target = stored_target(arms) if target is None else target
+    ahead = forecasts(arms, metric, target, margin)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     images = {"bars": bar_chart(arms, metric), "curve": learning_curve(arms, metric, margin),
-              "cost": cost_quality(arms, metric), "losses": loss_curves(arms)}
+              "cost": cost_quality(arms, metric), "losses": loss_curves(arms),
+              "forecast": forecast_plot(ahead, metric)}
     best = max(arms, key=lambda a: a.ci[metric][0])
     scoring = arms[0].cell.get("scoring")
     classes = None
@@ -361,6 +370,7 @@ def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = N
         "task": arms[0].runs[0]["task"], "metric": metric, "metrics": shared_metrics(arms),
         "arms": arms, "margin": margin, "findings": recommend(arms, metric, margin),
         "reach": cost_to_reach(arms, metric),
+        "flips": report_flips(arms, metric), "forecasts": ahead,
         "best": best, "side": side_by_side(arms, metric), "scoring": scoring, "classes": classes,
         "failed": store.runs("failed"),
         "stages": stage_rows(arms, metric), "chosen": chosen_prompts(arms),
@@ -408,6 +418,13 @@ def stored_margin(arms: list[Arm]) -> float:
     """The equivalence margin (points) the runs were made with: the largest, if they differ."""
     cfgs = [json.loads(r["config"] or "{}") for a in arms for r in a.runs]
     return max((c.get("report", {}).get("margin", MARGIN) for c in cfgs), default=MARGIN)
+
+
+def stored_target(arms: list[Arm]) -> float | None:
+    """The forecast's goal the runs were made with (report.target), if any: the highest."""
+    cfgs = [json.loads(r["config"] or "{}") for a in arms for r in a.runs]
+    found = [c["report"]["target"] for c in cfgs if c.get("report", {}).get("target") is not None]
+    return max(found) if found else None
 
 
 def results_markdown(arms: list[Arm]) -> str:
