@@ -49,7 +49,7 @@ def run(
         if not as_json:
             _table(arms, cfg.report.margin)
         md, html = report.build(cfg.store, report_dir or Path(cfg.out_dir) / "report", set(keys),
-                                cfg.report.margin)
+                                cfg.report.margin, cfg.cost)
     except TunelabError as e:
         _fail(e)
     if as_json:
@@ -125,11 +125,13 @@ def report_cmd(
     out_dir: str = typer.Option("runs/report", "-o", "--out", help="Output folder."),
     margin: float = typer.Option(None, help="Equivalence margin in points (default: the "
                                  "runs' report.margin, else 2)."),
+    prices: Path = typer.Option(None, "--prices", help="A run config whose `cost` block prices the "
+                                "cost table (default: the block stored with the runs, if any)."),
 ):
     """Write report.md and a self-contained report.html from a results store; print the
     results and the recommendation."""
     from tunelab import report
-    from tunelab.config import ReportConfig
+    from tunelab.config import ReportConfig, load_config
     from tunelab.store import Store
 
     try:
@@ -138,7 +140,8 @@ def report_cmd(
                 ReportConfig(margin)  # checked as the config key is
             except TunelabError as e:
                 raise TunelabError(f"--{e}") from None
-        md, html = report.build(store, out_dir, margin=margin)
+        cost = load_config(prices).cost if prices else None
+        md, html = report.build(store, out_dir, margin=margin, prices=cost)
         arms = report.load_arms(Store(store, create=False))
         _table(arms, report.stored_margin(arms) if margin is None else margin)
     except TunelabError as e:
