@@ -230,3 +230,32 @@ def test_priced_run_reuses_every_cell_and_reports_dollars(tmp_path, tiny_model_d
     train_s = next(a for a in load_arms(Store(store)) if a.method == "lora").mean("train_seconds")
     assert lora.split(" | ")[3] == f"${train_s:.4g}"
     assert "Cost and break-even" in (tmp_path / "rep" / "report.html").read_text()
+
+
+def test_shipped_cost_config_reuses_the_demos_cells():
+    """configs/cost.yaml prices the demo: the same cells (keys), the same store."""
+    demo, cost = load_config("configs/demo.yaml"), load_config("configs/cost.yaml")
+    assert [c.key for c in cells(demo, 5000)] == [c.key for c in cells(cost, 5000)]
+    assert cost.store == demo.store and cost.cost.cpu_usd_per_hour is not None
+
+
+def test_prices_option_of_report(tmp_path):
+    from typer.testing import CliRunner
+
+    from tunelab.cli import app
+
+    s = Store(tmp_path / "s.db")
+    add(s, "few_shot", pattern(100, 60), latency=0.5)
+    add(s, "lora", pattern(100, 60), train_s=100.0, latency=0.1)
+    prices = tmp_path / "p.yaml"
+    prices.write_text("cost: {cpu_usd_per_hour: 3.6}\n")
+    ok = CliRunner().invoke(app, ["report", str(tmp_path / "s.db"), "-o", str(tmp_path / "r"),
+                                  "--prices", str(prices)])
+    assert ok.exit_code == 0, ok.output
+    assert "| lora n=50 | cpu | 100 | $0.1 |" in (tmp_path / "r" / "report.md").read_text()
+    prices.write_text("cost: {cpu_usd_per_hour: -3.6}\n")
+    bad = CliRunner().invoke(app, ["report", str(tmp_path / "s.db"), "-o", str(tmp_path / "r2"),
+                                   "--prices", str(prices)])
+    assert bad.exit_code != 0
+    assert f"{prices}: config.cost.cpu_usd_per_hour: must be a number >= 0" in bad.output
+    assert not (tmp_path / "r2").exists()
