@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pytest
 
+from tests.test_api import KEY, _config, server  # noqa: F401 (server: the loopback API fixture)
 from tunelab import TunelabError
 from tunelab.config import CostConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig, load_config, to_dict
 from tunelab.cost import Usage, break_even, device, evens, oneoff_usd, pareto, per_1k_usd, table
@@ -259,3 +260,21 @@ def test_prices_option_of_report(tmp_path):
     assert bad.exit_code != 0
     assert f"{prices}: config.cost.cpu_usd_per_hour: must be a number >= 0" in bad.output
     assert not (tmp_path / "r2").exists()
+
+
+def test_api_arms_are_priced_by_their_tokens(tmp_path, viggo_dir, server, monkeypatch):  # noqa: F811
+    """Through the openai backend (the loopback fake server of test_api): the run records
+    "api" as its hardware and the report prices it by its measured tokens at the model's
+    own prices (20 prompt tokens x 1 $/M + 7 generated x 2 $/M per request), not by time."""
+    from typer.testing import CliRunner
+
+    from tunelab.cli import app
+
+    monkeypatch.setenv("TL_TEST_KEY", KEY)
+    cfg = _config(tmp_path, viggo_dir, server, "  - {name: zero_shot}\n")
+    r = CliRunner().invoke(app, ["run", str(cfg)])
+    assert r.exit_code == 0, r.output
+    (arm,) = load_arms(Store(tmp_path / "s.db"))
+    assert json.loads(arm.runs[0]["info"])["device"] == "api"
+    (row,) = table([arm], "slot_f1", 2.0, CostConfig(cpu_usd_per_hour=100.0))["rows"]
+    assert row["device"] == "api" and row["usd_1k"] == pytest.approx(1000 * (20 * 1.0 + 7 * 2.0) / 1e6)
