@@ -49,7 +49,7 @@ def run(
         if not as_json:
             _table(arms, cfg.report.margin)
         md, html = report.build(cfg.store, report_dir or Path(cfg.out_dir) / "report", set(keys),
-                                cfg.report.margin, cfg.report.target)
+                                cfg.report.margin, cfg.report.target, cfg.cost)
     except TunelabError as e:
         _fail(e)
     if as_json:
@@ -129,11 +129,13 @@ def report_cmd(
     target: float = typer.Option(None, help="Score (0-1) the forecast says how many more examples "
                                  "would reach (default: the runs' report.target, else the best "
                                  "arm's upper 95% bound)."),
+    prices: Path = typer.Option(None, "--prices", help="A run config whose `cost` block prices the "
+                                "cost table (default: the block stored with the runs, if any)."),
 ):
     """Write report.md and a self-contained report.html from a results store; print the
     results and the recommendation."""
     from tunelab import report
-    from tunelab.config import ReportConfig
+    from tunelab.config import ReportConfig, load_config
     from tunelab.store import Store
 
     try:
@@ -141,7 +143,8 @@ def report_cmd(
             ReportConfig(2.0 if margin is None else margin, target)
         except TunelabError as e:
             raise TunelabError(f"--{e}") from None
-        md, html = report.build(store, out_dir, margin=margin, target=target)
+        cost = load_config(prices).cost if prices else None
+        md, html = report.build(store, out_dir, margin=margin, target=target, prices=cost)
         arms = report.load_arms(Store(store, create=False))
         _table(arms, report.stored_margin(arms) if margin is None else margin)
     except TunelabError as e:

@@ -275,6 +275,30 @@ class ReportConfig:
 
 
 @dataclass
+class CostConfig:
+    """Prices for the report's cost table (all optional; units in the names). Without them
+    the table gives tokens and seconds only: no dollars are made up. Not part of any cell's
+    key: adding or changing prices reuses every finished cell."""
+
+    gpu_usd_per_hour: float | None = None
+    """Price of the GPU machine an arm ran on (used where the run recorded a GPU)."""
+    cpu_usd_per_hour: float | None = None
+    """Price of the CPU machine an arm ran on (used where the run recorded the CPU)."""
+    api_input_usd_per_mtok: float | None = None
+    """openai backend: dollars per million prompt tokens (a model's own price_prompt wins)."""
+    api_output_usd_per_mtok: float | None = None
+    """openai backend: dollars per million generated tokens (a model's own price_completion wins)."""
+    requests_per_day: float | None = None
+    """Expected volume: the report turns break-even volumes into days and costs into $/day."""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is not None and not (0 <= v < float("inf")):  # NaN fails this too
+                raise TunelabError(f"{f.name}: must be a number >= 0, got {v}")
+
+
+@dataclass
 class RunConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -300,6 +324,8 @@ class RunConfig:
     """mlflow: also log every finished cell to MLflow (where: MLFLOW_TRACKING_URI)."""
     report: ReportConfig = field(default_factory=ReportConfig)
     """How the report judges differences (see ReportConfig)."""
+    cost: CostConfig = field(default_factory=CostConfig)
+    """Prices for the report's cost and break-even table (see CostConfig)."""
 
 
 def _convert(tp, value, where: str):

@@ -131,6 +131,15 @@ def git_commit() -> str:
         return "unknown"
 
 
+def device(model) -> str:
+    """Where the arm ran, for the cost table's price: "api" (a remote endpoint), else the
+    device type of the weights ("cpu", "cuda", ...)."""
+    if hasattr(model, "chat"):
+        return "api"
+    p = next(model.parameters(), None)
+    return p.device.type if p is not None else "cpu"
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -333,6 +342,7 @@ def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, 
         info["api_cost_usd"] = model.cost(sum(r["prompt_tokens"] for r in res.rows),
                                           sum(r["gen_tokens"] for r in res.rows))
     info["latency_s_mean"] = sum(r["latency_s"] for r in res.rows) / n
+    info["device"] = device(pred.model)
     fields = {
         "info": info,
         "train_seconds": info.get("train_seconds", 0.0),

@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 
 def png(fig) -> bytes:
@@ -85,4 +86,32 @@ def forecast_plot(forecasts: list[dict], metric: str) -> bytes | None:
     ax.set_xlabel("training examples (right of the dashed line: forecast)")
     ax.set_ylabel(f"{metric} (band: 95% bootstrap)")
     ax.legend(fontsize=7)
+    return png(fig)
+
+
+AXES = {"usd": "$ per 1,000 requests", "s": "device seconds per 1,000 requests (no prices given)",
+        "tokens": "prompt + generated tokens per 1,000 requests (no common price)"}
+
+
+def pareto_plot(cost: dict, metric: str) -> bytes:
+    """Quality (95% CI) against cost per 1,000 requests (cost.table's rows); the Pareto
+    front (no arm both cheaper and better by mean) joined by a line."""
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    colors = plt.cm.tab10.colors  # arms named in one legend: labels beside points overlap
+    for i, r in enumerate(cost["rows"]):
+        m, lo, hi = r["ci"]
+        ax.errorbar([r["x"]], [m], yerr=[[m - lo], [hi - m]], fmt="s" if r["trained"] else "o",
+                    capsize=4, color=colors[i % len(colors)], mfc="none" if not r["front"] else None,
+                    label=r["arm"] + (" (front)" if r["front"] else ""))
+    front = sorted((r["x"], r["ci"][0]) for r in cost["rows"] if r["front"])
+    # steps: between two front arms the best quality on offer is the cheaper one's
+    ax.plot(*zip(*front, strict=True), color="grey", lw=1, ls=":", zorder=0, drawstyle="steps-post",
+            label="Pareto front")
+    ax.set_xscale("log" if all(r["x"] > 0 for r in cost["rows"]) else "linear")
+    for axis in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+        axis(ticker.FormatStrFormatter("%g"))
+    ax.set_xlabel(AXES[cost["unit"]])
+    ax.set_ylabel(f"{metric} (95% CI)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    ax.set_title("quality vs cost (squares: fine-tuned; filled: on the Pareto front)", fontsize=9)
     return png(fig)

@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 
 from tunelab import TunelabError, search  # noqa: E402
 from tunelab.config import (  # noqa: E402
+    CostConfig,
     EvalConfig,
     MethodConfig,
     ModelConfig,
@@ -34,12 +35,14 @@ from tunelab.config import (  # noqa: E402
     to_dict,
 )
 from tunelab.confusion import breakdown  # noqa: E402
+from tunelab.cost import stored_cost  # noqa: E402
+from tunelab.cost import table as cost_table  # noqa: E402
 from tunelab.examples import side_by_side  # noqa: E402
 from tunelab.flips import report_flips  # noqa: E402
 from tunelab.forecast import forecasts  # noqa: E402
 from tunelab.methods import is_trained  # noqa: E402
 from tunelab.metrics import bootstrap_ci  # noqa: E402
-from tunelab.plots import confusion_heatmap, forecast_plot, loss_curves  # noqa: E402
+from tunelab.plots import confusion_heatmap, forecast_plot, loss_curves, pareto_plot  # noqa: E402
 from tunelab.store import Store  # noqa: E402
 from tunelab.tasks import get_task  # noqa: E402
 from tunelab.verdict import MARGIN, curves, enough, recommend  # noqa: E402
@@ -335,10 +338,11 @@ def chosen_prompts(arms: list[Arm]) -> list[dict]:
 
 
 def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = None,
-          margin: float | None = None, target: float | None = None) -> tuple[Path, Path]:
+          margin: float | None = None, target: float | None = None,
+          prices: CostConfig | None = None) -> tuple[Path, Path]:
     """Write report.md and a self-contained report.html; returns their paths. `margin`
-    (points) and `target` (the forecast's goal) default to those stored with the runs
-    (report.margin, report.target)."""
+    (points), `target` (the forecast's goal) and `prices` default to those stored with
+    the runs (report.margin, report.target, cost)."""
     store = Store(store_path, create=False)
     arms = load_arms(store, keys)
     if not arms:
@@ -356,6 +360,8 @@ def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = N
     images = {"bars": bar_chart(arms, metric), "curve": learning_curve(arms, metric, margin),
               "cost": cost_quality(arms, metric), "losses": loss_curves(arms),
               "forecast": forecast_plot(ahead, metric)}
+    costs = cost_table(arms, metric, margin, stored_cost(arms) if prices is None else prices)
+    images["pareto"] = pareto_plot(costs, metric)
     best = max(arms, key=lambda a: a.ci[metric][0])
     scoring = arms[0].cell.get("scoring")
     classes = None
@@ -369,7 +375,7 @@ def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = N
     ctx = {
         "task": arms[0].runs[0]["task"], "metric": metric, "metrics": shared_metrics(arms),
         "arms": arms, "margin": margin, "findings": recommend(arms, metric, margin),
-        "reach": cost_to_reach(arms, metric),
+        "reach": cost_to_reach(arms, metric), "costs": costs,
         "flips": report_flips(arms, metric), "forecasts": ahead,
         "best": best, "side": side_by_side(arms, metric), "scoring": scoring, "classes": classes,
         "failed": store.runs("failed"),
