@@ -299,11 +299,12 @@ def test_facts_probe_with_replay_end_to_end(tmp_path, tiny_model_dir):
     r = CliRunner().invoke(app, ["probe", "facts", "--kb", kb, "--unanswerable", unans, "--general", general,
                                  "--general-text", text, "--model", str(tiny_model_dir), "--epochs", "1,2",
                                  "--augment", "0", "--fact-counts", "9", "--replay", "0.6",
-                                 "--replay-data", replay, "--store", str(store), "--out", str(out)])
+                                 "--replay-data", replay, "--no-baselines", "--store", str(store),
+                                 "--out", str(out)])
     assert r.exit_code == 0, r.output
     runs = {x["label"]: x for x in Store(store).runs("done")}
-    assert {"lora 2 ep", "lora + replay 2 ep", "full + replay 2 ep"} <= set(runs)
-    assert "lora + replay 1 ep" not in runs  # replay arms: the last epoch count only
+    assert {"closed-book", "lora 1 ep", "lora 2 ep", "full 1 ep", "full 2 ep", "lora + replay 2 ep",
+            "full + replay 2 ep"} == set(runs)  # no in-context or RAG arm: --no-baselines
     info = json.loads(runs["lora + replay 2 ep"]["info"])
     assert info["replay"] == 0.6 and info["replay_examples"] == 6 == len(set(info["replay_ids"]))
     assert json.loads(runs["closed-book"]["config"])["settings"]["replay"] == 0.6

@@ -105,6 +105,8 @@ def facts_cmd(
     replay: float = typer.Option(0.0, help="Share of general instruction examples in the training "
                                  "mix of an extra '<method> + replay' arm per fine-tune (0: none; "
                                  "0.5: as many as facts)."),
+    baselines: bool = typer.Option(True, help="In-context, RAG and RAG + LoRA arms (--no-baselines: "
+                                   "closed-book and fine-tuned arms only, cheaper)."),
     replay_data: Path = typer.Option(None, help="Replay examples, JSON/JSONL with instruction, input, output "
                                      "(default: $TUNELAB_DATA_DIR/alpaca/alpaca_5000.json)."),
     seed: int = typer.Option(0),
@@ -121,7 +123,7 @@ def facts_cmd(
         s = FactsSettings(model=model, methods=_methods(methods), epochs=_ints(epochs, "--epochs"),
                           augment=augment, fact_counts=_ints(fact_counts, "--fact-counts"), seed=seed,
                           general_text=str(general_text or ""), replay=replay,
-                          replay_data=str(replay_data or ""))
+                          replay_data=str(replay_data or ""), baselines=baselines)
         for name, path in (("kb", kb), ("unanswerable", unanswerable), ("general", general)):
             if path:
                 setattr(s, name, str(path))

@@ -64,6 +64,9 @@ class FactsSettings:
     fact_counts: list[int] = field(default_factory=lambda: [10, 20])
     """Learnability vs number of facts: LoRA on the first N facts (at the last epoch count)."""
     rag_k: int = 3
+    baselines: bool = True
+    """The in-context, RAG and RAG + LoRA arms (False: closed-book and fine-tuned arms only,
+    a cheaper run when only fine-tuning's gains and costs are wanted)."""
     general_n: int = 60
     text_n: int = 40
     max_new_tokens: int = 24
@@ -193,18 +196,19 @@ class FactsProbe:
         self.base = {"nll": [i["scores"]["nll"] for i in text], "confidence": by_set(kept)}
         self.record("closed-book", kept + text,
                     {"general_asked": len(self.general), "general_base_right": len(right)})
+        rag = self.rag_system() if s.baselines else None
         all_facts = "\n".join(f"- {f.text}" for f in self.facts)
         # No confidence here: scoring answers after all facts costs a full forward over the
         # long prompt per question (generation shares its KV cache), for an arm whose
         # weights do not change.
-        self.evaluate("in-context", self.model, lambda q: f"{SYSTEM}\n\nFacts:\n{all_facts}",
-                      {"prompt_facts": len(self.facts)}, False, confidence=False)
-        rag = self.rag_system()
-        self.evaluate("rag", self.model, rag, {"k": s.rag_k}, False)
+        if rag is not None:
+            self.evaluate("in-context", self.model, lambda q: f"{SYSTEM}\n\nFacts:\n{all_facts}",
+                          {"prompt_facts": len(self.facts)}, False, confidence=False)
+            self.evaluate("rag", self.model, rag, {"k": s.rag_k}, False)
         sentences = [f.text for f in self.facts]
         for method in s.methods:
             last = self.fine_tune(method, sentences, method, s.epochs)
-            if method == "lora":
+            if method == "lora" and rag is not None:
                 self.evaluate("rag + lora", last, rag, {"k": s.rag_k}, False)
             del last
         if s.augment:
