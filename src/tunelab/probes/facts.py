@@ -186,6 +186,8 @@ class FactsProbe:
 
     def run(self) -> list[str]:
         s = self.s
+        # Drawn first, so a problem with the replay data fails before an hour of other arms.
+        extra = self.replay_examples(len(self.facts)) if s.replay else []
         base_items = self.asker.ask(self.model, self.kb_qs + self.unans + self.general,
                                     lambda q: SYSTEM, "closed-book")
         right = {i["example_id"] for i in base_items if i["kind"] == "general" and i["scores"]["correct"]}
@@ -219,8 +221,7 @@ class FactsProbe:
                 subset = self.facts[:n]
                 qs = [q for f in subset for q in f.questions]
                 self.fine_tune("lora", [f.text for f in subset], f"lora {n} facts", [max(s.epochs)], qs)
-        if s.replay:
-            extra = self.replay_examples(len(sentences))
+        if extra:
             for method in s.methods:
                 self.fine_tune(method, sentences, f"{method} + replay", [max(s.epochs)], extra=extra)
         return self.keys
