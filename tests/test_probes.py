@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from tunelab import TunelabError
 from tunelab.data import DataError
 from tunelab.probes.kb import read_kb, read_questions
 
@@ -172,3 +174,155 @@ def test_probe_rejects_unknown_method_in_one_line(tmp_path):
     assert r.exit_code == 2 and "unknown method 'magic'" in r.output
     assert len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "x.db").exists()
+
+
+class _Bigram(torch.nn.Module):
+    """A hand-built model: log p(next = j | current = i) = log_softmax(M[i])[j], whatever came before."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.M = torch.randn(vocab, vocab, generator=torch.Generator().manual_seed(0)) * 3
+
+    def forward(self, input_ids, attention_mask=None):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=self.M[input_ids])
+
+
+def test_answer_logprob_is_the_mean_token_logprob_of_the_answer(tiny):
+    from tunelab.probes.measure import answer_logprob
+
+    _, tok = tiny
+    model = _Bigram(len(tok))
+    logp = torch.log_softmax(model.M, -1)
+    prompts, answers = ["<|im_start|>user\nthe game<|im_end|>\n", "a much longer prompt about food"], \
+        [" family friendly", " Romeo"]
+    got = answer_logprob(model, tok, prompts + ["x"], answers + [""], batch_size=2)
+    for p, a, g in zip(prompts, answers, got, strict=False):
+        head = tok(p, add_special_tokens=False)["input_ids"]
+        tail = tok(a, add_special_tokens=False)["input_ids"]
+        ids = head + tail
+        want = sum(float(logp[ids[k - 1], ids[k]]) for k in range(len(head), len(ids))) / len(tail)
+        assert g == pytest.approx(want, abs=1e-5)
+    assert got[2] != got[2]  # empty answer: NaN, nothing to score
+
+
+def _conf_item(eid: str, kind: str, lp: float) -> dict:
+    return {"example_id": eid, "kind": kind, "scores": {"logprob": lp}}
+
+
+def test_confidence_metrics_from_known_logprobs():
+    from tunelab.probes.confidence import by_set, confidence_metrics
+
+    base = [_conf_item("u1", "unanswerable", -2.0), _conf_item("u2", "unanswerable", -3.0),
+            _conf_item("g1", "general", -0.5), _conf_item("g2", "general", -1.5),
+            _conf_item("f1", "near", -3.0), _conf_item("f2", "reversal", -2.0)]
+    m, higher = confidence_metrics(base, None)
+    assert m["confidence_unanswerable"][0] == pytest.approx(-2.5)
+    assert m["confidence_known"][0] == pytest.approx(-1.0)
+    assert m["confidence_gap_known"][0] == pytest.approx(1.5)  # -1.0 - (-2.5)
+    assert m["confidence_gap_taught"][0] == pytest.approx(0.0)
+    assert "change_confidence_unanswerable" not in m
+    assert not higher["confidence_unanswerable"] and higher["confidence_gap_known"]
+    # After "fine-tuning": every unanswerable answer 1.0 surer, known ones 0.25 surer, taught 2.0;
+    # an empty answer (NaN) is left out, and the items come in another order.
+    after = [_conf_item("u2", "unanswerable", -2.0), _conf_item("u1", "unanswerable", -1.0),
+             _conf_item("u3", "unanswerable", float("nan")),
+             _conf_item("g2", "general", -1.25), _conf_item("g1", "general", -0.25),
+             _conf_item("f1", "near", -1.0), _conf_item("f2", "reversal", 0.0)]
+    m, _ = confidence_metrics(after, by_set(base))
+    assert m["confidence_unanswerable"][0] == pytest.approx(-1.5)
+    assert m["change_confidence_unanswerable"] == pytest.approx((1.0, 1.0, 1.0))
+    assert m["change_confidence_gap_known"] == pytest.approx((-0.75, -0.75, -0.75))
+    assert m["change_confidence_gap_taught"] == pytest.approx((1.0, 1.0, 1.0))
+
+
+def test_paired_change_pairs_by_question_with_a_ci():
+    from tunelab.probes.confidence import paired_change
+
+    rng = np.random.default_rng(0)
+    before = [{"example_id": f"t{k}", "scores": {"nll": float(x), "kind": "text"}}
+              for k, x in enumerate(rng.normal(3, 1, 40))]
+    # Each text 0.2 better after, in reverse order, plus an item of another kind and one unpaired.
+    after = [{"example_id": b["example_id"], "kind": "text",
+              "scores": {"nll": b["scores"]["nll"] - 0.2 + float(rng.normal(0, 0.05))}} for b in before[::-1]]
+    after += [{"example_id": "t99", "kind": "text", "scores": {"nll": 50.0}},
+              {"example_id": "t0", "kind": "general", "scores": {"nll": 50.0}}]
+    d, lo, hi = paired_change(after, before, ("text",), "nll")
+    assert d == pytest.approx(-0.2, abs=0.03) and lo < d < hi < 0 and hi - lo < 0.1
+    assert paired_change(after, before, ("general",), "nll") is None
+
+
+def _alpaca(n: int) -> list[dict]:
+    return [{"instruction": f"Describe item {k} in one sentence.", "input": "" if k % 2 else f"Item {k}",
+             "output": f"Item {k} is a small thing number {k}."} for k in range(n)]
+
+
+def test_replay_draw_is_seeded_sized_and_disjoint_from_what_measures_forgetting(tmp_path):
+    from tunelab.probes.kb import Question
+    from tunelab.probes.replay import draw, replay_count
+
+    assert replay_count(50, 0.5) == 50 and replay_count(30, 0.25) == 10 and replay_count(7, 0.0) == 0
+    recs = _alpaca(40)
+    recs[3]["output"] = "The capital of Norway is Oslo."  # teaches a general question
+    recs[4] = {"instruction": "State the capital of Norway", "input": "", "output": "Oslo"}
+    recs[5]["output"] = ""  # nothing to train on
+    held = {recs[k]["output"] for k in (6, 7)}  # the held-out perplexity texts
+    path = _write(tmp_path / "alpaca.jsonl", recs)
+    qs = [Question("g1", "What is the capital of Norway?", ["Oslo"])]
+    a = draw(path, 35, seed=1, held_out=held, questions=qs)
+    assert len(a) == 35 == len({r["id"] for r in a})
+    assert {r["id"] for r in a} == {f"alpaca.jsonl:{k + 1}" for k in range(40)} - \
+        {f"alpaca.jsonl:{k + 1}" for k in (3, 4, 5, 6, 7)}  # every eligible one, no other
+    small = [r["id"] for r in draw(path, 10, 1, held, qs)]
+    assert small == [r["id"] for r in draw(path, 10, 1, held, qs)]
+    assert small != [r["id"] for r in draw(path, 10, 2, held, qs)]
+    with pytest.raises(TunelabError, match="only 35 are eligible"):
+        draw(path, 36, 1, held, qs)
+    with pytest.raises(TunelabError, match="replay: expected a fraction"):
+        replay_count(10, 1.0)
+    bad = _write(tmp_path / "bad.jsonl", [recs[0], {"input": "x", "output": "y"}])
+    with pytest.raises(DataError, match=r"bad.jsonl:2: instruction: missing field"):
+        draw(bad, 1, 0, set(), qs)
+
+
+def test_facts_probe_with_replay_end_to_end(tmp_path, tiny_model_dir):
+    from tunelab.cli import app
+    from tunelab.store import Store
+
+    kb = _write(tmp_path / "kb.jsonl", [_kb_line(i) for i in range(4)])
+    unans = _write(tmp_path / "u.jsonl", [{"id": "u1", "q": "Who built Quellmoor tower 9?"}])
+    general = _write(tmp_path / "g.jsonl", [{"id": "g1", "q": "What is 2+2?", "answer": "4"}])
+    text = _write(tmp_path / "t.jsonl", [{"text": "The family friendly restaurant by the river. " * 9}] * 3)
+    replay = _write(tmp_path / "alpaca.jsonl", _alpaca(30))
+    store, out = tmp_path / "p.db", tmp_path / "rep"
+    r = CliRunner().invoke(app, ["probe", "facts", "--kb", kb, "--unanswerable", unans, "--general", general,
+                                 "--general-text", text, "--model", str(tiny_model_dir), "--epochs", "1,2",
+                                 "--augment", "0", "--fact-counts", "9", "--replay", "0.6",
+                                 "--replay-data", replay, "--no-baselines", "--store", str(store),
+                                 "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    runs = {x["label"]: x for x in Store(store).runs("done")}
+    assert {"closed-book", "lora 1 ep", "lora 2 ep", "full 1 ep", "full 2 ep", "lora + replay 2 ep",
+            "full + replay 2 ep"} == set(runs)  # no in-context or RAG arm: --no-baselines
+    info = json.loads(runs["lora + replay 2 ep"]["info"])
+    assert info["replay"] == 0.6 and info["replay_examples"] == 6 == len(set(info["replay_ids"]))
+    assert json.loads(runs["closed-book"]["config"])["settings"]["replay"] == 0.6
+    # 4 facts + 6 replay examples at batch 8: 2 steps per epoch, against 1 without replay
+    assert info["train_steps"] == 4 and json.loads(runs["lora 2 ep"]["info"])["train_steps"] == 2
+    m = Store(store).metrics(runs["lora + replay 2 ep"]["id"])
+    # (no "known" set: the tiny model answers no general question right)
+    assert {"confidence_unanswerable", "confidence_gap_taught", "change_confidence_unanswerable",
+            "change_confidence_gap_taught", "change_general_nll"} <= set(m)
+    md = (out / "facts_vs_form.md").read_text()
+    assert "Replay (60% of the mix, 6 general instruction examples) in lora 2 ep" in md
+    assert "Replay (60% of the mix, 6 general instruction examples) in full 2 ep" in md
+    assert "Confidence on unanswerable questions" in md and "after lora 2 ep" in md
+
+
+def test_probe_rejects_a_replay_share_of_one_or_more(tmp_path):
+    from tunelab.cli import app
+
+    r = CliRunner().invoke(app, ["probe", "facts", "--replay", "1", "--store", str(tmp_path / "x.db")])
+    assert r.exit_code != 0 and "replay: expected a fraction in [0, 1), got 1.0" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "x.db").exists()

@@ -102,6 +102,13 @@ def facts_cmd(
     epochs: str = typer.Option("2,5,10", help="Epoch counts measured in one training run."),
     augment: int = typer.Option(2, help="Model paraphrases per fact for the augmented arm (0: none)."),
     fact_counts: str = typer.Option("10,20", help="Learnability vs number of facts (LoRA)."),
+    replay: float = typer.Option(0.0, help="Share of general instruction examples in the training "
+                                 "mix of an extra '<method> + replay' arm per fine-tune (0: none; "
+                                 "0.5: as many as facts)."),
+    baselines: bool = typer.Option(True, help="In-context, RAG and RAG + LoRA arms (--no-baselines: "
+                                   "closed-book and fine-tuned arms only, cheaper)."),
+    replay_data: Path = typer.Option(None, help="Replay examples, JSON/JSONL with instruction, input, output "
+                                     "(default: $TUNELAB_DATA_DIR/alpaca/alpaca_5000.json)."),
     seed: int = typer.Option(0),
     store: str = typer.Option(STORE, help="Results store."),
     out: str = typer.Option(OUT, help="Report folder."),
@@ -109,11 +116,14 @@ def facts_cmd(
     """Teach invented facts by fine-tuning, in context and by retrieval; score near, paraphrase,
     reversal, hallucination and forgetting."""
     from tunelab.probes.facts import FactsSettings
+    from tunelab.probes.replay import replay_count
 
     try:
+        replay_count(1, replay)  # a bad fraction fails here, before the model loads
         s = FactsSettings(model=model, methods=_methods(methods), epochs=_ints(epochs, "--epochs"),
                           augment=augment, fact_counts=_ints(fact_counts, "--fact-counts"), seed=seed,
-                          general_text=str(general_text or ""))
+                          general_text=str(general_text or ""), replay=replay,
+                          replay_data=str(replay_data or ""), baselines=baselines)
         for name, path in (("kb", kb), ("unanswerable", unanswerable), ("general", general)):
             if path:
                 setattr(s, name, str(path))

@@ -5,16 +5,18 @@ by the same normalized answer match: closed-book; fine-tuned on the fact sentenc
 and full, measured at several epoch counts of one run); fine-tuned on the sentences plus
 the model's own paraphrases of them; all facts in context; RAG over the fact sentences;
 RAG on the LoRA-tuned model. Per arm: accuracy on near-wording, paraphrase and reversal
-questions, the near-minus-far gap per fact, hallucination on unanswerable questions, and,
-for fine-tuned arms, forgetting (general questions the base model got right, and
-perplexity of held-out general text, paired against the base model).
+questions, the near-minus-far gap per fact, hallucination on unanswerable questions (the
+abstain rate, and the model's confidence in its own answers: probes.confidence), and, for
+fine-tuned arms, forgetting (general questions the base model got right, and perplexity of
+held-out general text, paired against the base model). With `replay` > 0, each fine-tune
+is also trained with general instruction examples mixed in (probes.replay), to measure
+what replay does to forgetting.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +31,10 @@ from tunelab.methods.finetune import stats_info
 from tunelab.metrics import abstained, answer_match, bootstrap_ci, paired_bootstrap
 from tunelab.models import cache_root
 from tunelab.probes import Result, save, trainable
+from tunelab.probes import replay as replay_data
+from tunelab.probes.confidence import by_set, confidence_metrics
 from tunelab.probes.kb import Fact, Question, read_kb, read_questions
-from tunelab.probes.measure import block_nll, perplexity_ci, sample
+from tunelab.probes.measure import answer_logprob, block_nll, perplexity_ci, sample
 from tunelab.prompt import messages, render
 from tunelab.train import plain_text, train_loop
 
@@ -60,15 +64,22 @@ class FactsSettings:
     fact_counts: list[int] = field(default_factory=lambda: [10, 20])
     """Learnability vs number of facts: LoRA on the first N facts (at the last epoch count)."""
     rag_k: int = 3
+    baselines: bool = True
+    """The in-context, RAG and RAG + LoRA arms (False: closed-book and fine-tuned arms only,
+    a cheaper run when only fine-tuning's gains and costs are wanted)."""
     general_n: int = 60
     text_n: int = 40
     max_new_tokens: int = 24
+    replay: float = 0.0
+    """Share of general instruction examples in the training mix of an extra arm per
+    fine-tune, "<method> + replay", at the last epoch count (0: no such arm)."""
+    replay_data: str = ""
+    """Where they are drawn from; default $TUNELAB_DATA_DIR/alpaca/alpaca_5000.json."""
     seed: int = 0
 
 
 def general_texts(s: FactsSettings) -> list[str]:
-    path = Path(s.general_text or Path(os.environ.get("TUNELAB_DATA_DIR", "../shared/data"))
-                / "alpaca" / "alpaca_5000.json")
+    path = Path(s.general_text or replay_data.default_path())
     if not path.is_file():
         raise TunelabError(f"{path}: general text for the forgetting check not found "
                            "(give --general-text: JSON/JSONL records with `output` or `text`)")
@@ -84,12 +95,18 @@ class Asker:
     def __init__(self, tok, s: FactsSettings):
         self.tok, self.s = tok, s
 
-    def ask(self, model, questions: list[Question], system, label: str) -> list[dict]:
+    def ask(self, model, questions: list[Question], system, label: str,
+            confidence: bool = True) -> list[dict]:
+        """Generate, score, and (with `confidence`) add each answer's mean token log-prob."""
         prompts = [render(self.tok, messages(system(q), q.q)) for q in questions]
         gens = generate(model, self.tok, prompts, self.s.max_new_tokens, batch_size=32, label=label)
+        logp = (answer_logprob(model, self.tok, prompts, [g.text for g in gens], label=f"{label} confidence")
+                if confidence else [None] * len(gens))
         out = []
-        for q, g in zip(questions, gens, strict=True):
+        for q, g, lp in zip(questions, gens, logp, strict=True):
             scores = {"abstain": abstained(g.text)}
+            if lp is not None:
+                scores["logprob"] = lp
             if q.answers:
                 scores["correct"] = answer_match(g.text, q.ref)
             out.append({"example_id": q.id, "input": q.q, "target": q.ref, "prediction": g.text,
@@ -124,7 +141,8 @@ def metrics_of(items: list[dict], base: dict | None) -> tuple[dict, dict]:
         if base is not None:
             m["change_general_nll"] = paired_bootstrap(nll, base["nll"])
     higher = {k: k.startswith("acc_") or k == "near_minus_far" for k in m}
-    return m, higher
+    conf, conf_higher = confidence_metrics(items, base and base.get("confidence"))
+    return {**m, **conf}, {**higher, **conf_higher}
 
 
 class FactsProbe:
@@ -139,6 +157,7 @@ class FactsProbe:
         self.asker = Asker(tok, s)
         self.keys: list[str] = []
         self.base: dict | None = None
+        self.replay_ids: list[str] = []
 
     def text_items(self, model) -> list[dict]:
         nll = block_nll(model, self.text_ids, label="general text")
@@ -154,11 +173,12 @@ class FactsProbe:
         self.keys.append(save(self.store, "facts", self.s, Result(arm, m, higher, rows, info, n_train)))
 
     def evaluate(self, arm: str, model, system, info: dict, weights_changed: bool,
-                 questions: list[Question] | None = None, n_train: int = 0) -> list[dict]:
+                 questions: list[Question] | None = None, n_train: int = 0,
+                 confidence: bool = True) -> list[dict]:
         qs = (questions or self.kb_qs) + self.unans
         if weights_changed:
             qs = qs + self.general_subset
-        items = self.asker.ask(model, qs, system, label=arm)
+        items = self.asker.ask(model, qs, system, arm, confidence)
         if weights_changed:
             items += self.text_items(model)
         self.record(arm, items, info, n_train)
@@ -166,24 +186,31 @@ class FactsProbe:
 
     def run(self) -> list[str]:
         s = self.s
+        # Drawn first, so a problem with the replay data fails before an hour of other arms.
+        extra = self.replay_examples(len(self.facts)) if s.replay else []
         base_items = self.asker.ask(self.model, self.kb_qs + self.unans + self.general,
                                     lambda q: SYSTEM, "closed-book")
         right = {i["example_id"] for i in base_items if i["kind"] == "general" and i["scores"]["correct"]}
         self.general_subset = [q for q in self.general if q.id in right][: s.general_n]
         keep = {q.id for q in self.general_subset} | {q.id for q in self.kb_qs + self.unans}
         text = self.text_items(self.model)
-        self.base = {"nll": [i["scores"]["nll"] for i in text]}
-        self.record("closed-book", [i for i in base_items if i["example_id"] in keep] + text,
+        kept = [i for i in base_items if i["example_id"] in keep]
+        self.base = {"nll": [i["scores"]["nll"] for i in text], "confidence": by_set(kept)}
+        self.record("closed-book", kept + text,
                     {"general_asked": len(self.general), "general_base_right": len(right)})
+        rag = self.rag_system() if s.baselines else None
         all_facts = "\n".join(f"- {f.text}" for f in self.facts)
-        self.evaluate("in-context", self.model, lambda q: f"{SYSTEM}\n\nFacts:\n{all_facts}",
-                      {"prompt_facts": len(self.facts)}, False)
-        rag = self.rag_system()
-        self.evaluate("rag", self.model, rag, {"k": s.rag_k}, False)
+        # No confidence here: scoring answers after all facts costs a full forward over the
+        # long prompt per question (generation shares its KV cache), for an arm whose
+        # weights do not change.
+        if rag is not None:
+            self.evaluate("in-context", self.model, lambda q: f"{SYSTEM}\n\nFacts:\n{all_facts}",
+                          {"prompt_facts": len(self.facts)}, False, confidence=False)
+            self.evaluate("rag", self.model, rag, {"k": s.rag_k}, False)
         sentences = [f.text for f in self.facts]
         for method in s.methods:
             last = self.fine_tune(method, sentences, method, s.epochs)
-            if method == "lora":
+            if method == "lora" and rag is not None:
                 self.evaluate("rag + lora", last, rag, {"k": s.rag_k}, False)
             del last
         if s.augment:
@@ -194,7 +221,20 @@ class FactsProbe:
                 subset = self.facts[:n]
                 qs = [q for f in subset for q in f.questions]
                 self.fine_tune("lora", [f.text for f in subset], f"lora {n} facts", [max(s.epochs)], qs)
+        if extra:
+            for method in s.methods:
+                self.fine_tune(method, sentences, f"{method} + replay", [max(s.epochs)], extra=extra)
         return self.keys
+
+    def replay_examples(self, n_train: int) -> list:
+        """General instruction examples for the replay arms, disjoint from the held-out
+        texts and the general questions that measure forgetting."""
+        s = self.s
+        n = replay_data.replay_count(n_train, s.replay)
+        recs = replay_data.draw(s.replay_data or replay_data.default_path(), n, s.seed,
+                                set(self.texts), self.general)
+        self.replay_ids = [r["id"] for r in recs]
+        return replay_data.encoded(self.tok, recs)
 
     def rag_system(self):
         from tunelab.retrieve import Index
@@ -210,11 +250,12 @@ class FactsProbe:
         return system
 
     def fine_tune(self, method: str, texts: list[str], name: str, epochs: list[int],
-                  questions: list[Question] | None = None):
-        """Train on `texts` as plain documents; evaluate at each epoch count in `epochs`."""
+                  questions: list[Question] | None = None, extra: list | None = None):
+        """Train on `texts` as plain documents (plus `extra` encoded examples: replay);
+        evaluate at each epoch count in `epochs` (passes over the whole mix)."""
         s, eos = self.s, self.tok.eos_token or ""
         data = [plain_text(self.tok(t + eos, add_special_tokens=False)["input_ids"], f"fact {i}")
-                for i, t in enumerate(texts)]
+                for i, t in enumerate(texts)] + list(extra or [])
         per_epoch = -(-len(data) // s.batch_size)
         cfg = TrainConfig(epochs=0, min_steps=per_epoch * max(epochs), batch_size=s.batch_size,
                           lr=s.lr_lora if method == "lora" else s.lr_full, save=False)
@@ -224,6 +265,8 @@ class FactsProbe:
             if stats.steps % per_epoch == 0 and stats.steps // per_epoch in epochs:
                 e = stats.steps // per_epoch
                 info = {**stats_info(stats), "epochs": e, "train_texts": len(texts)}
+                if extra:
+                    info.update(replay=s.replay, replay_examples=len(extra), replay_ids=self.replay_ids)
                 self.evaluate(f"{name} {e} ep", tuned, lambda q: SYSTEM, info,
                               questions is None, questions, len(texts))
 

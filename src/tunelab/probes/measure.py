@@ -113,3 +113,22 @@ def sample(model, tok, prompt: str, n: int, max_new_tokens: int, seed: int,
                          max_new_tokens=max_new_tokens, num_return_sequences=n,
                          pad_token_id=tok.pad_token_id or tok.eos_token_id)
     return [tok.decode(o[enc["input_ids"].shape[1]:], skip_special_tokens=True) for o in out]
+
+
+def answer_logprob(model, tok, prompts: list[str], answers: list[str], batch_size: int = 16,
+                   label: str = "") -> list[float]:
+    """Mean per-token log-probability of each answer after its prompt, teacher-forced:
+    (1/T) sum_t log p(a_t | prompt, a_<t) over the T tokens of the answer text (the reply
+    as generated, stop token excluded), tokenized on its own after the prompt's tokens as
+    `generate` feeds them. NaN for an empty answer (no token to score)."""
+    rows, where = [], []
+    for i, (p, a) in enumerate(zip(prompts, answers, strict=True)):
+        head = tok(p, add_special_tokens=False)["input_ids"]
+        tail = tok(a, add_special_tokens=False)["input_ids"] if a else []
+        if head and tail:
+            rows.append(Encoded(head + tail, [False] * len(head) + [True] * len(tail), f"answer {i}"))
+            where.append(i)
+    out = [math.nan] * len(prompts)
+    for i, x in zip(where, _target_logprobs(model, rows, batch_size, lambda v: v.mean(), label), strict=True):
+        out[i] = float(x)
+    return out

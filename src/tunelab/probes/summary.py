@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 
 from tunelab import TunelabError  # noqa: E402
 from tunelab.metrics import paired_bootstrap  # noqa: E402
+from tunelab.probes.confidence import paired_change  # noqa: E402
 from tunelab.probes.measure import moved  # noqa: E402
 from tunelab.report import _png, write_pages  # noqa: E402
 from tunelab.store import Store  # noqa: E402
@@ -126,11 +127,76 @@ def facts_lines(arms: dict) -> list[str]:
                 f"model answered right are still right; general-text perplexity "
                 f"{base['general_perplexity']['value']:.1f} -> {m['general_perplexity']['value']:.1f} "
                 f"(NLL change {c['value']:+.3f}, CI {c['lo']:+.3f} to {c['hi']:+.3f}).")
+    lines += confidence_lines(arms) + replay_lines(arms)
     for arm in ("in-context", "rag", "rag + lora"):
         if arm in arms:
             m = arms[arm]["metrics"]
             lines.append(f"{arm}: near {_pct(m, 'acc_near')}, paraphrase {_pct(m, 'acc_paraphrase')}, "
                          f"reversal {_pct(m, 'acc_reversal')}, hallucination {_pct(m, 'hallucination')}.")
+    return lines
+
+
+def _last_epoch(arms: dict, prefix: str) -> str | None:
+    """The arm `<prefix> N ep` with the largest N, if any."""
+    pts = [(int(m.group(1)), a) for a in arms if (m := re.fullmatch(rf"{re.escape(prefix)} (\d+) ep", a))]
+    return max(pts)[1] if pts else None
+
+
+def _change(c: dict | tuple | None, fmt: str = "{:+.2f}", scale: float = 1.0) -> str:
+    if c is None:
+        return "n/a"
+    v, lo, hi = (x * scale for x in (_tuple(c) if isinstance(c, dict) else c))
+    return f"{fmt.format(v)}, CI {fmt.format(lo)} to {fmt.format(hi)}"
+
+
+def confidence_lines(arms: dict) -> list[str]:
+    """Hallucination as confidence (probes.confidence), after each fine-tune's last epoch."""
+    base = arms["closed-book"]["metrics"]
+    if "confidence_unanswerable" not in base:
+        return []
+    lines = []
+    for method in ("lora", "full"):
+        arm = _last_epoch(arms, method)
+        m = arms[arm]["metrics"] if arm else {}
+        if "change_confidence_unanswerable" not in m:
+            continue
+        c = _tuple(m["change_confidence_unanswerable"])
+        verdict = ("more confident in its invented answers" if c[1] > 0 else
+                   "less confident in its invented answers" if c[2] < 0 else "no measurable change")
+        gaps = "; ".join(
+            f"{name} minus unanswerable {_ci(base, f'confidence_gap_{name}', '{:+.2f}')} -> "
+            f"{_ci(m, f'confidence_gap_{name}', '{:+.2f}')} "
+            f"(change {_change(m.get(f'change_confidence_gap_{name}'))})"
+            for name in ("known", "taught"))
+        lines.append(
+            f"Confidence on unanswerable questions (mean log-prob per token of the model's own answer) "
+            f"after {arm}: {_ci(base, 'confidence_unanswerable', '{:.2f}')} closed-book -> "
+            f"{_ci(m, 'confidence_unanswerable', '{:.2f}')} (paired change {_change(c)}: {verdict}). "
+            f"Gap in confidence, {gaps}.")
+    return lines
+
+
+def replay_lines(arms: dict) -> list[str]:
+    """What replay did: each `<method> + replay N ep` arm against `<method> N ep`, paired."""
+    lines = []
+    for arm in arms:
+        if not (hit := re.fullmatch(r"(\w+) \+ replay (\d+) ep", arm)):
+            continue
+        plain = f"{hit.group(1)} {hit.group(2)} ep"
+        if plain not in arms:
+            continue
+        a, b, info = arms[arm], arms[plain], arms[arm]["info"]
+        ma, mb = a["metrics"], b["metrics"]
+        gen = paired_change(a["items"], b["items"], ("general",), "correct")
+        nll = paired_change(a["items"], b["items"], ("text",), "nll")
+        near = paired_change(a["items"], b["items"], ("near",), "correct")
+        lines.append(
+            f"Replay ({info.get('replay', 0):.0%} of the mix, {info.get('replay_examples', 0)} general "
+            f"instruction examples) in {plain}: general questions still right {_pct(ma, 'acc_general')} "
+            f"against {_pct(mb, 'acc_general')} without (paired change {_change(gen, '{:+.0f}', 100)} "
+            f"points); general-text NLL against without: {_change(nll, '{:+.3f}')}; near-wording accuracy "
+            f"{_pct(ma, 'acc_near')} against {_pct(mb, 'acc_near')} (paired change "
+            f"{_change(near, '{:+.0f}', 100)} points).")
     return lines
 
 
