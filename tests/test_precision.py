@@ -38,20 +38,29 @@ def test_bf16_autocast_trains_like_fp32_and_is_recorded(tiny):
     assert runs["bf16"].losses[-1] < 0.85 * runs["bf16"].losses[0]
 
 
-def test_auto_picks_bf16_only_where_measured_faster(monkeypatch):
+def _decide(monkeypatch, cache, bf16_s, fp32_s=1.0):
     precision._measured.cache_clear()
+    monkeypatch.setenv("TUNELAB_CACHE", str(cache))
     monkeypatch.setattr(precision, "_block_seconds",
-                        lambda prec, *a, **k: 1.0 if prec == "bf16" else 2.0)
-    assert precision.choose("auto", 8, 32).precision == "bf16"
-    precision._measured.cache_clear()
-    monkeypatch.setattr(precision, "_block_seconds",
-                        lambda prec, *a, **k: 500.0 if prec == "bf16" else 1.0)
-    slow = precision.choose("auto", 8, 32)
+                        lambda prec, *a, **k: bf16_s if prec == "bf16" else fp32_s)
+    return precision.choose("auto", 8, 32)
+
+
+def test_auto_picks_bf16_only_where_measured_faster(monkeypatch, tmp_path):
+    assert _decide(monkeypatch, tmp_path / "fast", 0.5).precision == "bf16"
+    slow = _decide(monkeypatch, tmp_path / "slow", 500.0)
     assert slow.precision == "fp32" and "slower" in slow.reason
+    assert _decide(monkeypatch, tmp_path / "meh", 0.9).precision == "fp32"  # 1.1x: not worth it
     precision._measured.cache_clear()
-    monkeypatch.setattr(precision, "_block_seconds",
-                        lambda prec, *a, **k: 0.9 if prec == "bf16" else 1.0)
-    assert precision.choose("auto", 8, 32).precision == "fp32"  # 1.1x: not worth it
+
+
+def test_the_decision_is_kept_per_machine(monkeypatch, tmp_path):
+    """A busy moment must not flip a later run (or a resumed grid's next cell) to the
+    other precision: the first measurement on a machine is the decision."""
+    first = _decide(monkeypatch, tmp_path, 0.5)
+    again = _decide(monkeypatch, tmp_path, 500.0)  # the same machine, timed while busy
+    assert first.precision == again.precision == "bf16" and "cached" in again.reason
+    assert _decide(monkeypatch, tmp_path / "other", 500.0).precision == "fp32"
     precision._measured.cache_clear()
 
 

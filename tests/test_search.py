@@ -76,17 +76,17 @@ def test_search_never_scores_a_test_example(tmp_path, tiny_model_dir, viggo_dir,
 
     db = sqlite3.connect(store)
     rows = {lab: json.loads(info) for lab, info in db.execute("SELECT label, info FROM runs")}
-    s = rows["lora searched"]["search"]
+    s = rows["lora searched"]["settings_search"]
     assert [t["rung"] for t in s["trace"]] == [0, 0, 0, 0, 1, 1, 2]
     assert s["chosen"] == s["trace"][-1]["setting"] and s["default_runs"] == pytest.approx(4 / 9 + 2 / 3 + 1)
     # The one-off cost is the whole search, not only the last run.
     assert rows["lora searched"]["train_seconds"] > rows["lora searched"]["final_train_seconds"]
     # 3 candidates: the best third is one, which goes straight to the whole budget
-    assert [t["share"] for t in rows["few_shot searched"]["search"]["trace"]] == [1 / 9] * 3 + [1.0]
+    assert [t["share"] for t in rows["few_shot searched"]["settings_search"]["trace"]] == [1 / 9] * 3 + [1.0]
 
-    r = CliRunner().invoke(app, ["report", "--store", str(store), "--out", str(tmp_path / "rep")])
+    r = CliRunner().invoke(app, ["report", str(store), "-o", str(tmp_path / "rep")])
     assert r.exit_code == 0, r.output
     md = (tmp_path / "rep" / "report.md").read_text()
     section = md.split("## Search: default vs searched")[1].split("\n## ")[0]
-    assert "| lora searched n=8 |" in section and "| few_shot searched n=8 |" in section
+    assert "| lora searched n=8 |" in section and "| few_shot searched |" in section
     assert "not in this grid" not in section and section.count(" vs ") + section.count("within") >= 2

@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import json
+import os
+import platform
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -62,8 +67,39 @@ def _block_seconds(precision: str, hidden: int, inner: int, rows: int = 512, rep
     return best
 
 
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 @functools.cache
 def _measured(hidden: int, inner: int) -> Decision:
+    """The decision for this machine: measured the first time, then read from the cache,
+    so every run and every resumed grid on one machine trains in the same precision (a
+    timing taken while the machine is busy must not flip it from one cell to the next)."""
+    from tunelab.models import cache_root
+
+    key = f"{_cpu()}|{os.cpu_count()}|torch {torch.__version__}|{hidden}x{inner}"
+    path = cache_root() / "precision" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    try:
+        return Decision(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        pass
+    d = _measure(hidden, inner)
+    d.reason += f" (measured {time.strftime('%Y-%m-%d')} on {key}; cached in {path})"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(d)))
+    os.replace(tmp, path)  # atomic: a concurrent run reads the whole file or none
+    return d
+
+
+def _measure(hidden: int, inner: int) -> Decision:
     try:
         # A small probe first: where bf16 is emulated (~500x slower) the full-size test
         # would take a minute; there the small one already says no.

@@ -54,7 +54,7 @@ def with_search(build: Callable[[Context], Predictor],
         lower = trains or not ctx.task.metrics[primary].higher_is_better
         chosen, pred, trace = halving(points(space), score, lower_is_better=lower)
         seconds = sum(r["seconds"] for r in trace)
-        pred.info["search"] = {
+        pred.info["settings_search"] = {
             "space": space, "chosen": chosen, "trace": trace, "seconds": seconds,
             "scored_by": "best validation loss" if trains else f"validation {primary} ({len(dev)} examples)",
             "rule": f"successive halving, keep 1/{ETA} per rung, budget shares "
