@@ -67,7 +67,7 @@ def test_the_decision_is_kept_per_machine(monkeypatch, tmp_path):
 def test_auto_falls_back_to_fp32_when_the_bf16_loss_drifts(tiny, monkeypatch):
     model, tok = tiny
     monkeypatch.setattr(train, "choose", lambda *a: precision.Decision("bf16", "measured faster"))
-    cfg = TrainConfig(batch_size=4, lr=3e-3, epochs=1)
+    cfg = TrainConfig(batch_size=4, lr=3e-3, epochs=1, precision="auto")
     kept = train_loop(_trainable(model), tok, _data(tok), cfg, seed=0)
     assert kept.precision == "bf16" and "vs fp32" in kept.precision_reason
     monkeypatch.setattr(train, "loss_agrees", lambda a, b: False)
