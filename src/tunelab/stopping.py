@@ -40,6 +40,8 @@ def convergence(curve: Curve, stop_reason: str) -> tuple[bool | None, str | None
     (True, None)
     >>> convergence(Curve([0, 10, 20], [2.0, 1.0, 0.8]), "budget")
     (False, 'validation loss still falling when the budget ran out (0.800 after 1.000)')
+    >>> convergence(Curve([0, 31, 62, 93, 124, 131], [3.3, 0.37, 0.20, 0.147, 0.109, 0.110]), "budget")
+    (False, 'validation loss still falling when the budget ran out (0.109 after 0.147)')
     >>> convergence(Curve([0, 10, 20], [2.0, 1.98, 1.97]), "early_stop")
     (False, 'validation loss barely moved (2.000 to 1.970, -1.5%)')
     >>> convergence(Curve([], []), "no_validation")
@@ -50,11 +52,13 @@ def convergence(curve: Curve, stop_reason: str) -> tuple[bool | None, str | None
     start, best = curve.losses[0], curve.losses[curve.best]
     if best > start * (1 - BARELY_MOVED):
         return False, f"validation loss barely moved ({start:.3f} to {best:.3f}, {best / start - 1:+.1%})"
-    last, before = curve.losses[-1], curve.losses[-2]
-    if stop_reason != "early_stop" and curve.best == len(curve.losses) - 1 \
-            and last < before * (1 - STILL_FALLING):
+    # Still falling: the best is one of the last two evaluations (one noisy uptick at a
+    # decayed lr does not make an arm converged) and it improved on the one before it.
+    b = curve.best
+    if stop_reason != "early_stop" and b >= max(1, len(curve.losses) - 2) \
+            and curve.losses[b] < curve.losses[b - 1] * (1 - STILL_FALLING):
         return False, (f"validation loss still falling when the {stop_reason} ran out "
-                       f"({last:.3f} after {before:.3f})")
+                       f"({curve.losses[b]:.3f} after {curve.losses[b - 1]:.3f})")
     return True, None
 
 
