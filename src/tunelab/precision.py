@@ -45,9 +45,6 @@ class Decision:
     bf16_ms: float | None = None
     """The start-up check's best times of the block (milliseconds)."""
 
-    def as_info(self) -> dict:
-        return {f"precision_{k}" if k != "precision" else k: v for k, v in asdict(self).items()}
-
 
 def _block_seconds(precision: str, hidden: int, inner: int, rows: int = 512, reps: int = 3) -> float:
     """Best time of a forward and backward through a model-shaped MLP block (the bulk of a
