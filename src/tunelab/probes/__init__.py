@@ -50,7 +50,8 @@ def key(probe: str, arm: str, settings) -> str:
 
 def save(store: Store, probe: str, settings, res: Result) -> str:
     """Write one arm to the store in one transaction (replacing an earlier attempt)."""
-    from tunelab.grid import git_commit, peak_rss_mb, versions
+    from tunelab.compute import peak_rss_mb
+    from tunelab.provenance import git_commit, versions
 
     k = key(probe, res.arm, settings)
     store.begin(k, {"task": probe, "method": f"probe:{probe}", "label": res.arm,

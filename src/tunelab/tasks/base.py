@@ -46,6 +46,11 @@ class Task:
     primary: str = "exact_match"
     scoring: Scoring | None = None
     """Set by tasks that choose their scoring from the data (jsonl), stored with each run."""
+    version: int = 1
+    """Part of every cell key. Bump it (in the task's class) whenever the instruction, the
+    cleaning (clean), the scoring or the way splits are made changes, so a resumed grid
+    never mixes results of two versions of the task (as lm-eval versions its tasks).
+    Data file contents need no bump: their hash is in the key already."""
 
     def __post_init__(self):
         if self.cfg.metric:
