@@ -58,8 +58,9 @@ def test_bad_settings_fail_when_the_config_is_read(tmp_path, viggo_dir):
                        (_entry("lora", prompt="long"), "methods.lora.prompt: unknown 'long'"),
                        (_entry("lora", stages=[{"kind": "rlhf"}]), "stages[0].kind: Unknown stage")]:
         cfg = write_config(tmp_path / "c.yaml", tmp_path, viggo_dir, tmp_path / "s.db", entry)
-        with pytest.raises(TunelabError, match=msg):
+        with pytest.raises(TunelabError) as e:
             load_config(cfg)
+        assert str(e.value).startswith(f"{cfg}: ") and msg in str(e.value), str(e.value)
 
 
 def test_every_spec_runs_a_cell_and_reaches_the_report(tmp_path, tiny_model_dir, viggo_dir):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from tunelab import TunelabError
 from tunelab.config import TaskConfig, data_dir
@@ -46,7 +47,7 @@ class Task:
     primary: str = "exact_match"
     scoring: Scoring | None = None
     """Set by tasks that choose their scoring from the data (jsonl), stored with each run."""
-    version: int = 1
+    version: ClassVar[int] = 1
     """Part of every cell key. Bump it (in the task's class) whenever the instruction, the
     cleaning (clean), the scoring or the way splits are made changes, so a resumed grid
     never mixes results of two versions of the task (as lm-eval versions its tasks).
