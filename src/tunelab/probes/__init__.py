@@ -16,8 +16,6 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from peft import get_peft_model
-
 from tunelab.config import TrainConfig
 from tunelab.store import Store
 
@@ -71,6 +69,7 @@ def save(store: Store, probe: str, settings, res: Result) -> str:
 def trainable(model, method: str, cfg: TrainConfig, seed: int):
     """A private trainable copy of `model`: LoRA adapters (peft) or every weight."""
     import torch
+    from peft import get_peft_model  # here, not at the top: `tunelab report` imports this package
 
     from tunelab.methods.finetune import trainable_copy
     from tunelab.methods.lora import lora_config
