@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from tunelab import TunelabError
 from tunelab.config import EvalConfig, MethodConfig, TrainConfig
@@ -25,6 +26,13 @@ COMMON = ("name", "train_sizes", "label", "train", "models", "stages")
 """MethodConfig keys every method takes; every other key belongs to a method's settings."""
 
 
+def at_least(settings, low: int, *names: str) -> None:
+    """Each named setting is at least `low`, or one line naming it."""
+    for name in names:
+        if getattr(settings, name) < low:
+            raise TunelabError(f"{name}: must be at least {low}, got {getattr(settings, name)}")
+
+
 @dataclass
 class Prompted:
     """Settings of every method: which instruction the prompt carries."""
@@ -33,20 +41,20 @@ class Prompted:
     """'full' (the task's long instruction) or 'short'. Default: full for prompting
     methods, short for fine-tuned ones (a tuned model learned the format)."""
 
+    counts: ClassVar[tuple[str, ...]] = ()
+    """Settings that must be at least 1 (checked here for every method's settings)."""
+
     def __post_init__(self):
         if self.prompt is not None and self.prompt not in PROMPTS:
             raise TunelabError(f"prompt: unknown '{self.prompt}'. Available: {', '.join(PROMPTS)}")
+        at_least(self, 1, *self.counts)
 
 
 @dataclass
 class Shots(Prompted):
     k: int = 5
     """Number of in-context examples (or retrieved passages)."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.k < 1:
-            raise TunelabError(f"k: must be at least 1, got {self.k}")
+    counts: ClassVar[tuple[str, ...]] = ("k",)
 
 
 @dataclass

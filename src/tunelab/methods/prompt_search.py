@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from tunelab import TunelabError
 from tunelab.data import sample
@@ -41,12 +42,7 @@ class Settings(Shots):
     """Evaluations (instruction x shot subset) on the dev slice."""
     dev_size: int = 20
     """Validation examples in the dev slice (the test split is never used)."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        for name in ("budget", "dev_size"):
-            if getattr(self, name) < 1:
-                raise TunelabError(f"{name}: must be at least 1, got {getattr(self, name)}")
+    counts: ClassVar[tuple[str, ...]] = ("budget", "dev_size")  # k: 0 searches instructions only
 
 
 SHOT_SUBSETS = 3

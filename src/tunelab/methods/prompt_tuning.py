@@ -11,11 +11,11 @@ a far higher learning rate than LoRA (e.g. `train: {lr: 0.03}`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from peft import PromptTuningConfig, get_peft_model
 
-from tunelab import TunelabError
 from tunelab.generate import CACHE_KW
 from tunelab.methods.base import Context, MethodSpec, Prompted, chat_predictor
 from tunelab.methods.finetune import fine_tune, trainable_copy
@@ -26,11 +26,7 @@ from tunelab.predictor import Predictor
 class Settings(Prompted):
     virtual_tokens: int = 20
     """Number of trainable soft-prompt embeddings."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.virtual_tokens < 1:
-            raise TunelabError(f"virtual_tokens: must be at least 1, got {self.virtual_tokens}")
+    counts: ClassVar[tuple[str, ...]] = ("virtual_tokens",)
 
 
 class SoftPrompted(torch.nn.Module):

@@ -11,6 +11,7 @@ give the method a training stage: `{name: rag, stages: [{kind: sft}]}`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from tunelab import TunelabError
 from tunelab.data import Example
@@ -30,10 +31,10 @@ class Settings(Shots):
     chunk_overlap: int = 150
     """Characters shared by consecutive chunks, so no fact is cut in two everywhere."""
 
+    counts: ClassVar[tuple[str, ...]] = ("k", "chunk_size")
+
     def __post_init__(self):
         super().__post_init__()
-        if self.chunk_size < 1:
-            raise TunelabError(f"chunk_size: must be at least 1, got {self.chunk_size}")
         if not 0 <= self.chunk_overlap < self.chunk_size:
             raise TunelabError(f"chunk_overlap: must be at least 0 and below chunk_size "
                                f"({self.chunk_size}), got {self.chunk_overlap}")
