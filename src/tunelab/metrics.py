@@ -283,7 +283,7 @@ def abstained(pred: str) -> float:
 
 
 def first_line(text: str) -> str:
-    """The first non-empty line, stripped (what one-line tasks score).
+    r"""The first non-empty line, stripped (what one-line tasks score).
 
     >>> first_line("\n  inform(name[X])  \nmore")
     'inform(name[X])'
