@@ -125,3 +125,23 @@ def test_openai_backend_refuses_training_and_missing_key(tmp_path, viggo_dir, se
     cfg = _config(tmp_path, viggo_dir, server, "  - {name: zero_shot}\n")
     r = runner.invoke(app, ["run", str(cfg), "--fail-fast"])
     assert r.exit_code != 0 and "TL_TEST_KEY" in r.output
+
+
+def test_openai_backend_runs_the_methods_that_choose_messages_per_example(tmp_path, viggo_dir, server,
+                                                                         monkeypatch):
+    """dynamic_few_shot and rag choose their messages per example; the API model is sent
+    those messages (before, they built text only, which the API path cannot send)."""
+    monkeypatch.setenv("TL_TEST_KEY", KEY)
+    corpus = tmp_path / "kb"
+    corpus.mkdir()
+    (corpus / "games.md").write_text("Portal 2 is a puzzle game released in 2011 by Valve. " * 5)
+    cfg = _config(tmp_path, viggo_dir, server, "  - {name: dynamic_few_shot, k: 2, train_sizes: [8]}\n"
+                  "  - {name: rag, k: 1, chunk_size: 120, chunk_overlap: 30}\n")
+    cfg.write_text(cfg.read_text().replace("n_test: 6}", f"n_test: 6, corpus: '{corpus}'}}"))
+    r = runner.invoke(app, ["run", str(cfg)])
+    assert r.exit_code == 0, r.output
+    shots = [q for q in Fake.requests if len(q["messages"]) == 1 + 2 * 2 + 1]
+    passages = [q for q in Fake.requests if q["messages"][-1]["content"].startswith("Passages:\n[games.md")]
+    assert len(shots) == 6 and len(passages) == 6 and len(Fake.requests) == 12
+    con = sqlite3.connect(tmp_path / "s.db")
+    assert [s for (s,) in con.execute("SELECT status FROM runs")] == ["done", "done"]

@@ -53,6 +53,7 @@ class _Table(torch.nn.Module):
 
 
 def test_one_line_stops_after_the_first_nonempty_line_and_keeps_it(tiny):
+    from tunelab.config import TaskConfig
     from tunelab.generate import _line_tokens
     from tunelab.tasks.viggo import Viggo
 
@@ -74,9 +75,9 @@ def test_one_line_stops_after_the_first_nonempty_line_and_keeps_it(tiny):
     one = generate(model, tok, prompts, max_new_tokens=12, batch_size=2, one_line=True)
     assert [g.gen_tokens for g in full] == [12, 12]
     assert [g.gen_tokens for g in one] == [3, 4]  # A stops at its first \n; B at its second
-    clean = Viggo.clean  # the first non-empty line, what a one-line task scores
-    assert [clean(None, g.text) for g in one] == [clean(None, g.text) for g in full]
-    assert clean(None, one[0].text) == tok.decode([a1, a2]).strip()
+    clean = Viggo(TaskConfig()).clean  # the first non-empty line, what a one-line task scores
+    assert [clean(g.text) for g in one] == [clean(g.text) for g in full]
+    assert clean(one[0].text) == tok.decode([a1, a2]).strip()
 
 
 def _woken(model):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tunelab import TunelabError
+from tunelab.cells import cells
 from tunelab.config import MethodConfig, ModelConfig, RunConfig, load_config
-from tunelab.grid import cells
 
 
 def _cfg(**kw) -> RunConfig:
@@ -50,7 +50,9 @@ def test_shipped_compare_config_builds_its_grid():
 
 
 def test_fields_added_later_leave_existing_cell_keys_unchanged():
-    from tunelab.config import cell_key, method_train, to_dict
+    # key version 2 replaced these keys; legacy_key must still reproduce them exactly
+    from tunelab.config import method_train, to_dict
+    from tunelab.keys import cell_key
 
     cfg = RunConfig(methods=[MethodConfig(name="lora", train_sizes=[8])])
     old_model = {k: v for k, v in to_dict(cfg.model).items()
@@ -60,6 +62,6 @@ def test_fields_added_later_leave_existing_cell_keys_unchanged():
     parts = {"task": old_task, "model": old_model, "eval": to_dict(cfg.eval),
              "method": old_method, "train": to_dict(method_train(cfg, cfg.methods[0])),
              "train_size": 8, "seed": 0}
-    assert cells(cfg, 100)[0].key == cell_key(parts)
+    assert cells(cfg, 100)[0].legacy_key == cell_key(parts)
     cfg.model.price_prompt = 1.0  # a non-default value is part of the key
-    assert cells(cfg, 100)[0].key != cell_key(parts)
+    assert cells(cfg, 100)[0].legacy_key != cell_key(parts)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import sqlite3
+from dataclasses import replace
 
 import torch
 from typer.testing import CliRunner
@@ -72,12 +73,12 @@ def test_prompt_search_never_reads_the_test_split(tmp_path, tiny_model_dir, vigg
     from tunelab.tasks.viggo import Viggo
 
     seen, searching = [], []
-    original = methods.METHODS["prompt_search"]
+    original = methods.METHODS["prompt_search"]  # a MethodSpec: spy on its build
 
     def spy_build(ctx):
         searching.append(True)
         try:
-            return original(ctx)
+            return original.build(ctx)
         finally:
             searching.pop()
 
@@ -86,7 +87,7 @@ def test_prompt_search_never_reads_the_test_split(tmp_path, tiny_model_dir, vigg
             seen.append(ex.id)
         return ex.input
 
-    monkeypatch.setitem(methods.METHODS, "prompt_search", spy_build)
+    monkeypatch.setitem(methods.METHODS, "prompt_search", replace(original, build=spy_build))
     monkeypatch.setattr(Viggo, "user_message", spy_user)
     cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, tmp_path / "r" / "s.db",
                        "  - {name: prompt_search, k: 2, train_sizes: [8], budget: 4, dev_size: 5}\n")

@@ -326,3 +326,36 @@ def test_probe_rejects_a_replay_share_of_one_or_more(tmp_path):
     r = CliRunner().invoke(app, ["probe", "facts", "--replay", "1", "--store", str(tmp_path / "x.db")])
     assert r.exit_code != 0 and "replay: expected a fraction in [0, 1), got 1.0" in r.output
     assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "x.db").exists()
+
+
+def test_probe_runs_are_listed_shown_and_refused_by_rerun_in_one_line(tmp_path):
+    """Probe arms are stored like runs but carry no grid cell: ls, show and rerun must
+    treat them as such instead of failing on a missing ['cell']."""
+    from dataclasses import dataclass
+
+    from typer.testing import CliRunner
+
+    from tunelab.cli import app
+    from tunelab.probes import Result, save
+    from tunelab.store import Store
+
+    @dataclass
+    class Settings:
+        model: str = "m"
+        seed: int = 0
+
+    store = tmp_path / "p.db"
+    item = {"example_id": "q1", "input": "who?", "target": "Bob", "prediction": "Bob",
+            "scores": {"acc": 1.0}}
+    key = save(Store(store), "facts", Settings(), Result("lora 2 ep", {"acc": (1.0, 1.0, 1.0)},
+                                                        {"acc": True}, [item], n_train=3))
+    runner = CliRunner()
+    r = runner.invoke(app, ["ls", "--store", str(store)])
+    assert r.exit_code == 0 and key[:12] in r.output, r.output
+    r = runner.invoke(app, ["show", key, "--store", str(store)])
+    assert r.exit_code == 0, r.output
+    assert '"probe": "facts"' in r.output and "acc: 1.000" in r.output
+    r = runner.invoke(app, ["rerun", key, "--store", str(store), "--out", str(tmp_path / "re")])
+    assert r.exit_code != 0 and isinstance(r.exception, SystemExit), r.exception  # no KeyError
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and "a probe arm (probe:facts)" in lines[0], r.output

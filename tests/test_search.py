@@ -54,7 +54,7 @@ def test_search_never_scores_a_test_example(tmp_path, tiny_model_dir, viggo_dir,
         return real_loop(model, tok, data, cfg, seed, label, on_step, val)
 
     monkeypatch.setattr(evaluate, "evaluate", spy_eval)
-    monkeypatch.setattr("tunelab.grid.evaluate", spy_eval)
+    monkeypatch.setattr("tunelab.compute.evaluate", spy_eval)
     monkeypatch.setattr(finetune, "train_loop", spy_loop)
     store = tmp_path / "runs" / "t.db"
     cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, store,

@@ -125,13 +125,14 @@ def test_label_set_is_in_the_zero_shot_prompt(tmp_path, tiny):
     from tunelab.config import EvalConfig, MethodConfig, TrainConfig
     from tunelab.methods import get_method
     from tunelab.methods.base import Context
+    from tunelab.predictor import prompt_text
 
     task = get_task(TaskConfig(name="jsonl", train=str(_label_file(tmp_path)), n_test=5))
     s = task.load()
     model, tok = tiny
     ctx = Context(model, tok, task, [], MethodConfig(name="zero_shot"), TrainConfig(), 0, tmp_path,
                   eval_cfg=EvalConfig())
-    prompt = get_method("zero_shot")(ctx).render(s.test[0])
+    prompt = prompt_text(get_method("zero_shot")(ctx), s.test[0])
     assert all(label in prompt for label in LABELS), prompt
     assert task.primary == "label_match" and "macro_f1" in task.corpus_metrics
 
@@ -225,8 +226,8 @@ def test_label_rule(targets, kind):
 def test_classification_scoring_enters_the_cell_key():
     """Cells scored as classification (new prompt, new metrics) never resume from a store
     whose cells were scored as text; other tasks keep their keys."""
+    from tunelab.cells import cells
     from tunelab.config import RunConfig
-    from tunelab.grid import cells
 
     cfg = RunConfig(task=TaskConfig(name="jsonl", train="x.jsonl"))
     assert cells(cfg, 10)[0].key == cells(cfg, 10, "text")[0].key

@@ -203,7 +203,7 @@ def show(run_id: str, store: str = typer.Option(DEFAULT_STORE, help="Results sto
         out.print(f"  error: {r['error']}")
     for p in s.predictions(r["id"])[:3]:
         out.print(f"  > {p['input'][:80]!r}\n    ref  {p['target']!r}\n    pred {p['prediction']!r}")
-    out.print(f"  config: {json.dumps(json.loads(r['config'])['cell'])}")
+    out.print(f"  config: {json.dumps(payload.run_config(r))}")
 
 
 @app.command("cell")

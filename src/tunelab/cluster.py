@@ -10,8 +10,10 @@ cluster, or the other way round.
 from __future__ import annotations
 
 from tunelab import TunelabError
+from tunelab.booking import Grid, begin, record, record_failure
+from tunelab.cells import Cell
+from tunelab.compute import CellResult, compute_cell
 from tunelab.config import MethodConfig, ModelConfig, RunConfig, from_dict, to_dict
-from tunelab.grid import Cell, CellResult, Grid, begin, compute_cell, record, record_failure
 from tunelab.models import timed_load
 from tunelab.tasks import get_task
 from tunelab.ui import console

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import hashlib
 import inspect
-import json
 import os
 import textwrap
 import types
@@ -410,10 +408,15 @@ def load_config(path: str | Path) -> RunConfig:
         raise TunelabError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise TunelabError(f"{path}: expected a mapping at the top level")
+    # Methods declare their own settings (tunelab.methods): imported here, not at the top,
+    # because every method module imports this one.
+    from tunelab.methods import check_methods
+
     try:
         cfg = from_dict(RunConfig, data)
-        for m in cfg.methods:  # their train overrides, checked now so the file is named
-            method_train(cfg, m)
+        # each method's own keys, settings, stages and train overrides, checked now so
+        # the file is named and a bad entry fails before any cell runs
+        check_methods(cfg, data.get("methods", []))
     except TunelabError as e:
         raise TunelabError(f"{path}: {e}") from None
     return cfg
@@ -434,12 +437,6 @@ def method_train(cfg: RunConfig, method: MethodConfig) -> TrainConfig:
     if merged.get("lr") is None:
         merged["lr"] = METHOD_LR.get(method.name, DEFAULT_LR)
     return from_dict(TrainConfig, merged, where=f"methods.{method.name}.train")
-
-
-def cell_key(parts: dict) -> str:
-    """Stable short hash of a cell's resolved configuration."""
-    blob = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def data_dir() -> Path:

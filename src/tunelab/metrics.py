@@ -282,6 +282,16 @@ def abstained(pred: str) -> float:
     return float(bool(ABSTAIN.search(pred.lower().replace("\u2019", "'"))))
 
 
+def first_line(text: str) -> str:
+    r"""The first non-empty line, stripped (what one-line tasks score).
+
+    >>> first_line("\n  inform(name[X])  \nmore")
+    'inform(name[X])'
+    """
+    lines = text.strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
 def answer_match(pred: str, ref: str) -> float:
     """1.0 if the gold answer (or an alias: `ref` is `answer|alias|...`) occurs as whole
     words in the first line of the prediction, case and punctuation aside; an answer
@@ -292,8 +302,7 @@ def answer_match(pred: str, ref: str) -> float:
     >>> answer_match("Quorrenby", "Quorren"), answer_match("I don't know, Quorren?", "Quorren")
     (0.0, 0.0)
     """
-    lines = pred.strip().splitlines()
-    words = " ".join(_tokens(lines[0] if lines else ""))
+    words = " ".join(_tokens(first_line(pred)))
     if abstained(pred):
         return 0.0
     for alias in ref.split("|"):

@@ -50,6 +50,15 @@ def run_summary(row: dict) -> dict:
     return {k: row.get(k) for k in RUN_FIELDS}
 
 
+def run_config(row: dict) -> dict:
+    """What chose this run: a grid cell's resolved config, or a probe arm's probe and
+    settings (probe runs carry no cell)."""
+    cfg = json.loads(row["config"] or "{}")
+    if "cell" in cfg:
+        return cfg["cell"]
+    return {k: cfg.get(k) for k in ("probe", "settings")}
+
+
 def run_detail(row: dict, metrics: dict, predictions: list[dict]) -> dict:
     """Everything `tunelab show` knows about a run."""
     return {**run_summary(row), "config": json.loads(row["config"] or "{}"),

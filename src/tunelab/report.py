@@ -40,11 +40,10 @@ from tunelab.cost import table as cost_table  # noqa: E402
 from tunelab.examples import side_by_side  # noqa: E402
 from tunelab.flips import report_flips  # noqa: E402
 from tunelab.forecast import forecasts  # noqa: E402
-from tunelab.methods import is_trained  # noqa: E402
+from tunelab.keys import V1_TRAINED  # noqa: E402
 from tunelab.metrics import bootstrap_ci  # noqa: E402
 from tunelab.plots import confusion_heatmap, forecast_plot, loss_curves, pareto_plot  # noqa: E402
 from tunelab.store import Store  # noqa: E402
-from tunelab.tasks import get_task  # noqa: E402
 from tunelab.verdict import MARGIN, curves, enough, recommend  # noqa: E402
 
 
@@ -96,7 +95,7 @@ class Arm:
 
     @property
     def trained(self) -> bool:
-        return is_trained(self.cell.get("method", {"name": self.method}))
+        return stored_trained(self.cell, self.method)
 
     @property
     def info(self) -> dict:
@@ -147,7 +146,7 @@ def settings(run: dict) -> dict[str, object]:
     cell = cfg.get("cell", {})
     stored = {"task": cfg.get("task"), "eval": cfg.get("eval"), "model": cell.get("model"),
               "method": cell.get("method") or {"name": run["method"]}, "train": cell.get("train")}
-    if not is_trained(stored["method"]):
+    if not stored_trained(cell, run["method"]):
         del stored["train"]  # prompting arms ignore training settings, as the cell key does
     flat = {}
     for part, d in stored.items():
@@ -409,9 +408,22 @@ def _info(run: dict) -> dict:
     return json.loads(run["info"]) if run.get("info") else {}
 
 
+def stored_trained(cell: dict, method: str) -> bool:
+    """Whether a run changed weights, as stored with it. Runs stored before `trained` was
+    (key version 1) fall back to the method names that trained then, or any stages."""
+    if "trained" in cell:
+        return bool(cell["trained"])
+    m = cell.get("method") or {"name": method}
+    return m["name"] in V1_TRAINED or bool(m.get("stages"))
+
+
 def primary_metric(arms: list[Arm]) -> str:
-    if arms[0].cell.get("primary"):  # decided when the data was loaded (jsonl scoring)
+    """The primary metric, as stored with the runs. Runs stored before it was fall back
+    to the task's own (tasks import no torch, so the report still needs none)."""
+    if arms[0].cell.get("primary"):
         return arms[0].cell["primary"]
+    from tunelab.tasks import get_task
+
     return get_task(from_dict(TaskConfig, json.loads(arms[0].runs[0]["config"])["task"])).primary
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from tunelab import TunelabError
 from tunelab.config import MethodConfig, ModelConfig, RunConfig, from_dict
-from tunelab.grid import git_commit, run_grid, versions
+from tunelab.grid import run_grid
+from tunelab.provenance import git_commit, versions
 from tunelab.store import Store
 
 
@@ -60,8 +61,13 @@ def rerun(store_path: str, run_id: str, out_dir: str | Path) -> Comparison:
     old = store.run(run_id)
     if old["status"] != "done":
         raise TunelabError(f"run {old['id']}: status {old['status']}; only finished runs can be compared")
+    stored = json.loads(old["config"] or "{}")
+    if "cell" not in stored:  # a probe arm: its probe re-runs every arm together
+        raise TunelabError(f"run {old['id']}: a probe arm ({old['method']}), not a grid cell; "
+                           f"re-run its probe: tunelab probe {stored.get('probe', '')} "
+                           "(settings: tunelab show --json)")
     out = Path(out_dir) / old["id"]
-    cfg = cell_config(json.loads(old["config"]), out)
+    cfg = cell_config(stored, out)
     keys = run_grid(cfg, fail_fast=True)
     new_store = Store(cfg.store)
     new = new_store.run(keys[0])

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tunelab import TunelabError
+from tunelab.cache import write_atomic
 from tunelab.data import field_str, read_records
 from tunelab.embed import embed
 
@@ -134,5 +135,5 @@ def passage_index(passages: list[Passage], folder: Path) -> Index:
         return Index.load(folder)
     index = Index(ids, texts)
     index.save(folder)
-    meta.write_text(json.dumps({"hash": index.fingerprint, "n": len(ids)}))
+    write_atomic(meta, json.dumps({"hash": index.fingerprint, "n": len(ids)}))
     return index

@@ -126,12 +126,30 @@ class Store:
                 (error, time.time(), key),
             )
 
+    @_writes
+    def alias(self, key: str, run_id: str) -> None:
+        """Record that cell key `key` is stored as run `run_id` (a key of an older scheme,
+        grid.adopt_legacy). The table is made on first use, so opening an old store to
+        read it never writes to it."""
+        with self.db:
+            self.db.execute("CREATE TABLE IF NOT EXISTS aliases (key TEXT PRIMARY KEY, run_id TEXT)")
+            self.db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?)", (key, run_id))
+
+    def aliases(self) -> dict[str, str]:
+        """Cell key -> the run id it is stored under, for cells found by an older key."""
+        if self.db.execute("SELECT name FROM sqlite_master WHERE name='aliases'").fetchone() is None:
+            return {}
+        return dict(self.db.execute("SELECT key, run_id FROM aliases").fetchall())
+
     def runs(self, status: str | None = None) -> list[dict]:
         q = "SELECT * FROM runs" + (" WHERE status=?" if status else "") + " ORDER BY started"
         return [dict(r) for r in self.db.execute(q, (status,) if status else ())]
 
     def run(self, prefix: str) -> dict:
         rows = self.db.execute("SELECT * FROM runs WHERE id LIKE ?", (prefix + "%",)).fetchall()
+        if not rows:  # a current cell key whose run is stored under an older key
+            ids = {v for k, v in self.aliases().items() if k.startswith(prefix)}
+            rows = [r for i in ids for r in self.db.execute("SELECT * FROM runs WHERE id=?", (i,))]
         if len(rows) != 1:
             raise TunelabError(f"run '{prefix}': {'no' if not rows else 'ambiguous'} match in {self.path}")
         return dict(rows[0])

@@ -1,12 +1,18 @@
-"""Methods, looked up by name. Each module's build(ctx) returns a Predictor.
+"""Methods, looked up by name: METHODS = {"lora": lora.SPEC, ...}.
 
-Any method may carry `stages:` (training stages run first, see stages.py).
+Each module declares a MethodSpec (methods/base.py): its settings dataclass, whether it
+trains, whether it needs local weights, and build(ctx) -> Predictor. Adding a method is
+its module plus one line here; tests/test_specs.py walks every entry through config
+validation, a tiny-model cell and the report. Any method may carry `stages:` (training
+stages run first, see stages.py).
 """
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import replace
 
 from tunelab import TunelabError
-from tunelab.config import MethodConfig
+from tunelab.config import SEARCH_METHOD, MethodConfig, RunConfig, method_train
 from tunelab.methods import (
     dpo,
     dynamic_few_shot,
@@ -18,36 +24,72 @@ from tunelab.methods import (
     rag,
     zero_shot,
 )
-from tunelab.methods.base import Context, Predictor
-from tunelab.methods.stages import with_stages
+from tunelab.methods.base import Context, MethodSpec
+from tunelab.methods.stages import check_stages, with_stages
 from tunelab.methods.sweep import with_search
+from tunelab.predictor import Predictor
 
-METHODS: dict[str, Callable[[Context], Predictor]] = {
-    "zero_shot": zero_shot.build,
-    "few_shot": few_shot.build,
-    "dynamic_few_shot": dynamic_few_shot.build,
-    "rag": rag.build,
-    "prompt_search": prompt_search.build,
-    "prompt_tuning": prompt_tuning.build,
-    "lora": lora.build,
-    "full": full.build,
-    "dpo": dpo.build,
+METHODS: dict[str, MethodSpec] = {
+    "zero_shot": zero_shot.SPEC,
+    "few_shot": few_shot.SPEC,
+    "dynamic_few_shot": dynamic_few_shot.SPEC,
+    "rag": rag.SPEC,
+    "prompt_search": prompt_search.SPEC,
+    "prompt_tuning": prompt_tuning.SPEC,
+    "lora": lora.SPEC,
+    "full": full.SPEC,
+    "dpo": dpo.SPEC,
 }
 
-TRAINED = {"lora", "full", "prompt_tuning", "dpo"}
-"""Methods that change weights (the rest only choose a prompt)."""
+
+def get_spec(name: str) -> MethodSpec:
+    if name not in METHODS:
+        raise TunelabError(f"Unknown method '{name}'. Available: {', '.join(METHODS)}")
+    return METHODS[name]
 
 
-def is_trained(method: MethodConfig | dict) -> bool:
-    """Whether a method config changes weights (a trained method, or any stages)."""
-    m = method if isinstance(method, dict) else {"name": method.name, "stages": method.stages}
-    return m["name"] in TRAINED or bool(m.get("stages"))
+def is_trained(method: MethodConfig) -> bool:
+    """Whether a method config changes weights (a training method, or any stages)."""
+    return get_spec(method.name).trains or bool(method.stages)
+
+
+def needs_local_model(method: MethodConfig) -> bool:
+    return get_spec(method.name).needs_local_model or bool(method.stages)
 
 
 def get_method(name: str) -> Callable[[Context], Predictor]:
-    if name not in METHODS:
-        raise TunelabError(f"Unknown method '{name}'. Available: {', '.join(METHODS)}")
-    return with_search(with_stages(METHODS[name]), is_trained)
+    """The method's build, with its settings read off ctx.method, its stages run first,
+    and its `search:` (if any) run around it (each candidate's settings read afresh)."""
+    spec = get_spec(name)
+
+    def run(ctx: Context) -> Predictor:
+        if ctx.settings is None:
+            ctx = replace(ctx, settings=spec.settings_of(ctx.method))
+        return with_stages(spec.build)(ctx)
+
+    return with_search(run, is_trained)
 
 
-__all__ = ["METHODS", "TRAINED", "Context", "Predictor", "get_method", "is_trained"]
+def check_methods(cfg: RunConfig, entries: list) -> None:
+    """Every method entry of a config read from a file: known name, only its own keys,
+    valid settings, stages and train overrides (so a bad one fails before any cell runs)."""
+    entries = entries if isinstance(entries, list) else [entries]
+    for i, (m, raw) in enumerate(zip(cfg.methods, entries, strict=False)):
+        where = f"methods[{i}]"
+        if m.name not in METHODS:
+            raise TunelabError(f"{where}.name: Unknown method '{m.name}'. Available: {', '.join(METHODS)}")
+        spec = METHODS[m.name]
+        if isinstance(raw, dict):
+            spec.check_keys(raw, f"{where} ({m.name})")
+        spec.settings_of(m)
+        own = {f.name for f in dataclasses.fields(spec.settings)}
+        for key in m.search:
+            if key in SEARCH_METHOD and key not in own:
+                raise TunelabError(f"methods.{m.label or m.name}.search.{key}: not a setting of "
+                                   f"{m.name}. Its settings: {', '.join(sorted(own))} (and training's)")
+        method_train(cfg, m)
+        check_stages(m.stages, method_train(cfg, m), f"methods.{m.label or m.name}")
+
+
+__all__ = ["METHODS", "Context", "MethodSpec", "Predictor", "check_methods", "get_method",
+           "get_spec", "is_trained", "needs_local_model"]

@@ -1,19 +1,60 @@
-"""What a method receives (Context) and returns (Predictor)."""
+"""What a method is (MethodSpec), receives (Context) and returns (a Predictor).
+
+A method declares its own settings (a small dataclass, checked when the config is read),
+whether it trains weights, whether it needs the weights here (not an API model), and its
+`build(ctx)`. Adding a method is its module plus one line in methods.METHODS.
+"""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from tunelab import TunelabError
 from tunelab.config import EvalConfig, MethodConfig, TrainConfig
 from tunelab.data import Example
-from tunelab.prompt import messages, render
+from tunelab.predictor import ChatPredictor, Predictor
+from tunelab.prompt import messages
 from tunelab.tasks.base import Task
 
 PROMPTS = ("full", "short")
+
+COMMON = ("name", "train_sizes", "label", "train", "models", "stages", "search")
+"""MethodConfig keys every method takes; every other key belongs to a method's settings."""
+
+
+def at_least(settings, low: int, *names: str) -> None:
+    """Each named setting is at least `low`, or one line naming it."""
+    for name in names:
+        if getattr(settings, name) < low:
+            raise TunelabError(f"{name}: must be at least {low}, got {getattr(settings, name)}")
+
+
+@dataclass
+class Prompted:
+    """Settings of every method: which instruction the prompt carries."""
+
+    prompt: str | None = None
+    """'full' (the task's long instruction) or 'short'. Default: full for prompting
+    methods, short for fine-tuned ones (a tuned model learned the format)."""
+
+    counts: ClassVar[tuple[str, ...]] = ()
+    """Settings that must be at least 1 (checked here for every method's settings)."""
+
+    def __post_init__(self):
+        if self.prompt is not None and self.prompt not in PROMPTS:
+            raise TunelabError(f"prompt: unknown '{self.prompt}'. Available: {', '.join(PROMPTS)}")
+        at_least(self, 1, *self.counts)
+
+
+@dataclass
+class Shots(Prompted):
+    k: int = 5
+    """Number of in-context examples (or retrieved passages)."""
+    counts: ClassVar[tuple[str, ...]] = ("k",)
 
 
 @dataclass
@@ -34,39 +75,60 @@ class Context:
     checkpoint: Callable[[str, Predictor], dict] | None = None
     """Scores an intermediate predictor (a training stage) on the test slice and returns
     its metrics; set by the grid, so methods themselves never see the test split."""
+    settings: Prompted | None = None
+    """The method's own settings (its spec's dataclass); filled by methods.get_method."""
 
 
-@dataclass
-class Predictor:
-    """A model plus how to turn an example into its prompt text."""
+@dataclass(frozen=True)
+class MethodSpec:
+    """Everything tunelab needs to know about a method."""
 
-    model: object
-    tok: object
-    render: Callable[[Example], str]
-    info: dict = field(default_factory=dict)
-    """What the method wants stored: cost, trainable params, artifacts, chosen prompt."""
-    messages: Callable[[Example], list[dict]] | None = None
-    """The chat messages behind render(); an API model is sent these, not text."""
+    name: str
+    settings: type[Prompted]
+    """Its own settings: the only method keys that are valid for it and enter its cell key."""
+    trains: bool
+    """Changes weights (its cells carry training settings and train sizes)."""
+    needs_local_model: bool
+    """Needs the weights in this process (it trains or generates itself); False: it only
+    chooses messages, so it also runs against an API model."""
+    build: Callable[[Context], Predictor]
+
+    def settings_of(self, method: MethodConfig) -> Prompted:
+        """The method's settings read off a config entry (validated by the dataclass)."""
+        names = [f.name for f in dataclasses.fields(self.settings)]
+        try:
+            return self.settings(**{n: getattr(method, n) for n in names})
+        except TunelabError as e:
+            raise TunelabError(f"methods.{method.label or method.name}.{e}") from None
+
+    def check_keys(self, entry: dict, where: str) -> None:
+        """A config entry's keys: common ones, or this method's settings; else one line."""
+        own = [f.name for f in dataclasses.fields(self.settings)]
+        for key in entry:
+            if key not in COMMON and key not in own:
+                raise TunelabError(f"{where}.{key}: not a setting of {self.name}. Its settings: "
+                                   f"{', '.join(own)} (and {', '.join(COMMON)})")
 
 
 def instruction(ctx: Context, default: str) -> str:
-    which = ctx.method.prompt or default
+    which = (ctx.settings.prompt if ctx.settings is not None else ctx.method.prompt) or default
     if which not in PROMPTS:
         raise TunelabError(f"methods.{ctx.method.name}.prompt: unknown '{which}'. "
                            f"Available: {', '.join(PROMPTS)}")
     return ctx.task.instruction if which == "full" else ctx.task.short_instruction
 
 
-def chat_predictor(ctx: Context, model, system: str, shots=(), info=None) -> Predictor:
-    """A predictor that renders system + shots + the example through the chat template."""
-    tok, task = ctx.tok, ctx.task
+def chat_predictor(ctx: Context, model, system: str, shots=(), info=None) -> ChatPredictor:
+    """A predictor of system + shots + the example's conversation (task.turns)."""
+    task, shots = ctx.task, list(shots)
 
     def to_msgs(ex: Example) -> list[dict]:
-        return messages(system, task.turns(ex), list(shots))
+        return messages(system, task.turns(ex), shots)
 
-    def to_text(ex: Example) -> str:
-        if tok is None:  # API model: the server applies its own template; store the messages
-            return json.dumps(to_msgs(ex), ensure_ascii=False)
-        return render(tok, to_msgs(ex))
+    return ChatPredictor(model, ctx.tok, to_msgs, info or {})
 
-    return Predictor(model, tok, to_text, info or {}, to_msgs)
+
+def with_user_prefix(turns: list[dict], prefix: str) -> list[dict]:
+    """The conversation with `prefix` put before its last user message (rag's passages)."""
+    last = max(i for i, t in enumerate(turns) if t["role"] == "user")
+    return [*turns[:last], {**turns[last], "content": prefix + turns[last]["content"]}, *turns[last + 1:]]

@@ -12,20 +12,34 @@ before it (`stages: [{kind: sft}]`) for "DPO after SFT"; `tune` is the `dpo` sta
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 import time
+from dataclasses import dataclass
 
 import torch
 
 from tunelab import TunelabError
+from tunelab.cache import cached_json, digest
 from tunelab.data import Example
 from tunelab.generate import generate
-from tunelab.methods.base import Context, Predictor, chat_predictor, instruction
+from tunelab.methods.base import Context, MethodSpec, Prompted, chat_predictor, instruction
 from tunelab.methods.finetune import trainable_copy
 from tunelab.methods.lora import lora_config
 from tunelab.models import cache_root
+from tunelab.predictor import Predictor
 from tunelab.prompt import messages, render
 from tunelab.tasks.base import Task
+
+
+@dataclass
+class Settings(Prompted):
+    beta: float = 0.1
+    """Strength of the KL pull towards the reference model."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.beta > 0:
+            raise TunelabError(f"beta: must be above 0, got {self.beta}")
 
 
 def is_wrong(task: Task, output: str, ex: Example) -> bool:
@@ -36,9 +50,10 @@ def is_wrong(task: Task, output: str, ex: Example) -> bool:
 
 
 def pairs(task: Task, system: str, examples: list[Example], outputs: list[str]) -> list[dict]:
-    """Conversational preference records, one per example the model got wrong."""
+    """Conversational preference records, one per example the model got wrong; the
+    prompt is the example's whole conversation (task.turns), as every method sees it."""
     return [
-        {"prompt": messages(system, task.user_message(ex)),
+        {"prompt": messages(system, task.turns(ex)),
          "chosen": [{"role": "assistant", "content": ex.target}],
          "rejected": [{"role": "assistant", "content": out}]}
         for ex, out in zip(examples, outputs, strict=True)
@@ -59,16 +74,10 @@ def fingerprint(model) -> str:
 
 def own_outputs(ctx: Context, model, system: str, max_new: int) -> list[str]:
     """The model's greedy answers to the training inputs, cached on disk."""
-    prompts = [render(ctx.tok, messages(system, ctx.task.user_message(e))) for e in ctx.train]
-    key = hashlib.sha256(json.dumps([fingerprint(model), max_new, prompts]).encode()).hexdigest()[:20]
-    path = cache_root() / "own_outputs" / f"{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    gens = generate(model, ctx.tok, prompts, max_new, label="dpo: own outputs")
-    out = [g.text for g in gens]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out))
-    return out
+    prompts = [render(ctx.tok, messages(system, ctx.task.turns(e))) for e in ctx.train]
+    path = cache_root() / "own_outputs" / f"{digest([fingerprint(model), max_new, prompts], 20)}.json"
+    return cached_json(path, lambda: [g.text for g in generate(model, ctx.tok, prompts, max_new,
+                                                                   label="dpo: own outputs")])
 
 
 def _trainer(ctx: Context, model, data: list[dict]):
@@ -79,9 +88,10 @@ def _trainer(ctx: Context, model, data: list[dict]):
     # TRL's DPOTrainer runs its own loop: epochs auto (validation-driven in train_loop) is one
     # epoch here.
     epochs = 1.0 if cfg.epochs == "auto" else cfg.epochs
-    steps = max(cfg.min_steps, round(len(data) * epochs / (cfg.batch_size * cfg.grad_accum)), 1)
+    # ceil, as train_loop counts steps: a partial last batch is still a step
+    steps = max(cfg.min_steps, math.ceil(len(data) * epochs / (cfg.batch_size * cfg.grad_accum)), 1)
     args = DPOConfig(
-        output_dir=str(ctx.run_dir / "dpo"), beta=ctx.method.beta, learning_rate=cfg.lr,
+        output_dir=str(ctx.run_dir / "dpo"), beta=ctx.settings.beta, learning_rate=cfg.lr,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
         max_steps=steps, warmup_steps=int(steps * cfg.warmup_ratio), weight_decay=cfg.weight_decay,
         max_length=cfg.max_length, seed=ctx.seed, logging_steps=1, save_strategy="no",
@@ -114,7 +124,7 @@ def tune(ctx: Context, system: str | None = None, user=None):
     info = {
         "train_seconds": seconds, "train_steps": trainer.state.global_step,
         "trainable_params": sum(p.numel() for p in tuned.parameters() if p.requires_grad),
-        "pairs": len(data), "right_already": len(ctx.train) - len(data), "beta": ctx.method.beta,
+        "pairs": len(data), "right_already": len(ctx.train) - len(data), "beta": ctx.settings.beta,
         "losses": losses, "final_loss": losses[-1] if losses else None,
         "rejected_example": data[0]["rejected"][0]["content"],
     }
@@ -132,3 +142,6 @@ def tune(ctx: Context, system: str | None = None, user=None):
 def build(ctx: Context) -> Predictor:
     model, info, system = tune(ctx)
     return chat_predictor(ctx, model, system, info=info)
+
+
+SPEC = MethodSpec("dpo", Settings, trains=True, needs_local_model=True, build=build)

@@ -1,7 +1,8 @@
 """full: every weight trainable, same loop as LoRA. Saves the weights as safetensors."""
 
-from tunelab.methods.base import Context, Predictor, chat_predictor
+from tunelab.methods.base import Context, MethodSpec, Prompted, chat_predictor
 from tunelab.methods.finetune import fine_tune, trainable_copy
+from tunelab.predictor import Predictor
 
 
 def build(ctx: Context) -> Predictor:
@@ -15,3 +16,6 @@ def build(ctx: Context) -> Predictor:
         ctx.tok.save_pretrained(path)
         info["artifact"] = str(path)
     return chat_predictor(ctx, model, system, info=info)
+
+
+SPEC = MethodSpec("full", Prompted, trains=True, needs_local_model=True, build=build)

@@ -7,8 +7,9 @@ so generation costs the same as the base model. `tune` is also the `sft` trainin
 from peft import LoraConfig, get_peft_model
 
 from tunelab.config import TrainConfig
-from tunelab.methods.base import Context, Predictor, chat_predictor
+from tunelab.methods.base import Context, MethodSpec, Prompted, chat_predictor
 from tunelab.methods.finetune import fine_tune, trainable_copy
+from tunelab.predictor import Predictor
 
 
 def lora_config(cfg: TrainConfig) -> LoraConfig:
@@ -32,3 +33,6 @@ def tune(ctx: Context, system: str | None = None, user=None):
 def build(ctx: Context) -> Predictor:
     model, info, system = tune(ctx)
     return chat_predictor(ctx, model, system, info=info)
+
+
+SPEC = MethodSpec("lora", Prompted, trains=True, needs_local_model=True, build=build)

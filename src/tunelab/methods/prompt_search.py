@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from tunelab import TunelabError
 from tunelab.data import sample
+from tunelab.evaluate import evaluate
 from tunelab.generate import generate
-from tunelab.methods.base import Context, Predictor, chat_predictor
+from tunelab.methods.base import Context, MethodSpec, Shots, chat_predictor
+from tunelab.predictor import Predictor
 from tunelab.prompt import messages, render, shots_of
 
 REWRITES = (
@@ -32,6 +35,15 @@ PARAPHRASE = (
     "Say the same instruction in different words, keeping every rule. Reply with the "
     "new instruction only.\n\n{i}",
 )
+
+@dataclass
+class Settings(Shots):
+    budget: int = 12
+    """Evaluations (instruction x shot subset) on the dev slice."""
+    dev_size: int = 20
+    """Validation examples in the dev slice (the test split is never used)."""
+    counts: ClassVar[tuple[str, ...]] = ("budget", "dev_size")  # k: 0 searches instructions only
+
 
 SHOT_SUBSETS = 3
 """Seeded k-shot subsets tried besides no shots at all."""
@@ -50,7 +62,7 @@ def instructions(ctx: Context) -> list[str]:
 
 
 def shot_sets(ctx: Context) -> list[list]:
-    k = min(ctx.method.k, len(ctx.train))
+    k = min(ctx.settings.k, len(ctx.train))
     sets = [[]]
     if k:
         sets += [sample(ctx.train, k, ctx.seed + s) for s in range(SHOT_SUBSETS)]
@@ -62,15 +74,13 @@ def candidates(ctx: Context) -> list[tuple[str, list]]:
     pool = [(i, s) for i in instructions(ctx) for s in shot_sets(ctx)]
     first, rest = pool[:1], pool[1:]
     random.Random(ctx.seed).shuffle(rest)
-    return (first + rest)[: max(1, ctx.method.budget)]
+    return (first + rest)[: max(1, ctx.settings.budget)]
 
 
 def build(ctx: Context) -> Predictor:
-    from tunelab.evaluate import evaluate  # evaluate imports methods.base: import late
-
     if not ctx.validation:
         raise TunelabError(f"methods.{ctx.method.name}: prompt_search needs a validation split")
-    dev = sample(ctx.validation, ctx.method.dev_size, ctx.seed)
+    dev = sample(ctx.validation, ctx.settings.dev_size, ctx.seed)
     dev_cfg = replace(ctx.eval_cfg, bootstrap=100)
     primary = ctx.task.primary
     t0 = time.perf_counter()
@@ -94,3 +104,7 @@ def build(ctx: Context) -> Predictor:
     }
     return chat_predictor(ctx, ctx.model, best["instruction"],
                           shots_of(best["_shots"], ctx.task.user_message), info)
+
+
+# it generates paraphrases itself, so it needs the weights here
+SPEC = MethodSpec("prompt_search", Settings, trains=False, needs_local_model=True, build=build)

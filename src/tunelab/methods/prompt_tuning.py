@@ -10,12 +10,23 @@ a far higher learning rate than LoRA (e.g. `train: {lr: 0.03}`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 from peft import PromptTuningConfig, get_peft_model
 
 from tunelab.generate import CACHE_KW
-from tunelab.methods.base import Context, Predictor, chat_predictor
+from tunelab.methods.base import Context, MethodSpec, Prompted, chat_predictor
 from tunelab.methods.finetune import fine_tune, trainable_copy
+from tunelab.predictor import Predictor
+
+
+@dataclass
+class Settings(Prompted):
+    virtual_tokens: int = 20
+    """Number of trainable soft-prompt embeddings."""
+    counts: ClassVar[tuple[str, ...]] = ("virtual_tokens",)
 
 
 class SoftPrompted(torch.nn.Module):
@@ -77,7 +88,7 @@ def init_from_text(peft_model, tok, text: str) -> None:
 
 
 def build(ctx: Context) -> Predictor:
-    cfg = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=ctx.method.virtual_tokens)
+    cfg = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=ctx.settings.virtual_tokens)
     peft_model = get_peft_model(trainable_copy(ctx.model), cfg)
     init_from_text(peft_model, ctx.tok, ctx.task.short_instruction)
     model = SoftPrompted(peft_model)
@@ -89,3 +100,6 @@ def build(ctx: Context) -> Predictor:
     info["virtual_tokens"] = model.n
     model.eval()
     return chat_predictor(ctx, model, system, info=info)
+
+
+SPEC = MethodSpec("prompt_tuning", Settings, trains=True, needs_local_model=True, build=build)

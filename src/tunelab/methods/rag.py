@@ -10,14 +10,34 @@ give the method a training stage: `{name: rag, stages: [{kind: sft}]}`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 from tunelab import TunelabError
 from tunelab.data import Example
-from tunelab.methods.base import Context, Predictor, instruction
-from tunelab.prompt import messages, render
+from tunelab.methods.base import Context, MethodSpec, Shots, instruction, with_user_prefix
+from tunelab.predictor import ChatPredictor, Predictor
+from tunelab.prompt import messages
 from tunelab.retrieve import passage_index, read_corpus
 
 RULE = ("Answer only from the passages below. If they do not contain the answer, "
         "reply exactly: I don't know.")
+
+
+@dataclass
+class Settings(Shots):
+    chunk_size: int = 800
+    """Characters per corpus chunk."""
+    chunk_overlap: int = 150
+    """Characters shared by consecutive chunks, so no fact is cut in two everywhere."""
+
+    counts: ClassVar[tuple[str, ...]] = ("k", "chunk_size")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise TunelabError(f"chunk_overlap: must be at least 0 and below chunk_size "
+                               f"({self.chunk_size}), got {self.chunk_overlap}")
 
 
 def recall(gold: list[str], retrieved: list[str]) -> float:
@@ -32,26 +52,30 @@ def recall(gold: list[str], retrieved: list[str]) -> float:
 
 
 def build(ctx: Context) -> Predictor:
-    m, task, tok = ctx.method, ctx.task, ctx.tok
+    m, s, task = ctx.method, ctx.settings, ctx.task
     if not task.cfg.corpus:
         raise TunelabError(f"methods.{m.name}: rag needs task.corpus (a folder of .txt/.md "
                            "files or a JSONL of passages)")
-    passages = read_corpus(task.path(task.cfg.corpus), m.chunk_size, m.chunk_overlap)
+    passages = read_corpus(task.path(task.cfg.corpus), s.chunk_size, s.chunk_overlap)
     index = passage_index(passages, ctx.run_dir / "index")
     system = f"{instruction(ctx, 'short' if m.stages else 'full')}\n{RULE}"
     recalls: list[float] = []
     info = {"trainable_params": 0, "passages": len(passages), "index": str(ctx.run_dir / "index"),
             "retrieved": {}}
 
-    def to_text(ex: Example) -> str:
-        (rows,) = index.search([task.user_message(ex)], m.k)
+    def to_msgs(ex: Example) -> list[dict]:
+        (rows,) = index.search([task.user_message(ex)], s.k)
         ids = [index.ids[i] for i in rows]
         info["retrieved"][ex.id] = ids
         if ex.meta.get("gold_passages"):
             recalls.append(recall(ex.meta["gold_passages"], ids))
-            info[f"recall_at_{m.k}"] = sum(recalls) / len(recalls)
+            info[f"recall_at_{s.k}"] = sum(recalls) / len(recalls)
             info["recall_examples"] = len(recalls)
         context = "\n\n".join(f"[{index.ids[i]}] {index.texts[i]}" for i in rows)
-        return render(tok, messages(system, f"Passages:\n{context}\n\n{task.user_message(ex)}"))
+        # the passages go before the last user message; earlier turns stay as they were
+        return messages(system, with_user_prefix(task.turns(ex), f"Passages:\n{context}\n\n"))
 
-    return Predictor(ctx.model, tok, to_text, info)
+    return ChatPredictor(ctx.model, ctx.tok, to_msgs, info)
+
+
+SPEC = MethodSpec("rag", Settings, trains=False, needs_local_model=False, build=build)

@@ -14,10 +14,14 @@ from pathlib import Path
 from tunelab import TunelabError
 from tunelab.config import StageConfig, TrainConfig, data_dir, from_dict, to_dict
 from tunelab.data import Example, read_examples, sample
-from tunelab.methods import dpo, lora
-from tunelab.methods.base import Context, chat_predictor
+from tunelab.methods.base import Context, Prompted, chat_predictor
+from tunelab.methods.dpo import Settings as DpoSettings
+from tunelab.methods.dpo import tune as dpo_tune
+from tunelab.methods.lora import tune as sft_tune
 
-STAGES = {"sft": lora.tune, "dpo": dpo.tune}
+STAGES = {"sft": (sft_tune, Prompted), "dpo": (dpo_tune, DpoSettings)}
+"""Stage kind -> (its tune function, the settings it reads: the method's own when they are
+of that kind, else their defaults with the method's prompt)."""
 
 GENERIC = "Follow the instruction and reply with the answer only."
 """System prompt of stages trained on another dataset than the task's."""
@@ -34,6 +38,15 @@ def _examples(ctx: Context, stage: StageConfig, where: str) -> list[Example]:
     return sample(read_examples(path), stage.n, ctx.seed)
 
 
+def check_stages(stages: list[StageConfig], train: TrainConfig, where: str) -> None:
+    """Each stage's kind and train overrides, checked when the config is read."""
+    for i, stage in enumerate(stages):
+        if stage.kind not in STAGES:
+            raise TunelabError(f"{where}.stages[{i}].kind: Unknown stage '{stage.kind}'. "
+                               f"Available: {', '.join(STAGES)}")
+        from_dict(TrainConfig, {**to_dict(train), **stage.train}, f"{where}.stages[{i}].train")
+
+
 def label(stage: StageConfig) -> str:
     return stage.label or f"{stage.kind} on {stage.data or 'task'}"
 
@@ -43,15 +56,15 @@ def run_stages(ctx: Context) -> tuple[Context, list[dict]]:
     records, model = [], ctx.model
     for i, stage in enumerate(ctx.method.stages):
         where = f"methods.{ctx.method.name}.stages[{i}]"
-        if stage.kind not in STAGES:
-            raise TunelabError(f"{where}.kind: Unknown stage '{stage.kind}'. "
-                               f"Available: {', '.join(STAGES)}")
+        check_stages([stage], ctx.train_cfg, f"methods.{ctx.method.name}")
+        tune, kind = STAGES[stage.kind]
+        settings = ctx.settings if isinstance(ctx.settings, kind) else kind(prompt=ctx.settings.prompt)
         train_cfg = from_dict(TrainConfig, {**to_dict(ctx.train_cfg), **stage.train}, f"{where}.train")
         sctx = replace(ctx, model=model, train=_examples(ctx, stage, where), train_cfg=train_cfg,
-                       run_dir=ctx.run_dir / f"stage{i}")
+                       run_dir=ctx.run_dir / f"stage{i}", settings=settings)
         sctx.run_dir.mkdir(parents=True, exist_ok=True)
         foreign = stage.data is not None
-        model, info, system = STAGES[stage.kind](
+        model, info, system = tune(
             sctx, GENERIC if foreign else None, (lambda e: e.input) if foreign else None)
         record = {"stage": label(stage), "n_train": len(sctx.train), **info}
         if ctx.checkpoint:

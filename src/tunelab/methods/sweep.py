@@ -14,7 +14,8 @@ import torch
 
 from tunelab import TunelabError
 from tunelab.data import sample
-from tunelab.methods.base import Context, Predictor
+from tunelab.methods.base import Context
+from tunelab.predictor import Predictor
 from tunelab.search import DEV_SEED, DEV_SIZE, ETA, RUNGS, apply, halving, points
 
 
@@ -37,7 +38,7 @@ def with_search(build: Callable[[Context], Predictor],
             torch.manual_seed(ctx.seed)  # every candidate starts from the same init and draws
             random.seed(ctx.seed)
             np.random.seed(ctx.seed)
-            pred = build(replace(ctx, method=m, train_cfg=t, checkpoint=None))
+            pred = build(replace(ctx, method=m, train_cfg=t, checkpoint=None, settings=None))
             costs.append(pred.info.get("train_seconds", 0.0))
             if trains:
                 losses = pred.info.get("val_losses") or []

@@ -16,8 +16,6 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from peft import get_peft_model
-
 from tunelab.config import TrainConfig
 from tunelab.store import Store
 
@@ -50,7 +48,8 @@ def key(probe: str, arm: str, settings) -> str:
 
 def save(store: Store, probe: str, settings, res: Result) -> str:
     """Write one arm to the store in one transaction (replacing an earlier attempt)."""
-    from tunelab.grid import git_commit, peak_rss_mb, versions
+    from tunelab.compute import peak_rss_mb
+    from tunelab.provenance import git_commit, versions
 
     k = key(probe, res.arm, settings)
     store.begin(k, {"task": probe, "method": f"probe:{probe}", "label": res.arm,
@@ -70,6 +69,7 @@ def save(store: Store, probe: str, settings, res: Result) -> str:
 def trainable(model, method: str, cfg: TrainConfig, seed: int):
     """A private trainable copy of `model`: LoRA adapters (peft) or every weight."""
     import torch
+    from peft import get_peft_model  # here, not at the top: `tunelab report` imports this package
 
     from tunelab.methods.finetune import trainable_copy
     from tunelab.methods.lora import lora_config

@@ -15,8 +15,6 @@ what replay does to forgetting.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tunelab import TunelabError
+from tunelab.cache import cached_json, digest
 from tunelab.config import TrainConfig
 from tunelab.data import read_records
 from tunelab.generate import generate
@@ -275,10 +274,11 @@ class FactsProbe:
 
     def paraphrases(self, fact: Fact) -> list[str]:
         """The base model's own rewrites of a fact sentence that keep every answer, cached."""
-        h = hashlib.sha256(json.dumps([self.s.model, fact.text, self.s.augment, self.s.seed]).encode())
-        path = cache_root() / "paraphrases" / f"{h.hexdigest()[:16]}.json"
-        if path.exists():
-            return json.loads(path.read_text())
+        key = digest([self.s.model, fact.text, self.s.augment, self.s.seed])
+        path = cache_root() / "paraphrases" / f"{key}.json"
+        return cached_json(path, lambda: self._paraphrase(fact))
+
+    def _paraphrase(self, fact: Fact) -> list[str]:
         prompt = render(self.tok, messages(REWRITE, fact.text))
         answers = {a.lower() for q in fact.questions for a in q.answers[:1]}
         kept = []
@@ -286,10 +286,7 @@ class FactsProbe:
             t = t.strip().split("\n")[0]
             if t and t != fact.text and all(a in t.lower() for a in answers) and t not in kept:
                 kept.append(t)
-        kept = kept[: self.s.augment]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(kept))
-        return kept
+        return kept[: self.s.augment]
 
 
 def run(s: FactsSettings, model, tok, store) -> list[str]:

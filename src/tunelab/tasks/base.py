@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from tunelab import TunelabError
 from tunelab.config import TaskConfig, data_dir
 from tunelab.data import DataError, Example, read_examples, sample, split
-from tunelab.metrics import METRICS, Metric, get_metric
+from tunelab.metrics import METRICS, Metric, first_line, get_metric
 from tunelab.scoring import Scoring
 
 
@@ -46,6 +47,11 @@ class Task:
     primary: str = "exact_match"
     scoring: Scoring | None = None
     """Set by tasks that choose their scoring from the data (jsonl), stored with each run."""
+    version: ClassVar[int] = 1
+    """Part of every cell key. Bump it (in the task's class) whenever the instruction, the
+    cleaning (clean), the scoring or the way splits are made changes, so a resumed grid
+    never mixes results of two versions of the task (as lm-eval versions its tasks).
+    Data file contents need no bump: their hash is in the key already."""
 
     def __post_init__(self):
         if self.cfg.metric:
@@ -92,25 +98,30 @@ class Task:
         """Examples of one file in this task's format (`tunelab data check --task`)."""
         return read_examples(path, self.cfg.format, errors)
 
-    def file_splits(self) -> Splits:
-        """Splits from the files the config names: train, and validation/test if given,
-        else made from train with split_seed (recorded in the source)."""
+    def read_split(self, path) -> list[Example]:
+        """The examples of one split file (a task may drop some, as chat drops repeats)."""
+        return self.read_file(path)
+
+    def file_splits(self, train_file: str | None = None) -> Splits:
+        """Splits from the files the config names: train (default `train_file`), and
+        validation/test if given, else made from train with split_seed (in the source)."""
         c = self.cfg
-        if not c.train:
+        train_name = c.train or train_file
+        if not train_name:
             raise TunelabError(f"task.train: the {self.name} task needs a training file")
-        train = self.read_file(self.path(c.train))
+        train = self.read_split(self.path(train_name))
         made = []
         if c.test:
-            test = self.read_file(self.path(c.test))
+            test = self.read_split(self.path(c.test))
         else:
             train, test = split(train, c.split_fraction, c.split_seed)
             made.append("test")
         if c.validation:
-            validation = self.read_file(self.path(c.validation))
+            validation = self.read_split(self.path(c.validation))
         else:
             train, validation = split(train, c.split_fraction, c.split_seed + 1)
             made.append("validation")
-        source = f"files: train={c.train}, validation={c.validation}, test={c.test}"
+        source = f"files: train={train_name}, validation={c.validation}, test={c.test}"
         if made:
             source += f"; made {', '.join(made)} with split_seed={c.split_seed}"
         return Splits(train, validation, test, source)
@@ -123,8 +134,9 @@ class Task:
         return [{"role": "user", "content": self.user_message(ex)}]
 
     def clean(self, prediction: str) -> str:
-        """The part of the generated text that is scored."""
-        return prediction.strip()
+        """The part of the generated text that is scored: the first non-empty line for a
+        one_line task (generation stops there too), else the whole text."""
+        return first_line(prediction) if self.one_line else prediction.strip()
 
     def score(self, prediction: str, ex: Example) -> dict[str, float]:
         pred = self.clean(prediction)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tunelab.check import duplicates
-from tunelab.data import Example, read_examples, split
+from tunelab.data import Example
 from tunelab.tasks.base import Splits, Task
 
 INSTRUCTION = ("You are a helpful assistant. Reply to the user's last message, "
@@ -34,29 +34,15 @@ class Chat(Task):
     metric_names: list[str] = field(default_factory=lambda: ["rouge_l", "token_f1"])
     primary: str = "rouge_l"
 
-    def _read(self, name: str) -> list[Example]:
-        examples = read_examples(self.path(name), self.cfg.format)
+    def read_split(self, path) -> list[Example]:
+        examples = self.read_file(path)
         repeated = {id(p.a) for p in duplicates(examples)}
         return [e for e in examples if id(e) not in repeated]
 
     def splits(self) -> Splits:
-        c = self.cfg
-        train = self._read(c.train or FILE)
-        made = []
-        if c.test:
-            test = self._read(c.test)
-        else:
-            train, test = split(train, c.split_fraction, c.split_seed)
-            made.append("test")
-        if c.validation:
-            validation = self._read(c.validation)
-        else:
-            train, validation = split(train, c.split_fraction, c.split_seed + 1)
-            made.append("validation")
-        source = f"files: train={c.train or FILE}, test={c.test}; repeated inputs dropped"
-        if made:
-            source += f"; made {', '.join(made)} with split_seed={c.split_seed}"
-        return Splits(train, validation, test, source)
+        s = self.file_splits(FILE)
+        s.source += "; repeated inputs dropped"
+        return s
 
     def turns(self, ex: Example) -> list[dict]:
         msgs = ex.meta.get("messages")

@@ -61,9 +61,5 @@ class Classify(Task):
             self.instruction = self.instruction.format(labels=", ".join(labels))
         return s
 
-    def clean(self, prediction: str) -> str:
-        lines = prediction.strip().splitlines()
-        return lines[0].strip() if lines else ""
-
     def describe(self) -> str:
         return "text -> label from your {text, label} JSONL/CSV; accuracy, macro-F1"

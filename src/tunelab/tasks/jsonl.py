@@ -56,12 +56,6 @@ class Jsonl(Task):
     def corpus_metrics(self) -> dict[str, Metric]:
         return {"macro_f1": CORPUS_METRICS["macro_f1"]} if self.classifies else {}
 
-    def clean(self, prediction: str) -> str:
-        if not self.classifies:
-            return prediction.strip()
-        lines = prediction.strip().splitlines()
-        return lines[0].strip() if lines else ""
-
     def describe(self) -> str:
         return ("your own JSONL/JSON/CSV (prompt/completion, alpaca, messages, text/label); "
                 "classification (accuracy, macro-F1) if the completions look like labels, "

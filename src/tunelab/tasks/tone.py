@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from typing import ClassVar
 
 import numpy as np
 
@@ -114,8 +115,12 @@ class Tone(Task):
     instruction: str = INSTRUCTION
     short_instruction: str = SHORT_INSTRUCTION
     max_new_tokens: int = 64
+    one_line: bool = True
+    """One line is scored, so generation stops there (version 2: before, it generated up to
+    max_new_tokens and scored the first line all the same)."""
     primary: str = "tone"
     metric_names: list[str] = field(default_factory=lambda: ["tone", "style", "content"])
+    version: ClassVar[int] = 2
 
     @property
     def metrics(self) -> dict[str, Metric]:
@@ -130,10 +135,6 @@ class Tone(Task):
         return Splits(train, validation, test,
                       source=f"{FILE}: modernised spoken lines; first 90% of the file train, "
                              f"last 10% test; validation split with split_seed={self.cfg.split_seed}")
-
-    def clean(self, prediction: str) -> str:
-        lines = prediction.strip().splitlines()
-        return lines[0].strip() if lines else ""
 
     def score_all(self, predictions: list[str], examples: list[Example]) -> list[dict]:
         from tunelab.embed import embed

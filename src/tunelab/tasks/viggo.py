@@ -68,9 +68,5 @@ class Viggo(Task):
     def read_file(self, path, errors=None) -> list[Example]:
         return _read(path, errors)
 
-    def clean(self, prediction: str) -> str:
-        lines = prediction.strip().splitlines()
-        return lines[0].strip() if lines else ""
-
     def describe(self) -> str:
         return "sentence -> video-game meaning representation (structured output); mr_exact, slot F1"

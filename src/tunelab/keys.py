@@ -1,0 +1,111 @@
+"""Cell keys: what a finished cell's results depend on, hashed.
+
+A key (version 2) hashes exactly:
+- the method's name, its own settings (its spec's dataclass: `k` on a lora entry is not
+  one of them), its stages, its `search:` space if any, and, if it trains, its resolved
+  train settings (less `save`);
+- the training-set size and the seed;
+- the task's name and `Task.version`, a content hash of its loaded splits (the data files'
+  content, the split and the test slice), of its rag corpus if any, and the task settings
+  that change the prompt or the scoring (instruction, metric, classification scoring);
+- the model (name, dtype, remote code, backend, endpoint), and the generation settings
+  that change outputs (max_new_tokens, bootstrap); nothing that only sets speed or cost.
+
+Stores written before version 2 keyed cells by `legacy_key` (whole config dumps). Those
+keys are kept reproducible here, frozen: a grid looks a cell up by its legacy key when
+its key is missing, reuses it if finished, and records the mapping in the store
+(store.Store.alias), so old stores keep their finished cells.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from tunelab.cache import digest
+from tunelab.config import MethodConfig, ModelConfig, RunConfig, TaskConfig, method_train, to_dict
+
+KEY_VERSION = 2
+
+MODEL_IDENTITY = ("name", "dtype", "trust_remote_code", "backend", "base_url")
+"""The model fields that decide which weights answer (the rest: retries, prices, speed)."""
+
+
+def cell_key(parts: dict) -> str:
+    """Stable short hash of a cell's parts (the store's run id)."""
+    blob = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def task_identity(task, splits, scoring: str | None) -> dict:
+    """The task as it enters a key: name, version, content of its data."""
+    parts = {"name": task.name, "version": task.version,
+             "data": digest([[(e.id, e.input, e.target, e.meta) for e in part]
+                             for part in (splits.train, splits.validation, splits.test)]),
+             "instruction": task.cfg.instruction, "metric": task.cfg.metric}
+    if task.cfg.corpus:
+        parts["corpus"] = corpus_hash(task.path(task.cfg.corpus))
+    if scoring == "classification":
+        parts["scoring"] = scoring
+    return parts
+
+
+def corpus_hash(path: Path) -> str:
+    """Content hash of a corpus file or folder (names and bytes of every file)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if f.exists():
+            h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode() + b"\0")
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def key(cfg: RunConfig, method: MethodConfig, settings, trains: bool, model: ModelConfig,
+        size: int, seed: int, task: dict) -> str:
+    """The version-2 key of one cell (see the module docstring for what enters it)."""
+    parts = {
+        "v": KEY_VERSION, "task": task, "seed": seed, "train_size": size,
+        "model": {k: v for k, v in to_dict(model).items() if k in MODEL_IDENTITY},
+        "eval": {"max_new_tokens": cfg.eval.max_new_tokens, "bootstrap": cfg.eval.bootstrap},
+        "method": {"name": method.name, "settings": to_dict(settings),
+                   "stages": [to_dict(s) for s in method.stages]},
+    }
+    if method.search:  # a searched arm is its own cell (the space, not the setting it chose)
+        parts["method"]["search"] = method.search
+    if trains:
+        parts["train"] = {k: v for k, v in to_dict(method_train(cfg, method)).items() if k != "save"}
+    return cell_key(parts)
+
+
+V1_DROPPED_AT_DEFAULT = {
+    ModelConfig: ("backend", "base_url", "api_key_env", "concurrency", "max_retries", "timeout",
+                  "price_prompt", "price_completion"),
+    MethodConfig: ("models", "search"), TaskConfig: ("scoring",)}
+"""Frozen: version-1 keys left these fields out while at their defaults."""
+
+V1_TRAINED = {"lora", "full", "prompt_tuning", "dpo"}
+"""Frozen: the methods version-1 keys counted as training (they carry train settings)."""
+
+
+def _v1(obj) -> dict:
+    d, default = to_dict(obj), to_dict(type(obj)())
+    for f in V1_DROPPED_AT_DEFAULT[type(obj)]:
+        if d[f] == default[f]:
+            del d[f]
+    return d
+
+
+def legacy_key(cfg: RunConfig, method: MethodConfig, model: ModelConfig, size: int, seed: int,
+               scoring: str | None) -> str:
+    """The version-1 key (stores written before KEY_VERSION 2): whole dataclass dumps.
+    Frozen: never change it, or old stores lose their finished cells."""
+    parts = {"task": _v1(cfg.task), "model": _v1(model), "eval": to_dict(cfg.eval),
+             "method": _v1(method), "train": to_dict(method_train(cfg, method)),
+             "train_size": size, "seed": seed}
+    if method.name not in V1_TRAINED and not method.stages:
+        parts.pop("train")
+    if scoring == "classification":
+        parts["scoring"] = scoring
+    return cell_key(parts)

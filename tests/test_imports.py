@@ -1,0 +1,93 @@
+"""Module structure: no import cycle in src/tunelab, and every module imports on its own."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).parent.parent / "src"
+PKG = SRC / "tunelab"
+
+
+def modules() -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the package."""
+    out = {}
+    for f in sorted(PKG.rglob("*.py")):
+        parts = list(f.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = f
+    return out
+
+
+def module_imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The package modules `name` imports at module level (not inside functions). `from a
+    import b` needs a itself (its __init__ runs, and b is read off it) and, when b is a
+    module, a.b too."""
+    is_pkg = path.name == "__init__.py"
+    out = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name in known}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against this module's package
+                pkg = name.split(".") if is_pkg else name.split(".")[:-1]
+                pkg = pkg[: len(pkg) - node.level + 1]
+                base = ".".join(pkg + ([base] if base else []))
+            out.add(base)
+            out |= {f"{base}.{a.name}" for a in node.names}
+    return {m for m in out if m in known and m != name}
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    return {n: module_imports(n, p, set(mods)) for n, p in mods.items()}
+
+
+def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a path (first module repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        path.append(n)
+        for m in sorted(g.get(n, ())):
+            if state.get(m) == 1:
+                return path[path.index(m):] + [m]
+            if m not in state and (found := visit(m)):
+                return found
+        path.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(g):
+        if n not in state and (found := visit(n)):
+            return found
+    return None
+
+
+def test_cycle_finder_finds_a_planted_cycle():
+    g = graph()
+    assert "tunelab.cells" in g["tunelab.grid"]
+    g["tunelab.config"] = g["tunelab.config"] | {"tunelab.grid"}  # config -> grid -> cells -> config
+    assert find_cycle(g) is not None
+
+
+def test_no_import_cycle_in_src():
+    # (on 902c6ca: tunelab.methods -> tunelab.methods.stages -> tunelab.methods)
+    cycle = find_cycle(graph())
+    assert cycle is None, " -> ".join(cycle)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(n for n in modules() if not n.endswith("__main__")))
+def test_every_module_imports_alone(name):
+    r = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True,
+                       env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]

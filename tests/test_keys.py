@@ -1,0 +1,82 @@
+"""Cell keys (version 2) and the path that keeps stores written with version-1 keys."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tests.conftest import write_config
+from tunelab.cells import cells
+from tunelab.config import MethodConfig, RunConfig, load_config
+
+
+def _keys(cfg: RunConfig, task: dict | None = None) -> list[str]:
+    return [c.key for c in cells(cfg, 100, task=task)]
+
+
+def test_key_holds_the_methods_own_settings_task_version_and_data_only():
+    base = RunConfig(methods=[MethodConfig(name="lora", train_sizes=[8]),
+                              MethodConfig(name="few_shot", train_sizes=[8])])
+    task = {"name": "viggo", "version": 1, "data": "abc"}
+    keys = _keys(base, task)
+    # a setting lora does not have, a display label and a speed knob change nothing
+    other = replace(base, methods=[replace(base.methods[0], k=9, label="mine", models=[]),
+                                   base.methods[1]])
+    other.eval.batch_size = 64
+    other.model.concurrency = 9
+    assert _keys(other, task) == keys
+    # its own settings, the task's version and its data do
+    assert _keys(replace(base, methods=[replace(base.methods[0], prompt="full"), base.methods[1]]),
+                 task)[0] != keys[0]
+    assert _keys(replace(base, methods=[base.methods[0], replace(base.methods[1], k=2)]),
+                 task)[1] != keys[1]
+    assert _keys(base, {**task, "version": 2}) != keys
+    assert _keys(base, {**task, "data": "abd"}) != keys
+    assert _keys(replace(base, seeds=[1]), task) != keys
+
+
+def test_task_version_and_data_enter_through_prepare(tmp_path, viggo_dir):
+    from tunelab.grid import prepare
+    from tunelab.tasks.viggo import Viggo
+
+    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, viggo_dir, tmp_path / "s.db",
+                                   "  - {name: zero_shot}\n"))
+    first = prepare(cfg).cells[0].key
+    Viggo.version += 1
+    try:
+        assert prepare(cfg).cells[0].key != first
+    finally:
+        Viggo.version -= 1
+    (viggo_dir / "test.csv").write_text((viggo_dir / "test.csv").read_text().replace("a", "b", 1))
+    assert prepare(cfg).cells[0].key != first
+
+
+def test_a_store_written_with_legacy_keys_is_reused_not_redone(tmp_path, tiny_model_dir, viggo_dir,
+                                                                monkeypatch):
+    import tunelab.executors as executors
+    from tunelab import report
+    from tunelab.grid import prepare, run_grid
+    from tunelab.store import Store
+
+    methods = "  - {name: zero_shot}\n  - {name: few_shot, k: 2, train_sizes: [8]}\n"
+    cfg = load_config(write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir,
+                                   tmp_path / "s.db", methods))
+    old = prepare(cfg)  # an old store: its cells booked under their version-1 keys
+    v2 = [c.key for c in old.cells]
+    for c in old.cells:
+        c.key = c.legacy_key
+    executors.run_local(old, old.cells, True)
+    before = report.results_markdown(report.load_arms(Store(cfg.store)))
+
+    def no_compute(*a, **k):
+        raise AssertionError("a finished legacy cell was computed again")
+
+    monkeypatch.setattr(executors, "compute_cell", no_compute)
+    keys = run_grid(cfg, fail_fast=True)
+    store = Store(cfg.store)
+    assert sorted(keys) == sorted(c.legacy_key for c in old.cells)
+    assert report.results_markdown(report.load_arms(store, set(keys))) == before
+    # the mapping is recorded: each version-2 key names its old run
+    aliases = store.aliases()
+    assert sorted(aliases) == sorted(v2) and set(aliases.values()) == set(keys)
+    assert all(store.run(k)["id"] == v for k, v in aliases.items())
+
