@@ -34,6 +34,7 @@ from tunelab.config import (
 )
 from tunelab.data import sample
 from tunelab.evaluate import evaluate
+from tunelab.lint import check_predictor
 from tunelab.methods import Context, get_method, is_trained
 from tunelab.models import timed_load
 from tunelab.prompt import template_hash
@@ -324,6 +325,8 @@ def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, 
     pred = get_method(cell.method.name)(ctx)
     if train_only:
         return None
+    if train and pred.info.get("train_prompt") is not None:
+        check_predictor(pred, train[0], pred.info["train_prompt"])
     res = evaluate(pred, task, splits.test, cfg.eval,
                    label=f"eval {cell.model.name} {cell.label} n={len(train)}")
     info = {**pred.info, "prompts": res.prompts,
