@@ -46,7 +46,7 @@ def run(
         cfg.allow_leakage = cfg.allow_leakage or allow_leakage
         keys = run_grid(cfg, fail_fast=fail_fast)
         if cfg.export.verify:
-            from tunelab.shipped import ship_best
+            from tunelab.verify import ship_best
 
             ship_best(cfg, keys)
         arms = report.load_arms(Store(cfg.store), set(keys))
@@ -264,7 +264,7 @@ def export_cmd(
                                 "cell's test slice and store it (the report's 'as shipped' row)."),
 ):
     """Export a trained cell (template-linted first); with --verify, re-score what ships."""
-    from tunelab.shipped import export_and_verify
+    from tunelab.verify import export_and_verify
 
     try:
         path, v = export_and_verify(store, run_id, fmt, dest, gguf_type, verify)
