@@ -115,13 +115,15 @@ def test_q8_0_runs_and_the_report_shows_its_paired_difference(cells, tmp_path):
     assert "as shipped" not in table and table.count("| lora") == 1, table
 
 
-def test_prompt_tuning_cannot_merge_one_line_error(cells, tmp_path):
+def test_prompt_tuning_cannot_merge_one_line_error_its_adapter_ships(cells, tmp_path):
     store, ids, _ = cells
     r = _export(store, ids["prompt_tuning"], tmp_path, "--format", "gguf")
     assert r.exit_code != 0
     assert r.output.strip().count("\n") == 0 and "cannot be merged" in r.output, r.output
-    r = _export(store, ids["prompt_tuning"], tmp_path, "--format", "adapter")
+    # its adapter (the soft prompt) ships, and re-scores as trained
+    r = _export(store, ids["prompt_tuning"], tmp_path, "--format", "adapter", "--verify")
     assert r.exit_code == 0 and (tmp_path / "adapter" / "adapter_config.json").exists(), r.output
+    assert _preds(store, f"export:adapter:{ids['prompt_tuning']}") == _preds(store, ids["prompt_tuning"])
 
 
 def test_template_lint_names_the_first_difference(cells, tmp_path, monkeypatch):

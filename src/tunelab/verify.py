@@ -39,7 +39,13 @@ def load_artifact(src: Source, path: Path):
         from peft import PeftModel
 
         base, tok = load_model(src.model_cfg)
-        model = PeftModel.from_pretrained(base, path).merge_and_unload()
+        tuned = PeftModel.from_pretrained(base, path)
+        if src.method.name == "prompt_tuning":  # virtual tokens go first, as in training
+            from tunelab.methods.prompt_tuning import SoftPrompted
+
+            model = SoftPrompted(tuned)
+        else:
+            model = tuned.merge_and_unload()
         model.eval()
         return model, tok
     return load_model(ModelConfig(name=str(path), dtype=src.model_cfg.dtype))
