@@ -174,3 +174,21 @@ def test_config_switch_verifies_the_best_tuned_arm(cells):
     # a soft prompt ships only as its adapter
     assert exports == (["export:adapter", "export:gguf-q8_0"] if best == "lora" else ["export:adapter"])
     assert "## As shipped" in (cfg.parent / "report" / "report.md").read_text()
+
+
+def test_plain_format_ships_as_a_chat_template_rendering_the_same_text(tiny_model_dir):
+    """A model without a chat template is prompted in prompt.py's plain format; its export
+    carries that format as a Jinja template (with the trained system prompt as default)."""
+    from transformers import AutoTokenizer
+
+    from tunelab.prompt import messages, render
+    from tunelab.ship import shipped_template
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.chat_template = None
+    msgs = messages("Answer briefly.", "name[Portal]", [("q1", "a1")])
+    shipped = shipped_template(tok, "Answer briefly.")
+    for m, gen in ((msgs, True), (msgs[1:], True), ([*msgs, {"role": "assistant", "content": "x"}], False)):
+        want = render(tok, msgs if m is msgs[1:] else m, gen)
+        got = tok.apply_chat_template(m, chat_template=shipped, tokenize=False, add_generation_prompt=gen)
+        assert got == want, (got, want)

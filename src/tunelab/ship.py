@@ -117,12 +117,13 @@ def trained_model(src: Source):
 
 
 def plain_template(tok) -> str:
-    """prompt.py's plain format (models without a chat template) as a Jinja chat template."""
-    roles = json.dumps(PLAIN_ROLES)
-    return ("{{ bos_token }}{% for m in messages %}{{ " + roles + ".get(m['role'], m['role']) }}"
-            ":\n{{ m['content'] }}{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n\n"
-            "{% endfor %}{% if add_generation_prompt %}" + json.dumps(PLAIN_ROLES["assistant"])
-            .join(["{{ ", " }}"]) + ":\n{% endif %}")
+    """prompt.py's plain format (models without a chat template) as a Jinja chat template.
+    Literal text sits in {{ }}: chat templates render with trim_blocks, which would eat a
+    newline written after a tag."""
+    roles, reply = json.dumps(PLAIN_ROLES), json.dumps(PLAIN_ROLES["assistant"] + ":\n")
+    return ("{{ bos_token }}{% for m in messages %}{{ " + roles + ".get(m['role'], m['role']) + "
+            "':\\n' + m['content'] }}{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}"
+            "{{ '\\n\\n' }}{% endfor %}{% if add_generation_prompt %}{{ " + reply + " }}{% endif %}")
 
 
 def shipped_template(tok, system: str) -> str:
