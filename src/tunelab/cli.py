@@ -45,6 +45,10 @@ def run(
             cfg.store = store
         cfg.allow_leakage = cfg.allow_leakage or allow_leakage
         keys = run_grid(cfg, fail_fast=fail_fast)
+        if cfg.export.verify:
+            from tunelab.verify import ship_best
+
+            ship_best(cfg, keys)
         arms = report.load_arms(Store(cfg.store), set(keys))
         if not as_json:
             _table(arms, cfg.report.margin)
@@ -252,6 +256,32 @@ def rerun_cmd(
                   f"(rerun stored in {c.new_store})")
     if not c.identical:
         raise typer.Exit(1)
+
+
+@app.command("export")
+def export_cmd(
+    run_id: str = typer.Argument(..., help="Run id (or a unique prefix) of a trained cell."),
+    store: str = typer.Option(DEFAULT_STORE, help="Results store."),
+    fmt: str = typer.Option("adapter", "--format", help="adapter (PEFT folder), merged "
+                            "(safetensors + tokenizer + chat template) or gguf."),
+    dest: Path = typer.Option(..., "-o", "--out", help="Folder to write into."),
+    gguf_type: str = typer.Option("f16", "--gguf-type", help="GGUF tensor type: f32, f16 or q8_0."),
+    verify: bool = typer.Option(False, "--verify", help="Load the export back, re-score it on the "
+                                "cell's test slice and store it (the report's 'as shipped' row)."),
+):
+    """Export a trained cell (template-linted first); with --verify, re-score what ships."""
+    from tunelab.verify import export_and_verify
+
+    try:
+        path, v = export_and_verify(store, run_id, fmt, dest, gguf_type, verify)
+    except TunelabError as e:
+        _fail(e)
+    say(f"wrote {path}")
+    if v is not None:
+        for name, (m, lo, hi) in v.metrics.items():
+            say(f"  {name}: as trained {v.stored.get(name, float('nan')):.4f}  as shipped {m:.4f} "
+                f"[{lo:.4f}, {hi:.4f}]")
+        say(f"  predictions identical to the stored ones: {v.same}/{v.n} (stored as run {v.key})")
 
 
 @app.command()

@@ -18,6 +18,7 @@ from tunelab.cells import Cell
 from tunelab.config import RunConfig, method_train
 from tunelab.data import Example, sample
 from tunelab.evaluate import evaluate
+from tunelab.lint import check_predictor
 from tunelab.methods import Context, get_method
 from tunelab.prompt import template_hash
 from tunelab.tasks.base import Splits, Task
@@ -78,6 +79,8 @@ def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, 
     pred = get_method(cell.method.name)(ctx)
     if train_only:
         return None
+    if train and pred.info.get("train_prompt") is not None:
+        check_predictor(pred, train[0], pred.info["train_prompt"])
     res = evaluate(pred, task, splits.test, cfg.eval,
                    label=f"eval {cell.model.name} {cell.label} n={len(train)}")
     info = {**pred.info, "prompts": res.prompts,

@@ -299,6 +299,22 @@ class CostConfig:
                 raise TunelabError(f"{f.name}: must be a number >= 0, got {v}")
 
 
+SHIP_FORMATS = ("adapter", "merged", "gguf-f32", "gguf-f16", "gguf-q8_0")
+
+
+@dataclass
+class ExportConfig:
+    verify: list[str] = field(default_factory=list)
+    """After the grid: export the best fine-tuned arm in these formats (adapter, merged,
+    gguf-f32, gguf-f16, gguf-q8_0), re-score each on the test slice; the report shows them
+    "as shipped" beside "as trained"."""
+
+    def __post_init__(self):
+        for f in self.verify:
+            if f not in SHIP_FORMATS:
+                raise TunelabError(f"verify: unknown format '{f}'. Available: {', '.join(SHIP_FORMATS)}")
+
+
 @dataclass
 class RunConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -327,6 +343,8 @@ class RunConfig:
     """How the report judges differences (see ReportConfig)."""
     cost: CostConfig = field(default_factory=CostConfig)
     """Prices for the report's cost and break-even table (see CostConfig)."""
+    export: ExportConfig = field(default_factory=ExportConfig)
+    """Export and re-score the best fine-tuned arm (see ExportConfig), e.g. {verify: gguf-q8_0}."""
 
 
 def _convert(tp, value, where: str):

@@ -187,7 +187,7 @@ def distinct_labels(runs: list[dict]) -> dict[tuple[str, str, str], str]:
 def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
     """Finished runs grouped into arms (all runs, or only those whose key is in `keys`)."""
     done = [r for r in store.runs("done") if (keys is None or r["id"] in keys)
-            and not (r["method"] or "").startswith("probe:")]  # probes: probes/summary.py
+            and not (r["method"] or "").startswith(("probe:", "export:"))]  # probes/summary.py, shipped.py
     labels = distinct_labels(done)
     groups = defaultdict(dict)
     for r in sorted(done, key=lambda r: r["finished"] or 0):
@@ -384,8 +384,16 @@ def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = N
         "prompt": _info(best.runs[0]).get("prompts", [""])[0],
         "images": {k: base64.b64encode(v).decode() for k, v in images.items()},
         "versions": json.loads(arms[0].runs[0]["versions"] or "{}"), "commit": arms[0].runs[0]["git_commit"],
+        "shipped": _shipped(store, arms, metric),
     }
     return write_pages(out, "report", "report", ctx)
+
+
+def _shipped(store: Store, arms: list[Arm], metric: str) -> list[dict]:
+    """The "as shipped" rows: exports re-scored with `tunelab export --verify` (shipped.py)."""
+    from tunelab.shipped import rows
+
+    return rows(store, {r["id"]: a.name for a in arms for r in a.runs}, metric)
 
 
 def write_pages(out: Path, name: str, template: str, ctx: dict) -> tuple[Path, Path]:

@@ -9,7 +9,7 @@ import copy
 
 from tunelab.data import sample
 from tunelab.methods.base import Context, instruction
-from tunelab.prompt import messages
+from tunelab.prompt import messages, render
 from tunelab.train import encode, train_loop
 from tunelab.ui import console
 
@@ -69,6 +69,8 @@ def fine_tune(ctx: Context, model, label: str, system: str | None = None,
         "epochs_trained": stats.steps * cfg.batch_size * cfg.grad_accum / max(1, len(data)),
         "masked_example": masked_view(ctx.tok, data[0]),
     }
+    if own_data:  # what evaluation must render for this example too (lint.check_predictor)
+        info["train_prompt"] = render(ctx.tok, messages(system, user(ctx.train[0])))
     return system, info
 
 

@@ -1,0 +1,141 @@
+"""Re-score an exported artifact through the same evaluation, on the same test slice, and
+store it beside the cell it came from: the report's "as shipped" rows.
+
+The exported model is loaded the way a user would load it (merged: from_pretrained of the
+folder; GGUF: tunelab's own GGUF path in models.py; no network) and prompted through the
+exported tokenizer's chat template. Its run is stored with method "export:<format>", so
+it never counts as an arm of its own; its predictions pair with the source cell's, test
+example by test example.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+from tunelab import TunelabError
+from tunelab.config import ModelConfig
+from tunelab.evaluate import evaluate
+from tunelab.methods.base import chat_predictor
+from tunelab.models import load_model
+from tunelab.ship import Source, export, load_source
+from tunelab.shipped import PREFIX, key
+from tunelab.store import Store
+
+
+def fmt_label(fmt: str, gguf_type: str) -> str:
+    """merged, adapter, gguf-f16, gguf-q8_0 ..."""
+    return f"gguf-{gguf_type}" if fmt == "gguf" else fmt
+
+
+def load_artifact(src: Source, path: Path):
+    """The exported artifact, loaded back as its user would."""
+    if path.suffix == ".gguf":
+        return load_model(ModelConfig(name=str(path)))
+    if (path / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        base, tok = load_model(src.model_cfg)
+        tuned = PeftModel.from_pretrained(base, path)
+        if src.method.name == "prompt_tuning":  # virtual tokens go first, as in training
+            from tunelab.methods.prompt_tuning import SoftPrompted
+
+            model = SoftPrompted(tuned)
+        else:
+            model = tuned.merge_and_unload()
+        model.eval()
+        return model, tok
+    return load_model(ModelConfig(name=str(path), dtype=src.model_cfg.dtype))
+
+
+@dataclass
+class Verified:
+    key: str
+    label: str
+    same: int
+    """Predictions identical to the stored ones."""
+    n: int
+    metrics: dict[str, tuple[float, float, float]]
+    stored: dict[str, float]
+    """The source cell's stored metric means."""
+
+
+def verify(src: Source, path: Path, label: str, export_s: float = 0.0) -> Verified:
+    """Score the artifact at `path` on the cell's test slice and store it (one transaction)."""
+    stored = src.store.predictions(src.run["id"])
+    test = src.test
+    if [p["example_id"] for p in stored] != [e.id for e in test[:len(stored)]] or len(stored) != len(test):
+        raise TunelabError(f"run {src.run['id']}: its stored test slice is not the task's test split "
+                           "now (data changed?); cannot re-score the export on the same examples")
+    t0 = time.perf_counter()
+    model, tok = load_artifact(src, path)
+    load_s = time.perf_counter() - t0
+    pred = chat_predictor(SimpleNamespace(tok=tok, task=src.task), model, src.system)
+    res = evaluate(pred, src.task, test, src.cfg.eval, label=f"eval as shipped ({label})")
+    same = sum(r["prediction"] == p["prediction"] for r, p in zip(res.rows, stored, strict=True))
+    k = key(src.run["id"], label)
+    info = {"export_of": src.run["id"], "format": label, "path": str(path), "prompts": res.prompts,
+            "same_predictions": same, "export_seconds": export_s, "load_seconds": load_s,
+            "bytes": _size(path)}
+    n = len(res.rows)
+    fields = {"info": info, "eval_seconds": res.seconds, "train_seconds": 0.0,
+              "prompt_tokens_mean": sum(r["prompt_tokens"] for r in res.rows) / n,
+              "gen_tokens_mean": sum(r["gen_tokens"] for r in res.rows) / n}
+    run = src.run
+    config = {**json.loads(run["config"] or "{}"), "export": {"of": run["id"], "format": label,
+                                                               "path": str(path)}}
+    src.store.begin(k, {"task": run["task"], "model": run["model"], "method": PREFIX + label,
+                        "label": f"{run['label']} as shipped ({label})", "train_size": run["train_size"],
+                        "n_train": run["n_train"], "n_test": n, "seed": run["seed"], "config": config,
+                        "git_commit": run["git_commit"], "versions": run["versions"]}, replace=True)
+    higher = {name: m.higher_is_better for name, m in src.task.all_metrics.items()}
+    src.store.finish(k, fields, res.metrics, higher, res.rows)
+    old = {name: m["value"] for name, m in src.store.metrics(run["id"]).items()}
+    return Verified(k, label, same, n, res.metrics, old)
+
+
+def _size(path: Path) -> int:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files)
+
+
+def export_and_verify(store: str | Path, run_id: str, fmt: str, out: Path,
+                      gguf_type: str = "f16", check: bool = True) -> tuple[Path, Verified | None]:
+    src = load_source(store, run_id)
+    t0 = time.perf_counter()
+    path = export(src, fmt, out, gguf_type)
+    export_s = time.perf_counter() - t0
+    if not check:
+        return path, None
+    return path, verify(src, path, fmt_label(fmt, gguf_type), export_s)
+
+
+def ship_best(cfg, keys: list[str]) -> list[Verified]:
+    """The config's `export: {verify: [...]}`: export the best fine-tuned arm (primary
+    metric mean; its first seed) in each format and re-score it. An export already stored
+    for that cell is kept (like finished cells, it is not redone)."""
+    from tunelab.report import load_arms, primary_metric
+    from tunelab.ship import MERGEABLE
+
+    store = Store(cfg.store)
+    arms = load_arms(store, set(keys))
+    tuned = [a for a in arms if a.trained and not a.cell.get("method", {}).get("stages")]
+    if not cfg.export.verify or not tuned:
+        return []
+    metric = primary_metric(arms)
+    better = max if arms[0].higher.get(metric, True) else min
+    best = better(tuned, key=lambda a: a.ci[metric][0])
+    run_id = best.runs[0]["id"]
+    done = []
+    for label in cfg.export.verify:
+        fmt, _, gguf_type = label.partition("-")
+        if fmt != "adapter" and best.method not in MERGEABLE:
+            continue  # a soft prompt only ships as its adapter
+        if store.status(key(run_id, label)) == "done":
+            continue
+        out = Path(cfg.out_dir) / "export" / run_id[:16]
+        done.append(export_and_verify(cfg.store, run_id, fmt, out, gguf_type or "f16")[1])
+    return done
