@@ -2,10 +2,11 @@
 
 CPUs differ by hundreds of times in bf16: an Intel Xeon with AMX multiplies bf16 matrices
 2-5x faster than fp32, an AVX2 EPYC without bf16 units ~500x slower. `train.precision:
-auto` (the default) times a forward and backward through a model-shaped block in both
-and picks bf16 autocast only where it is clearly faster; the training loop then also checks, on the validation
-examples before the first step, that the bf16 loss equals the fp32 one (`loss_agrees`)
-and falls back to fp32 where it drifts. The decision and its figures are stored with the
+auto` (opt-in; the default is fp32, BENCHMARKS.md section 7) times a forward and backward
+through a model-shaped block in both and picks bf16 autocast only where it is clearly
+faster; the training loop then also checks, on the validation examples before the first
+step, that the bf16 loss equals the fp32 one (`loss_agrees`) and falls back to fp32 where
+it drifts. The decision and its figures are stored with the
 run. bf16 here is autocast: master weights, optimizer state and the loss stay fp32, and
 evaluation always runs the fp32 weights.
 """
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import json
 import os
 import platform
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from tunelab.cache import cached_json, digest
 from tunelab.config import PRECISIONS
 
 __all__ = ["PRECISIONS", "Decision", "autocast", "choose", "loss_agrees"]
@@ -82,18 +82,14 @@ def _measured(hidden: int, inner: int) -> Decision:
     from tunelab.models import cache_root
 
     key = f"{_cpu()}|{os.cpu_count()}|torch {torch.__version__}|{hidden}x{inner}"
-    path = cache_root() / "precision" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
-    try:
-        return Decision(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
-        pass
-    d = _measure(hidden, inner)
-    d.reason += f" (measured {time.strftime('%Y-%m-%d')} on {key}; cached in {path})"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(d)))
-    os.replace(tmp, path)  # atomic: a concurrent run reads the whole file or none
-    return d
+    path = cache_root() / "precision" / f"{digest(key)}.json"
+
+    def measure() -> dict:
+        d = _measure(hidden, inner)
+        d.reason += f" (measured {time.strftime('%Y-%m-%d')} on {key}; cached in {path})"
+        return asdict(d)
+
+    return Decision(**cached_json(path, measure))  # written atomically: read whole or not at all
 
 
 def _measure(hidden: int, inner: int) -> Decision:
