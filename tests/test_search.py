@@ -32,11 +32,13 @@ def test_budget_shares_cut_steps_and_seconds():
 
     m, t = search.apply(MethodConfig(name="lora", search={"lr": [1e-3]}), TrainConfig(max_seconds=90),
                         {"lr": 1e-2, "lora_r": 4}, 1 / 3, n_train=96)
-    # 8 epochs of 96 examples at batch 8 = 96 steps; a third of it, and a third of the seconds
+    # 8 epochs of 96 examples at batch 8 = 96 steps; a third of it, and a third of the seconds,
+    # validated only before and after (eval_every = the trial's steps)
     assert (t.lr, t.lora_r, t.max_steps, t.max_seconds, t.save) == (1e-2, 4, 32, 30.0, False)
+    assert t.eval_every == 32
     assert m.search == {}
     _, full = search.apply(MethodConfig(name="lora"), TrainConfig(), {"lr": 1e-2}, 1.0, n_train=96)
-    assert full.max_steps == 0 and full.save  # the last rung is the arm itself
+    assert full.max_steps == 0 and full.save and full.eval_every == 0  # the last rung is the arm itself
 
 
 def test_search_never_scores_a_test_example(tmp_path, tiny_model_dir, viggo_dir, monkeypatch):
@@ -78,11 +80,11 @@ def test_search_never_scores_a_test_example(tmp_path, tiny_model_dir, viggo_dir,
     rows = {lab: json.loads(info) for lab, info in db.execute("SELECT label, info FROM runs")}
     s = rows["lora searched"]["settings_search"]
     assert [t["rung"] for t in s["trace"]] == [0, 0, 0, 0, 1, 1, 2]
-    assert s["chosen"] == s["trace"][-1]["setting"] and s["default_runs"] == pytest.approx(4 / 9 + 2 / 3 + 1)
+    assert s["chosen"] == s["trace"][-1]["setting"] and s["default_runs"] == pytest.approx(4 / 12 + 2 / 4 + 1)
     # The one-off cost is the whole search, not only the last run.
     assert rows["lora searched"]["train_seconds"] > rows["lora searched"]["final_train_seconds"]
     # 3 candidates: the best third is one, which goes straight to the whole budget
-    assert [t["share"] for t in rows["few_shot searched"]["settings_search"]["trace"]] == [1 / 9] * 3 + [1.0]
+    assert [t["share"] for t in rows["few_shot searched"]["settings_search"]["trace"]] == [1 / 12] * 3 + [1.0]
 
     r = CliRunner().invoke(app, ["report", str(store), "-o", str(tmp_path / "rep")])
     assert r.exit_code == 0, r.output

@@ -16,7 +16,7 @@ from tunelab import TunelabError
 from tunelab.data import sample
 from tunelab.methods.base import Context
 from tunelab.predictor import Predictor
-from tunelab.search import DEV_SEED, DEV_SIZE, ETA, RUNGS, apply, halving, points
+from tunelab.search import DEV_MIN, DEV_SEED, DEV_SIZE, ETA, RUNGS, apply, halving, points
 
 
 def with_search(build: Callable[[Context], Predictor],
@@ -48,7 +48,7 @@ def with_search(build: Callable[[Context], Predictor],
                 return min(losses), pred
             from tunelab.evaluate import evaluate  # torch-free import of this module for the report
 
-            n = max(4, math.ceil(share * len(dev)))
+            n = max(DEV_MIN, math.ceil(share * len(dev)))
             res = evaluate(pred, ctx.task, dev[:n], ctx.eval_cfg, label=f"search {setting}")
             return res.metrics[primary][0], pred
 
