@@ -180,15 +180,29 @@ def collate(items: list[Encoded], pad_id: int):
     return ids, att, sup
 
 
+class Prefixed(torch.nn.Module):
+    """A model that runs learned vectors in front of every sequence (prompt tuning's
+    methods/prompt_tuning.SoftPrompted): the loss reads its hidden states at the positions
+    of the real tokens, so it declares them instead of the loop guessing by attribute."""
+
+    def hidden_states(self, ids: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def get_output_embeddings(self):
+        raise NotImplementedError
+
+
 def _parts(model):
     """(backbone returning hidden states, LM head), through a peft wrapper if any."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    from peft import PeftModel
+
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
     return base.get_decoder(), base.get_output_embeddings()
 
 
 def completion_loss_sum(model, ids, att, sup) -> torch.Tensor:
     """Summed next-token cross-entropy over supervised positions only."""
-    if hasattr(model, "hidden_states"):  # soft-prompt models prepend virtual tokens
+    if isinstance(model, Prefixed):  # soft-prompt models prepend virtual tokens
         hidden, head = model.hidden_states(ids, att), model.get_output_embeddings()
     else:
         decoder, head = _parts(model)

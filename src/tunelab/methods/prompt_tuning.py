@@ -20,6 +20,7 @@ from tunelab.generate import CACHE_KW
 from tunelab.methods.base import Context, MethodSpec, Prompted, chat_predictor
 from tunelab.methods.finetune import fine_tune, trainable_copy
 from tunelab.predictor import Predictor
+from tunelab.train import Prefixed
 
 
 @dataclass
@@ -29,7 +30,7 @@ class Settings(Prompted):
     counts: ClassVar[tuple[str, ...]] = ("virtual_tokens",)
 
 
-class SoftPrompted(torch.nn.Module):
+class SoftPrompted(Prefixed):
     """A causal LM whose every sequence starts with the PEFT model's virtual tokens."""
 
     def __init__(self, peft_model):
