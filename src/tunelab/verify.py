@@ -117,7 +117,7 @@ def ship_best(cfg, keys: list[str]) -> list[Verified]:
     """The config's `export: {verify: [...]}`: export the best fine-tuned arm (primary
     metric mean; its first seed) in each format and re-score it. An export already stored
     for that cell is kept (like finished cells, it is not redone)."""
-    from tunelab.report import load_arms, primary_metric
+    from tunelab.arms import load_arms, primary_metric
     from tunelab.ship import MERGEABLE
 
     store = Store(cfg.store)
