@@ -82,8 +82,10 @@ def key(cfg: RunConfig, method: MethodConfig, settings, trains: bool, model: Mod
 V1_DROPPED_AT_DEFAULT = {
     ModelConfig: ("backend", "base_url", "api_key_env", "concurrency", "max_retries", "timeout",
                   "price_prompt", "price_completion"),
-    MethodConfig: ("models", "search"), TaskConfig: ("scoring",)}
-"""Frozen: version-1 keys left these fields out while at their defaults."""
+    MethodConfig: ("models", "search", "teacher", "teacher_model", "labelled", "unlabelled"),
+    TaskConfig: ("scoring",)}
+"""Frozen: version-1 keys left these fields out while at their defaults (fields added to
+MethodConfig since, such as distill's, are listed too: a v1 key never held them)."""
 
 V1_TRAINED = {"lora", "full", "prompt_tuning", "dpo"}
 """Frozen: the methods version-1 keys counted as training (they carry train settings)."""
