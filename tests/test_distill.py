@@ -181,3 +181,21 @@ def test_an_api_teachers_tokens_are_priced_once_beside_the_training_time():
     assert oneoff_usd(u, CostConfig(cpu_usd_per_hour=36.0, api_output_usd_per_mtok=4.0)) == pytest.approx(
         36.0 + 2.0 + 0.4)
     assert oneoff_usd(u, CostConfig(cpu_usd_per_hour=36.0)) is None  # a token price missing: no total
+
+
+def test_the_teachers_endpoint_and_the_unlabelled_files_content_enter_the_cell_key(tmp_path, viggo_dir):
+    from tunelab.cells import cells
+
+    logs = tmp_path / "logs.jsonl"
+    logs.write_text('{"input": "Portal 2 is a puzzle game."}\n')
+    entry = f"{{name: distill, teacher_model: gpt, unlabelled: '{logs}', train_sizes: [8], models: [tiny]}}"
+
+    def distill_key(url: str) -> str:
+        models = (f"models:\n  - {{name: tiny}}\n  - {{name: gpt, backend: openai, base_url: '{url}'}}\n")
+        cfg = load_config(_config(tmp_path / "c.yaml", viggo_dir, entry, models))
+        return cells(cfg, 24)[0].key
+
+    first = distill_key("http://a/v1")
+    assert distill_key("http://a/v1") == first and distill_key("http://b/v1") != first
+    logs.write_text('{"input": "Portal 2 is a puzzle game, and a good one."}\n')
+    assert distill_key("http://a/v1") != first

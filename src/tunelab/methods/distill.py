@@ -123,7 +123,9 @@ def label(ctx: Context, gold: list[Example], inputs: list[Example]) -> tuple[dic
     from tunelab.methods import get_method  # the registry imports this module
 
     s, t0 = ctx.settings, time.perf_counter()
-    model, tok = ctx.load(s.teacher_model) if s.teacher_model and ctx.load else (ctx.model, ctx.tok)
+    if s.teacher_model and ctx.load is None:
+        raise TunelabError("distill: teacher_model needs the grid's models (Context.load)")
+    model, tok = ctx.load(s.teacher_model) if s.teacher_model else (ctx.model, ctx.tok)
     tctx = replace(ctx, model=model, tok=tok, train=gold, settings=None, run_dir=ctx.run_dir / "teacher",
                    method=MethodConfig(name=s.teacher, k=s.k, train_sizes=[len(gold)]))
     pred = get_method(s.teacher)(tctx)
