@@ -14,9 +14,9 @@ against a lora arm at N, only who wrote the labels differs (and `labelled` of th
 inputs). With `unlabelled: FILE` the inputs are N of the file's (seeded), less any input
 that is also a gold one; there is then no gold to measure the teacher's agreement by.
 
-The teacher's answers are cached on disk, keyed by its weights (or endpoint) and the exact
-text it is sent, so a resumed grid does not pay the teacher twice; the seconds and tokens
-stored are those it cost when it ran.
+The teacher's answers are cached on disk in chunks, keyed by its weights (or endpoint) and
+the exact text it is sent, so a resumed grid does not pay the teacher twice, nor again for
+the chunks a stopped grid finished; the seconds and tokens stored are those it cost when it ran.
 """
 
 from __future__ import annotations
@@ -119,7 +119,8 @@ def identity(model) -> dict:
 
 
 def label(ctx: Context, gold: list[Example], inputs: list[Example]) -> tuple[dict, Predictor]:
-    """The teacher's answers to `inputs` (targets hidden), its seconds and tokens (cached)."""
+    """The teacher's answers to `inputs` (targets hidden), its seconds and tokens; cached
+    per chunk ("cached": chunks read from disk / all)."""
     from tunelab.methods import get_method  # the registry imports this module
 
     s, t0 = ctx.settings, time.perf_counter()
@@ -132,20 +133,36 @@ def label(ctx: Context, gold: list[Example], inputs: list[Example]) -> tuple[dic
     hidden = [replace(e, target="") for e in inputs]  # the teacher never holds their labels
     msgs = {e.id: pred.messages(e) for e in hidden}
     max_new = ctx.eval_cfg.max_new_tokens or ctx.task.max_new_tokens
-    key = digest([identity(model), max_new, ctx.task.one_line,
-                  [as_text(tok, msgs[e.id]) for e in hidden]], 20)
+    fixed, who = ChatPredictor(model, tok, lambda e: msgs[e.id]), identity(model)
+    setup_s, parts = time.perf_counter() - t0, []
+    for i in range(0, len(hidden), CHUNK):
+        chunk = hidden[i:i + CHUNK]
+        prompts = [as_text(tok, msgs[e.id]) for e in chunk]
+        key = digest([who, max_new, ctx.task.one_line, prompts], 20)
+        path = cache_root() / "teacher" / f"{key}.json"
+        hit = path.exists()
+        where = f"teacher {s.teacher} {i + len(chunk)}/{len(hidden)}"
+        parts.append({**cached_json(path, lambda c=chunk, w=where: _answer(fixed, ctx, c, w)), "cached": hit})
+    return {"answers": [a for p in parts for a in p["answers"]],
+            "seconds": setup_s + sum(p["seconds"] for p in parts),
+            "prompt_tokens": sum(p["prompt_tokens"] for p in parts),
+            "gen_tokens": sum(p["gen_tokens"] for p in parts),
+            "cached": f"{sum(p['cached'] for p in parts)}/{len(parts)}"}, pred
 
-    def run() -> dict:
-        fixed = ChatPredictor(model, tok, lambda e: msgs[e.id])
-        rows = evaluate(fixed, ctx.task, hidden, ctx.eval_cfg, label=f"teacher {s.teacher}").rows
-        return {"answers": [r["prediction"] for r in rows], "seconds": time.perf_counter() - t0,
-                "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
-                "gen_tokens": sum(r["gen_tokens"] for r in rows)}
 
-    path = cache_root() / "teacher" / f"{key}.json"
-    cached = path.exists()
-    out = cached_json(path, run)
-    return {**out, "cached": cached}, pred
+CHUNK = 50
+"""Inputs labelled and cached together, so a grid stopped while the teacher labels keeps the
+chunks it finished (labelling is the long part of a cell: a prompted teacher's long prompts,
+once per input)."""
+
+
+def _answer(pred: Predictor, ctx: Context, chunk: list[Example], label: str) -> dict:
+    """One chunk's answers, with the seconds and tokens they took."""
+    t0 = time.perf_counter()
+    rows = evaluate(pred, ctx.task, chunk, ctx.eval_cfg, label=label).rows
+    return {"answers": [r["prediction"] for r in rows], "seconds": time.perf_counter() - t0,
+            "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
+            "gen_tokens": sum(r["gen_tokens"] for r in rows)}
 
 
 def agreement(task, answers: list[str], inputs: list[Example]) -> dict | None:
@@ -183,7 +200,7 @@ def build(ctx: Context) -> Predictor:
         "teacher_device": "api" if api else next(tpred.model.parameters()).device.type,
         "teacher_prices": [tpred.model.cfg.price_prompt or None, tpred.model.cfg.price_completion or None]
                           if api else None,
-        "teacher_cached": teacher["cached"],
+        "teacher_chunks_cached": teacher["cached"],
         "teacher_agreement": agreement(task, teacher["answers"], inputs),
         "teacher_examples": [{"id": e.id, "answer": a} for e, a in zip(inputs[:3], teacher["answers"],
                                                                       strict=False)],
