@@ -13,13 +13,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tunelab import TunelabError
 from tunelab.api import ApiModel
 from tunelab.cells import Cell
-from tunelab.config import RunConfig, method_train
+from tunelab.config import RunConfig, grid_models, method_train
 from tunelab.data import Example, sample
 from tunelab.evaluate import evaluate
 from tunelab.lint import check_predictor
 from tunelab.methods import Context, get_method
+from tunelab.models import timed_load
 from tunelab.prompt import template_hash
 from tunelab.tasks.base import Splits, Task
 
@@ -73,9 +75,18 @@ def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, 
         r = evaluate(pred, task, splits.test, cfg.eval, label=f"eval {cell.label}: {stage}")
         return {name: list(v) for name, v in r.metrics.items()}
 
+    def load(name: str) -> tuple:
+        """Another model of the grid (distill's teacher); the cell's own is already here."""
+        if name == cell.model.name:
+            return model, tok
+        found = [m for m in grid_models(cfg) if m.name == name]
+        if not found:
+            raise TunelabError(f"model '{name}' is not a model of this grid")
+        return timed_load(found[0])[:2]
+
     ctx = Context(model, tok, task, train, cell.method, method_train(cfg, cell.method),
                   cell.seed, run_dir, validation=splits.validation, eval_cfg=cfg.eval,
-                  checkpoint=checkpoint)
+                  checkpoint=checkpoint, pool=splits.train, load=load)
     pred = get_method(cell.method.name)(ctx)
     if train_only:
         return None

@@ -222,6 +222,17 @@ class MethodConfig:
     """dpo: strength of the KL pull towards the reference model."""
     virtual_tokens: int = 20
     """prompt_tuning: number of trainable soft-prompt embeddings."""
+    teacher: str = "dynamic_few_shot"
+    """distill: the prompting method that labels the student's training inputs."""
+    teacher_model: str | None = None
+    """distill: the model (by name, one of the grid's) the teacher runs on; default: the
+    cell's own."""
+    labelled: int = 100
+    """distill: gold examples the teacher draws on (the first of the seeded training sample,
+    the same ones a teacher arm at this train size gets)."""
+    unlabelled: str | None = None
+    """distill: JSONL of inputs (field `input`) for the teacher to label, path absolute or
+    relative to $TUNELAB_DATA_DIR; default: training inputs with their targets hidden."""
     search: dict = field(default_factory=dict)
     """Settings to search, each with a list of values (method settings such as k or
     prompt, or train settings such as lr or lora_r), by successive halving on the

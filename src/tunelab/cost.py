@@ -36,6 +36,11 @@ class Usage:
     gen_tokens: float
     api_prices: tuple[float | None, float | None] = (None, None)
     """The model's own $/M prompt and generated tokens (openai backend), if set."""
+    teacher_tokens: tuple[float, float] | None = None
+    """distill with an API teacher: the prompt and generated tokens its labelling took, paid
+    once (its seconds are in oneoff_s already)."""
+    teacher_prices: tuple[float | None, float | None] = (None, None)
+    """That teacher model's own $/M prompt and generated tokens, if set."""
 
 
 def device(run: dict) -> str:
@@ -57,9 +62,13 @@ def usage(arm) -> Usage:
     latency = arm.info_mean("latency_s_mean") or (
         sum(e["latency_s"] or 0 for e in arm.examples) / len(arm.examples) if arm.examples else 0.0)
     model = arm.cell.get("model") or {}
+    teacher, info = None, arm.info
+    if info.get("teacher_device") == "api":
+        teacher = (arm.info_mean("teacher_prompt_tokens"), arm.info_mean("teacher_gen_tokens"))
     return Usage(arm.name, kinds.pop() if len(kinds) == 1 else "unknown", arm.mean("train_seconds"),
                  latency, arm.mean("prompt_tokens_mean"), arm.mean("gen_tokens_mean"),
-                 (model.get("price_prompt") or None, model.get("price_completion") or None))
+                 (model.get("price_prompt") or None, model.get("price_completion") or None),
+                 teacher, tuple(info.get("teacher_prices") or (None, None)))
 
 
 def hourly(dev: str, cost: CostConfig) -> float | None:
@@ -68,23 +77,31 @@ def hourly(dev: str, cost: CostConfig) -> float | None:
 
 
 def oneoff_usd(u: Usage, cost: CostConfig) -> float | None:
-    """Training / search time x the price of the hardware it ran on. Nothing spent costs
-    nothing, priced or not."""
-    if u.oneoff_s == 0:
-        return 0.0
+    """Training / search time x the price of the hardware it ran on, plus an API teacher's
+    tokens at the API prices (distill). Nothing spent costs nothing, priced or not."""
     rate = hourly(u.device, cost)
-    return None if rate is None else u.oneoff_s * rate / 3600
+    local = 0.0 if u.oneoff_s == 0 else None if rate is None else u.oneoff_s * rate / 3600
+    if u.teacher_tokens is None or local is None:
+        return local
+    api = tokens_usd(*u.teacher_tokens, u.teacher_prices, cost)
+    return None if api is None else local + api
+
+
+def tokens_usd(prompt: float, gen: float, prices: tuple, cost: CostConfig) -> float | None:
+    """Dollars for these API tokens: the model's own prices, else the cost block's."""
+    pin = prices[0] or cost.api_input_usd_per_mtok
+    pout = prices[1] or cost.api_output_usd_per_mtok
+    if pin is None or pout is None:
+        return None
+    return (prompt * pin + gen * pout) / 1e6
 
 
 def per_1k_usd(u: Usage, cost: CostConfig) -> float | None:
     """$ per 1,000 requests: API arms by their measured tokens x the token prices (the
     model's own, else the cost block's); local arms by device seconds x the hourly price."""
     if u.device == "api":
-        pin = u.api_prices[0] or cost.api_input_usd_per_mtok
-        pout = u.api_prices[1] or cost.api_output_usd_per_mtok
-        if pin is None or pout is None:
-            return None
-        return 1000 * (u.prompt_tokens * pin + u.gen_tokens * pout) / 1e6
+        usd = tokens_usd(u.prompt_tokens, u.gen_tokens, u.api_prices, cost)
+        return None if usd is None else 1000 * usd
     rate = hourly(u.device, cost)
     return None if rate is None else 1000 * u.latency_s * rate / 3600
 
@@ -137,6 +154,8 @@ def _even_unit(t: Usage, p: Usage, cost: CostConfig) -> str | None:
     local hardware (the price cancels out); else nothing to compare them in."""
     if None not in (*figures(t, cost, "usd"), *figures(p, cost, "usd")):
         return "usd"
+    if t.teacher_tokens or p.teacher_tokens:  # API tokens spent once are not device seconds
+        return None
     return "s" if t.device == p.device and t.device in RATES else None
 
 

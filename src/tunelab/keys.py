@@ -8,6 +8,7 @@ A key (version 2) hashes exactly:
 - the task's name and `Task.version`, a content hash of its loaded splits (the data files'
   content, the split and the test slice), of its rag corpus if any, and the task settings
   that change the prompt or the scoring (instruction, metric, classification scoring);
+- distill's teacher model by its identity and its unlabelled file by content (teacher_parts);
 - the model (name, dtype, remote code, backend, endpoint), and the generation settings
   that change outputs (max_new_tokens, bootstrap); nothing that only sets speed or cost.
 
@@ -24,7 +25,16 @@ import json
 from pathlib import Path
 
 from tunelab.cache import digest
-from tunelab.config import MethodConfig, ModelConfig, RunConfig, TaskConfig, method_train, to_dict
+from tunelab.config import (
+    MethodConfig,
+    ModelConfig,
+    RunConfig,
+    TaskConfig,
+    data_dir,
+    grid_models,
+    method_train,
+    to_dict,
+)
 
 KEY_VERSION = 2
 
@@ -76,14 +86,34 @@ def key(cfg: RunConfig, method: MethodConfig, settings, trains: bool, model: Mod
         parts["method"]["search"] = method.search
     if trains:
         parts["train"] = {k: v for k, v in to_dict(method_train(cfg, method)).items() if k != "save"}
+    parts["method"].update(teacher_parts(cfg, settings))
     return cell_key(parts)
+
+
+def teacher_parts(cfg: RunConfig, settings) -> dict:
+    """distill's teacher model and unlabelled inputs by what they are (endpoint and weights
+    named, file content), not by name alone: another endpoint under one name, or an edited
+    file, is another cell. Empty for every other method (their keys are unchanged)."""
+    out = {}
+    name = getattr(settings, "teacher_model", None)
+    if name:
+        found = [m for m in grid_models(cfg) if m.name == name]
+        out["teacher_model"] = {k: v for k, v in to_dict(found[0]).items() if k in MODEL_IDENTITY} \
+            if found else name
+    path = getattr(settings, "unlabelled", None)
+    if path:
+        p = Path(path)
+        out["unlabelled"] = corpus_hash(p if p.is_absolute() or p.exists() else data_dir() / p)
+    return out
 
 
 V1_DROPPED_AT_DEFAULT = {
     ModelConfig: ("backend", "base_url", "api_key_env", "concurrency", "max_retries", "timeout",
                   "price_prompt", "price_completion"),
-    MethodConfig: ("models", "search"), TaskConfig: ("scoring",)}
-"""Frozen: version-1 keys left these fields out while at their defaults."""
+    MethodConfig: ("models", "search", "teacher", "teacher_model", "labelled", "unlabelled"),
+    TaskConfig: ("scoring",)}
+"""Frozen: version-1 keys left these fields out while at their defaults (fields added to
+MethodConfig since, such as distill's, are listed too: a v1 key never held them)."""
 
 V1_TRAINED = {"lora", "full", "prompt_tuning", "dpo"}
 """Frozen: the methods version-1 keys counted as training (they carry train settings)."""

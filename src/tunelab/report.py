@@ -33,6 +33,7 @@ from tunelab.config import CostConfig  # noqa: E402
 from tunelab.confusion import breakdown  # noqa: E402
 from tunelab.cost import stored_cost  # noqa: E402
 from tunelab.cost import table as cost_table  # noqa: E402
+from tunelab.distilled import rows as distilled_rows  # noqa: E402
 from tunelab.examples import side_by_side  # noqa: E402
 from tunelab.flips import report_flips  # noqa: E402
 from tunelab.forecast import forecasts  # noqa: E402
@@ -173,7 +174,8 @@ def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = N
     images = {"bars": bar_chart(arms, metric), "curve": learning_curve(arms, metric, margin),
               "cost": cost_quality(arms, metric), "losses": loss_curves(arms),
               "forecast": forecast_plot(ahead, metric)}
-    costs = cost_table(arms, metric, margin, stored_cost(arms) if prices is None else prices)
+    prices = stored_cost(arms) if prices is None else prices
+    costs = cost_table(arms, metric, margin, prices)
     images["pareto"] = pareto_plot(costs, metric)
     best = max(arms, key=lambda a: a.ci[metric][0])
     scoring = arms[0].cell.get("scoring")
@@ -199,6 +201,7 @@ def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = N
         "images": {k: base64.b64encode(v).decode() for k, v in images.items()},
         "versions": json.loads(arms[0].runs[0]["versions"] or "{}"), "commit": arms[0].runs[0]["git_commit"],
         "shipped": _shipped(store, arms, metric),
+        "distilled": distilled_rows(arms, metric, margin, prices),
     }
     return write_pages(out, "report", "report", ctx)
 

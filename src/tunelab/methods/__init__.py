@@ -14,6 +14,7 @@ from dataclasses import replace
 from tunelab import TunelabError
 from tunelab.config import SEARCH_METHOD, MethodConfig, RunConfig, method_train
 from tunelab.methods import (
+    distill,
     dpo,
     dynamic_few_shot,
     few_shot,
@@ -39,6 +40,7 @@ METHODS: dict[str, MethodSpec] = {
     "lora": lora.SPEC,
     "full": full.SPEC,
     "dpo": dpo.SPEC,
+    "distill": distill.SPEC,
 }
 
 
@@ -81,7 +83,12 @@ def check_methods(cfg: RunConfig, entries: list) -> None:
         spec = METHODS[m.name]
         if isinstance(raw, dict):
             spec.check_keys(raw, f"{where} ({m.name})")
-        spec.settings_of(m)
+        own_settings = spec.settings_of(m)
+        if spec.check is not None:
+            try:
+                spec.check(own_settings, cfg)
+            except TunelabError as e:
+                raise TunelabError(f"methods.{m.label or m.name}.{e}") from None
         own = {f.name for f in dataclasses.fields(spec.settings)}
         for key in m.search:
             if key in SEARCH_METHOD and key not in own:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from tunelab import TunelabError
-from tunelab.config import EvalConfig, MethodConfig, TrainConfig
+from tunelab.config import EvalConfig, MethodConfig, RunConfig, TrainConfig
 from tunelab.data import Example
 from tunelab.predictor import ChatPredictor, Predictor
 from tunelab.prompt import messages
@@ -77,6 +77,11 @@ class Context:
     its metrics; set by the grid, so methods themselves never see the test split."""
     settings: Prompted | None = None
     """The method's own settings (its spec's dataclass); filled by methods.get_method."""
+    pool: list[Example] = field(default_factory=list)
+    """The whole training split (distill draws its gold and unlabelled examples from it in
+    the seeded order `train` is the start of)."""
+    load: Callable[[str], tuple] | None = None
+    """(model, tokenizer) of a model of the grid by name (distill's teacher); set by the grid."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,9 @@ class MethodSpec:
     """Needs the weights in this process (it trains or generates itself); False: it only
     chooses messages, so it also runs against an API model."""
     build: Callable[[Context], Predictor]
+    check: Callable[[Prompted, RunConfig], None] | None = None
+    """Checks of settings against the rest of the config (e.g. a model name of the grid),
+    run when the config is read; one line naming the key."""
 
     def settings_of(self, method: MethodConfig) -> Prompted:
         """The method's settings read off a config entry (validated by the dataclass)."""

@@ -1,0 +1,214 @@
+"""distill: a prompting teacher labels inputs, a LoRA student is trained on its answers.
+
+The common real case: few labelled examples, many unlabelled inputs. The teacher is any
+prompting method tunelab runs (default dynamic_few_shot over `labelled` gold examples), on
+any model of the grid (the openai backend included). It answers N inputs whose targets it
+never sees; the student is LoRA trained on those answers by lora.tune (the lora method's
+own path: same defaults, stopped on the task's gold validation split).
+
+Which examples, in the cell's seeded order of the training split: the first `labelled`
+are the teacher's gold (the very ones a teacher arm at train size `labelled` holds, as
+samples are nested), the next N are the inputs it labels. So the teacher never labels an
+example it holds as a shot, and the student gets N teacher answers and no gold label: set
+against a lora arm at N, only who wrote the labels differs (and `labelled` of the N
+inputs). With `unlabelled: FILE` the inputs are N of the file's (seeded), less any input
+that is also a gold one; there is then no gold to measure the teacher's agreement by.
+
+The teacher's answers are cached on disk in chunks, keyed by its weights (or endpoint) and
+the exact text it is sent, so a resumed grid does not pay the teacher twice, nor again for
+the chunks a stopped grid finished; the seconds and tokens stored are those it cost when it ran.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import ClassVar
+
+from tunelab import TunelabError
+from tunelab.api import ApiModel
+from tunelab.cache import cached_json, digest
+from tunelab.config import MethodConfig, RunConfig, data_dir, grid_models, to_dict
+from tunelab.data import DataError, Example, field_str, normalize_text, read_records, sample
+from tunelab.evaluate import evaluate
+from tunelab.keys import MODEL_IDENTITY
+from tunelab.methods.base import Context, MethodSpec, Shots, chat_predictor
+from tunelab.methods.dpo import fingerprint
+from tunelab.methods.lora import tune
+from tunelab.metrics import exact_match
+from tunelab.models import cache_root
+from tunelab.predictor import ChatPredictor, Predictor, as_text
+from tunelab.prompt import messages, render
+
+
+@dataclass
+class Distill(Shots):
+    teacher: str = "dynamic_few_shot"
+    """The prompting method that labels the student's inputs."""
+    teacher_model: str | None = None
+    """The model (a name of the grid's) the teacher runs on; default: the cell's own."""
+    labelled: int = 100
+    """Gold examples the teacher draws on (its shots)."""
+    unlabelled: str | None = None
+    """JSONL of inputs (field `input`) to label; default: training inputs, targets hidden."""
+    counts: ClassVar[tuple[str, ...]] = ("k", "labelled")
+
+    def __post_init__(self):
+        super().__post_init__()
+        from tunelab.methods import METHODS  # the registry imports this module
+
+        prompting = [n for n, s in METHODS.items() if not s.trains]
+        if self.teacher not in prompting:
+            why = "trains weights; " if self.teacher in METHODS else ""
+            raise TunelabError(f"teacher: '{self.teacher}' {why}is not a prompting method. "
+                               f"Available: {', '.join(prompting)}")
+
+
+def check(s: Distill, cfg: RunConfig) -> None:
+    """The teacher's model is one of the grid's and can run the teacher; the unlabelled
+    file reads (a bad line is named now, before any cell runs)."""
+    from tunelab.methods import METHODS
+
+    models = {m.name: m for m in grid_models(cfg)}
+    if s.teacher_model is not None:
+        if s.teacher_model not in models:
+            raise TunelabError(f"teacher_model: '{s.teacher_model}' is not a model of this grid. "
+                               f"Available: {', '.join(models)}")
+        if models[s.teacher_model].backend == "openai" and METHODS[s.teacher].needs_local_model:
+            raise TunelabError(f"teacher_model: {s.teacher} needs local weights, but "
+                               f"'{s.teacher_model}' uses the openai backend")
+    if s.unlabelled is not None:
+        read_inputs(s.unlabelled)
+
+
+def read_inputs(name: str) -> list[Example]:
+    """The inputs of an unlabelled JSONL file (no targets), each named by file and line."""
+    path = Path(name)
+    if not path.is_absolute() and not path.exists():
+        path = data_dir() / path
+    out = [Example(field_str(rec, "input", f"{path}:{line}"), "", id=f"{path.name}:{line}")
+           for line, rec in read_records(path)]
+    if not out:
+        raise DataError(f"{path}: no inputs")
+    return out
+
+
+def examples(ctx: Context) -> tuple[list[Example], list[Example]]:
+    """(the teacher's gold examples, the inputs it labels), disjoint (module docstring)."""
+    s, n, pool = ctx.settings, len(ctx.train), ctx.pool or ctx.train
+    if n < 1:
+        raise TunelabError("distill: train size 0: give train_sizes (the inputs the teacher labels)")
+    if s.unlabelled is None:
+        if s.labelled + n >= len(pool):  # sample() keeps file order for a whole pool: not nested
+            raise TunelabError(f"distill: labelled {s.labelled} + train size {n} leave no seeded order "
+                               f"in the {len(pool)} training examples; lower one or give unlabelled:")
+        order = sample(pool, s.labelled + n, ctx.seed)
+        return order[:s.labelled], order[s.labelled:]
+    gold = sample(pool, s.labelled, ctx.seed)
+    seen = {normalize_text(e.input) for e in gold}
+    inputs = [e for e in read_inputs(s.unlabelled) if normalize_text(e.input) not in seen]
+    return gold, sample(inputs, n, ctx.seed)
+
+
+def identity(model) -> dict:
+    """What decides the teacher's answers besides its prompts: the endpoint, or the weights."""
+    if isinstance(model, ApiModel):
+        return {k: v for k, v in to_dict(model.cfg).items() if k in MODEL_IDENTITY}
+    return {"weights": fingerprint(model)}
+
+
+def label(ctx: Context, gold: list[Example], inputs: list[Example]) -> tuple[dict, Predictor]:
+    """The teacher's answers to `inputs` (targets hidden), its seconds and tokens; cached
+    per chunk ("cached": chunks read from disk / all)."""
+    from tunelab.methods import get_method  # the registry imports this module
+
+    s, t0 = ctx.settings, time.perf_counter()
+    if s.teacher_model and ctx.load is None:
+        raise TunelabError("distill: teacher_model needs the grid's models (Context.load)")
+    model, tok = ctx.load(s.teacher_model) if s.teacher_model else (ctx.model, ctx.tok)
+    tctx = replace(ctx, model=model, tok=tok, train=gold, settings=None, run_dir=ctx.run_dir / "teacher",
+                   method=MethodConfig(name=s.teacher, k=s.k, train_sizes=[len(gold)]))
+    pred = get_method(s.teacher)(tctx)
+    hidden = [replace(e, target="") for e in inputs]  # the teacher never holds their labels
+    msgs = {e.id: pred.messages(e) for e in hidden}
+    max_new = ctx.eval_cfg.max_new_tokens or ctx.task.max_new_tokens
+    fixed, who = ChatPredictor(model, tok, lambda e: msgs[e.id]), identity(model)
+    setup_s, parts = time.perf_counter() - t0, []
+    for i in range(0, len(hidden), CHUNK):
+        chunk = hidden[i:i + CHUNK]
+        prompts = [as_text(tok, msgs[e.id]) for e in chunk]
+        key = digest([who, max_new, ctx.task.one_line, prompts], 20)
+        path = cache_root() / "teacher" / f"{key}.json"
+        hit = path.exists()
+        where = f"teacher {s.teacher} {i + len(chunk)}/{len(hidden)}"
+        parts.append({**cached_json(path, lambda c=chunk, w=where: _answer(fixed, ctx, c, w)), "cached": hit})
+    return {"answers": [a for p in parts for a in p["answers"]],
+            "seconds": setup_s + sum(p["seconds"] for p in parts),
+            "prompt_tokens": sum(p["prompt_tokens"] for p in parts),
+            "gen_tokens": sum(p["gen_tokens"] for p in parts),
+            "cached": f"{sum(p['cached'] for p in parts)}/{len(parts)}"}, pred
+
+
+CHUNK = 50
+"""Inputs labelled and cached together, so a grid stopped while the teacher labels keeps the
+chunks it finished (labelling is the long part of a cell: a prompted teacher's long prompts,
+once per input)."""
+
+
+def _answer(pred: Predictor, ctx: Context, chunk: list[Example], label: str) -> dict:
+    """One chunk's answers, with the seconds and tokens they took."""
+    t0 = time.perf_counter()
+    rows = evaluate(pred, ctx.task, chunk, ctx.eval_cfg, label=label).rows
+    return {"answers": [r["prediction"] for r in rows], "seconds": time.perf_counter() - t0,
+            "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
+            "gen_tokens": sum(r["gen_tokens"] for r in rows)}
+
+
+def agreement(task, answers: list[str], inputs: list[Example]) -> dict | None:
+    """The teacher's answers scored against the gold targets they were made without: exact
+    matches and the task's primary metric (None where there is no gold: an unlabelled file)."""
+    if not inputs or any(not e.target for e in inputs):
+        return None
+    primary = task.primary
+    if primary in task.metrics:
+        scores = task.score_all(answers, inputs)
+        value = sum(sc[primary] for sc in scores) / len(scores)
+    else:  # a corpus metric (e.g. macro-F1)
+        value = task.corpus_metrics[primary].fn([task.clean(a) for a in answers], [e.target for e in inputs])
+    em = sum(exact_match(task.clean(a), e.target) for a, e in zip(answers, inputs, strict=True))
+    return {"exact_match": em / len(inputs), primary: value, "n": len(inputs)}
+
+
+def build(ctx: Context) -> Predictor:
+    s, task = ctx.settings, ctx.task
+    gold, inputs = examples(ctx)
+    teacher, tpred = label(ctx, gold, inputs)
+    # every answer, empty ones too: the student learns what the teacher does (counted below)
+    data = [Example(e.input, task.clean(a), id=e.id, meta=e.meta)
+            for e, a in zip(inputs, teacher["answers"], strict=True)]
+    model, info, system = tune(replace(ctx, train=data))
+    student_s = info["train_seconds"]
+    api = isinstance(tpred.model, ApiModel)
+    info.update({
+        "teacher": s.teacher, "teacher_model": s.teacher_model, "labelled": len(gold), "k": s.k,
+        "teacher_labelled": len(inputs), "teacher_empty": sum(not e.target for e in data),
+        "teacher_seconds": teacher["seconds"], "student_seconds": student_s,
+        # the teacher's labelling is part of what this arm costs once
+        "train_seconds": teacher["seconds"] + student_s,
+        "teacher_prompt_tokens": teacher["prompt_tokens"], "teacher_gen_tokens": teacher["gen_tokens"],
+        "teacher_device": "api" if api else next(tpred.model.parameters()).device.type,
+        "teacher_prices": [tpred.model.cfg.price_prompt or None, tpred.model.cfg.price_completion or None]
+                          if api else None,
+        "teacher_chunks_cached": teacher["cached"],
+        "teacher_agreement": agreement(task, teacher["answers"], inputs),
+        "teacher_examples": [{"id": e.id, "answer": a} for e, a in zip(inputs[:3], teacher["answers"],
+                                                                      strict=False)],
+    })
+    # The student trained on other inputs than the cell's sample, whose first example
+    # compute_cell lints evaluation against: the training rendering of that one, same system.
+    info["train_prompt"] = render(ctx.tok, messages(system, task.turns(ctx.train[0])))
+    return chat_predictor(ctx, model, system, info=info)
+
+
+SPEC = MethodSpec("distill", Distill, trains=True, needs_local_model=True, build=build, check=check)
