@@ -58,7 +58,8 @@ def test_each_training_method_gets_its_own_default_lr():
 
     cfg = RunConfig()
     got = {m: method_train(cfg, MethodConfig(name=m)).lr for m in ("lora", "full", "prompt_tuning", "dpo")}
-    assert got == METHOD_LR and got["lora"] / got["full"] == 20
+    assert got == {m: METHOD_LR[m] for m in got} and got["lora"] / got["full"] == 40
+    assert method_train(cfg, MethodConfig(name="distill")).lr == METHOD_LR["lora"]  # its student is LoRA
     # A rate set at the top or on the method wins over the method's default.
     assert method_train(RunConfig(train=TrainConfig(lr=0.3)), MethodConfig(name="full")).lr == 0.3
     assert method_train(cfg, MethodConfig(name="full", train={"lr": 0.2})).lr == 0.2
