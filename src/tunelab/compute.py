@@ -5,13 +5,9 @@ Pure work on a loaded model: no store, no scheduling (booking.py and executors.p
 
 from __future__ import annotations
 
-import random
 import resource
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import torch
 
 from tunelab import TunelabError
 from tunelab.api import ApiModel
@@ -24,6 +20,7 @@ from tunelab.methods import Context, get_method
 from tunelab.models import timed_load
 from tunelab.prompt import template_hash
 from tunelab.tasks.base import Splits, Task
+from tunelab.train import seed_everything
 
 
 @dataclass
@@ -46,14 +43,6 @@ def device(model) -> str:
         return "api"
     p = next(model.parameters(), None)
     return p.device.type if p is not None else "cpu"
-
-
-def seed_everything(seed: int) -> None:
-    """Same seed, same cell: adapter init and dropout must not depend on which cells ran
-    before in this process (a resumed grid runs a different sequence)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def cell_train(splits: Splits, cell: Cell) -> list[Example]:

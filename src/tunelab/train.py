@@ -16,6 +16,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -178,6 +179,14 @@ def collate(items: list[Encoded], pad_id: int):
         att[j, : len(e.ids)] = 1
         sup[j, : len(e.ids)] = torch.tensor(e.supervised)
     return ids, att, sup
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same cell: adapter init and dropout must not depend on which cells ran
+    before in this process (a resumed grid runs a different sequence)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 class Prefixed(torch.nn.Module):

@@ -7,7 +7,6 @@ validation, a tiny-model cell and the report. Any method may carry `stages:` (tr
 stages run first, see stages.py).
 """
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -89,7 +88,7 @@ def check_methods(cfg: RunConfig, entries: list) -> None:
                 spec.check(own_settings, cfg)
             except TunelabError as e:
                 raise TunelabError(f"methods.{m.label or m.name}.{e}") from None
-        own = {f.name for f in dataclasses.fields(spec.settings)}
+        own = spec.names
         for key in m.search:
             if key in SEARCH_METHOD and key not in own:
                 raise TunelabError(f"methods.{m.label or m.name}.search.{key}: not a setting of "

@@ -101,17 +101,21 @@ class MethodSpec:
     """Checks of settings against the rest of the config (e.g. a model name of the grid),
     run when the config is read; one line naming the key."""
 
+    @property
+    def names(self) -> list[str]:
+        """The method's own setting names (its settings dataclass's fields)."""
+        return [f.name for f in dataclasses.fields(self.settings)]
+
     def settings_of(self, method: MethodConfig) -> Prompted:
         """The method's settings read off a config entry (validated by the dataclass)."""
-        names = [f.name for f in dataclasses.fields(self.settings)]
         try:
-            return self.settings(**{n: getattr(method, n) for n in names})
+            return self.settings(**{n: getattr(method, n) for n in self.names})
         except TunelabError as e:
             raise TunelabError(f"methods.{method.label or method.name}.{e}") from None
 
     def check_keys(self, entry: dict, where: str) -> None:
         """A config entry's keys: common ones, or this method's settings; else one line."""
-        own = [f.name for f in dataclasses.fields(self.settings)]
+        own = self.names
         for key in entry:
             if key not in COMMON and key not in own:
                 raise TunelabError(f"{where}.{key}: not a setting of {self.name}. Its settings: "

@@ -5,18 +5,15 @@ build is the cell's predictor."""
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable
 from dataclasses import replace
-
-import numpy as np
-import torch
 
 from tunelab import TunelabError
 from tunelab.data import sample
 from tunelab.methods.base import Context
 from tunelab.predictor import Predictor
 from tunelab.search import DEV_MIN, DEV_SEED, DEV_SIZE, ETA, RUNGS, apply, halving, points
+from tunelab.train import seed_everything
 
 
 def with_search(build: Callable[[Context], Predictor],
@@ -35,9 +32,7 @@ def with_search(build: Callable[[Context], Predictor],
 
         def score(setting: dict, share: float) -> tuple[float, Predictor]:
             m, t = apply(ctx.method, ctx.train_cfg, setting, share, len(ctx.train))
-            torch.manual_seed(ctx.seed)  # every candidate starts from the same init and draws
-            random.seed(ctx.seed)
-            np.random.seed(ctx.seed)
+            seed_everything(ctx.seed)  # every candidate starts from the same init and draws
             pred = build(replace(ctx, method=m, train_cfg=t, checkpoint=None, settings=None))
             costs.append(pred.info.get("train_seconds", 0.0))
             if trains:
