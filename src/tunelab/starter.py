@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunelab import TunelabError
+from tunelab.config import METHOD_LR
 from tunelab.data import DataError, Example, detect_format, read_examples, read_records, split
 from tunelab.scoring import Scoring, choose
 
@@ -102,7 +103,7 @@ task:
 model:
   name: smollm2-135m        # packaged model (smollm2-135m, gemma3-270m), a local path, or a hub id
 train:                      # for every method that trains; a method may override: train: {{lr: ...}}
-  lr: 0.001                 # peak learning rate (good for LoRA; full fine-tuning wants ~0.00005)
+  # lr: 0.002               # peak learning rate for every method; unset: each its own ({lr_note})
   batch_size: 8             # examples per optimizer step
   epochs: auto              # until the validation loss stops improving (best weights kept), or a number
   max_epochs: 8             # epochs auto: the budget (also max_steps, max_seconds)
@@ -132,7 +133,7 @@ def render(p: Profile, config: str | Path) -> str:
         config=config, path=p.path, path_yaml=json.dumps(str(p.path)), n=len(p.examples), fmt=p.fmt,
         kind=p.scoring.kind, why=p.scoring.why, fraction=p.split_fraction, n_test=p.sizes["test"],
         instruction_note="lists the labels, asks for one" if classify else "reply with the answer only",
-        max_length=max_length, k=k, few=min(pool, 100), sizes=", ".join(map(str, sizes)),
+        lr_note=", ".join(f"{m} {v:g}" for m, v in METHOD_LR.items()), max_length=max_length, k=k, few=min(pool, 100), sizes=", ".join(map(str, sizes)),
         stem=p.path.stem)
 
 
