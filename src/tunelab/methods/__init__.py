@@ -93,8 +93,7 @@ def check_methods(cfg: RunConfig, entries: list) -> None:
             if key in SEARCH_METHOD and key not in own:
                 raise TunelabError(f"methods.{m.label or m.name}.search.{key}: not a setting of "
                                    f"{m.name}. Its settings: {', '.join(sorted(own))} (and training's)")
-        method_train(cfg, m)
-        check_stages(m.stages, method_train(cfg, m), f"methods.{m.label or m.name}")
+        check_stages(m.stages, method_train(cfg, m), f"methods.{m.label or m.name}")  # both checked
 
 
 __all__ = ["METHODS", "Context", "MethodSpec", "Predictor", "check_methods", "get_method",
