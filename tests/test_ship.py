@@ -94,6 +94,7 @@ def test_gguf_f16_gives_the_merged_models_predictions(cells, tmp_path):
     assert _preds(store, f"export:gguf-f16:{ids['lora']}") == _preds(store, ids["lora"])
     info = _shipped(store, ids["lora"], "gguf-f16")
     assert info["same_predictions"] == 6 and info["path"].endswith("-f16.gguf")
+    assert info["differences"] == [] and info["near_ties"] == 0
     # the GGUF carries the tokenizer and the shipped chat template
     tok = load_model(ModelConfig(name=info["path"]))[1]
     assert tok.eos_token == "<|im_end|>" and "ViGGO meaning representation" in tok.chat_template
@@ -107,7 +108,10 @@ def test_q8_0_runs_and_the_report_shows_its_paired_difference(cells, tmp_path):
     assert r.exit_code == 0, r.output
     md = (tmp_path / "rep" / "report.md").read_text()
     row = next(line for line in md.splitlines() if "| gguf-q8_0 |" in line)
-    same = _shipped(store, ids["lora"], "gguf-q8_0")["same_predictions"]
+    info = _shipped(store, ids["lora"], "gguf-q8_0")
+    same = info["same_predictions"]
+    # every changed prediction says where it left the stored answer, and by how much
+    assert len(info["differences"]) == 6 - same and all(d["gap"] >= 0 for d in info["differences"])
     assert f"| {same}/6 |" in row, row
     assert "## As shipped" in md
     # exports are not arms of their own: the results table does not list them
@@ -195,3 +199,29 @@ def test_plain_format_ships_as_a_chat_template_rendering_the_same_text(tiny_mode
         want = render(tok, full, gen)
         got = tok.apply_chat_template(m, chat_template=shipped, tokenize=False, add_generation_prompt=gen)
         assert got == want, (got, want)
+
+
+def test_divergence_finds_where_an_answer_leaves_the_models_greedy_path(woken_model_dir):
+    """verify.divergence: none along the model's own greedy answer; an answer whose third token
+    is the model's second choice parts there, by the model's top-1 minus top-2 logit gap."""
+    from tunelab.verify import NEAR_TIE, divergence
+
+    model, tok = load_model(ModelConfig(name=str(woken_model_dir)))
+    prompt = "Describe the game Portal 2."
+    p = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        out = model.generate(p, max_new_tokens=6, do_sample=False, pad_token_id=0)[0, p.shape[1]:]
+        logits = model(torch.cat([p[0], out[:2]]).unsqueeze(0)).logits[0, -1]
+    greedy = tok.decode(out)
+    d = divergence(model, tok, prompt, greedy)
+    assert d == {} or (d["token"] == len(out) and d["stored"] is None)  # this model never stops
+    top2 = logits.topk(2).indices.tolist()
+    assert top2[0] == int(out[2])
+    swapped = tok.decode(out.tolist()[:2] + [top2[1]]) + "zzz"
+    d = divergence(model, tok, prompt, swapped)
+    gap = float(logits[top2[0]] - logits[top2[1]])
+    assert d["token"] == 2 and d["gap"] == pytest.approx(gap, abs=1e-4) and gap > 0, d
+    assert d["near_tie"] == (gap < NEAR_TIE) and d["chose"] == tok.decode([top2[0]])
+    # an answer the model would not produce in its top tokens is no near-tie
+    d = divergence(model, tok, prompt, "\x07\x07")
+    assert d["token"] == 0 and d["gap"] is None and not d["near_tie"]

@@ -282,6 +282,10 @@ def export_cmd(
             say(f"  {name}: as trained {v.stored.get(name, float('nan')):.4f}  as shipped {m:.4f} "
                 f"[{lo:.4f}, {hi:.4f}]")
         say(f"  predictions identical to the stored ones: {v.same}/{v.n} (stored as run {v.key})")
+        if v.same < v.n:
+            from tunelab.shipped import near_ties
+
+            say(f"  {near_ties(v.n - v.same, v.near_ties)}")
 
 
 @app.command()

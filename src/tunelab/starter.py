@@ -133,7 +133,8 @@ def render(p: Profile, config: str | Path) -> str:
         config=config, path=p.path, path_yaml=json.dumps(str(p.path)), n=len(p.examples), fmt=p.fmt,
         kind=p.scoring.kind, why=p.scoring.why, fraction=p.split_fraction, n_test=p.sizes["test"],
         instruction_note="lists the labels, asks for one" if classify else "reply with the answer only",
-        lr_note=", ".join(f"{m} {v:g}" for m, v in METHOD_LR.items()), max_length=max_length, k=k, few=min(pool, 100), sizes=", ".join(map(str, sizes)),
+        lr_note=", ".join(f"{m} {v:g}" for m, v in METHOD_LR.items()), max_length=max_length, k=k,
+        few=min(pool, 100), sizes=", ".join(map(str, sizes)),
         stem=p.path.stem)
 
 

@@ -21,8 +21,9 @@ from tunelab.config import ModelConfig
 from tunelab.evaluate import evaluate
 from tunelab.methods.base import chat_predictor
 from tunelab.models import load_model
+from tunelab.predictor import prompt_text
 from tunelab.ship import Source, export, load_source
-from tunelab.shipped import PREFIX, key
+from tunelab.shipped import NEAR_TIE, PREFIX, key
 from tunelab.store import Store
 
 
@@ -51,6 +52,44 @@ def load_artifact(src: Source, path: Path):
     return load_model(ModelConfig(name=str(path), dtype=src.model_cfg.dtype))
 
 
+def divergence(model, tok, prompt: str, stored: str, max_new: int = 256, top_k: int = 20) -> dict:
+    """Where the artifact leaves the stored answer. It follows its own greedy path while the
+    decoded text stays a prefix of the stored answer (so a different split into tokens is not
+    a difference); at the first token that would leave it, `token` is its index and `gap` is
+    the artifact's logit of its choice minus that of the best of its top_k tokens that would
+    have kept to the stored text (None when none would: not a near-tie). Past the stored
+    answer's end, keeping to it means stopping (EOS or a newline). {} if it never leaves."""
+    import torch
+
+    ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    ids = ids.to(next(model.parameters()).device)
+    gen: list[int] = []
+    eos = tok.eos_token_id
+    for i in range(max_new):
+        with torch.no_grad():
+            logits = model(ids).logits[0, -1].float()
+        top = int(logits.argmax())
+
+        def keeps(t: int) -> bool:
+            if len(tok.decode(gen)) >= len(stored):
+                return t == eos or "\n" in tok.decode([t])
+            text = tok.decode(gen + [t])
+            return t != eos and len(text) > len(tok.decode(gen)) and stored.startswith(text)
+
+        if keeps(top):
+            if top == eos or len(tok.decode(gen)) >= len(stored):
+                return {}
+            gen.append(top)
+            ids = torch.cat([ids, torch.tensor([[top]], device=ids.device)], dim=1)
+            continue
+        ok = [int(t) for t in logits.topk(top_k).indices if keeps(int(t))]
+        best = max(ok, key=lambda t: float(logits[t])) if ok else None
+        gap = float(logits[top] - logits[best]) if best is not None else None
+        return {"token": i, "gap": gap, "near_tie": gap is not None and gap < NEAR_TIE,
+                "chose": tok.decode([top]), "stored": tok.decode([best]) if best is not None else None}
+    return {}
+
+
 @dataclass
 class Verified:
     key: str
@@ -61,6 +100,8 @@ class Verified:
     metrics: dict[str, tuple[float, float, float]]
     stored: dict[str, float]
     """The source cell's stored metric means."""
+    near_ties: int = 0
+    """Changed predictions that parted from the stored answer at a near-tie (NEAR_TIE)."""
 
 
 def verify(src: Source, path: Path, label: str, export_s: float = 0.0) -> Verified:
@@ -75,11 +116,16 @@ def verify(src: Source, path: Path, label: str, export_s: float = 0.0) -> Verifi
     load_s = time.perf_counter() - t0
     pred = chat_predictor(SimpleNamespace(tok=tok, task=src.task), model, src.system)
     res = evaluate(pred, src.task, test, src.cfg.eval, label=f"eval as shipped ({label})")
-    same = sum(r["prediction"] == p["prediction"] for r, p in zip(res.rows, stored, strict=True))
+    changed = [(r, p) for r, p in zip(res.rows, stored, strict=True) if r["prediction"] != p["prediction"]]
+    by_id = {e.id: e for e in test}
+    differences = [{"example": r["example_id"], **divergence(
+        model, tok, prompt_text(pred, by_id[r["example_id"]]), p["prediction"])} for r, p in changed]
+    same = len(res.rows) - len(changed)
     k = key(src.run["id"], label)
     info = {"export_of": src.run["id"], "format": label, "path": str(path), "prompts": res.prompts,
-            "same_predictions": same, "export_seconds": export_s, "load_seconds": load_s,
-            "bytes": _size(path)}
+            "same_predictions": same, "differences": differences,
+            "near_ties": sum(bool(d.get("near_tie")) for d in differences),
+            "export_seconds": export_s, "load_seconds": load_s, "bytes": _size(path)}
     n = len(res.rows)
     fields = {"info": info, "eval_seconds": res.seconds, "train_seconds": 0.0,
               "prompt_tokens_mean": sum(r["prompt_tokens"] for r in res.rows) / n,
@@ -94,7 +140,7 @@ def verify(src: Source, path: Path, label: str, export_s: float = 0.0) -> Verifi
     higher = {name: m.higher_is_better for name, m in src.task.all_metrics.items()}
     src.store.finish(k, fields, res.metrics, higher, res.rows)
     old = {name: m["value"] for name, m in src.store.metrics(run["id"]).items()}
-    return Verified(k, label, same, n, res.metrics, old)
+    return Verified(k, label, same, n, res.metrics, old, info["near_ties"])
 
 
 def _size(path: Path) -> int:
