@@ -20,6 +20,8 @@ runner = CliRunner()
 class Fake(BaseHTTPRequestHandler):
     requests: list[dict] = []
     auth: set[str] = set()
+    long_for: set[str] = set()
+    """User messages answered as if the answer used 99 tokens (a reply cut off at a limit)."""
     calls = 0
     in_flight = 0
     max_in_flight = 0
@@ -44,7 +46,8 @@ class Fake(BaseHTTPRequestHandler):
                 "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                 "choices": [{"index": 0, "finish_reason": "stop",
                              "message": {"role": "assistant", "content": f"inform(name[{user[:5]}])"}}],
-                "usage": {"prompt_tokens": 10 * len(body["messages"]), "completion_tokens": 7,
+                "usage": {"prompt_tokens": 10 * len(body["messages"]),
+                          "completion_tokens": 99 if user in cls.long_for else 7,
                           "total_tokens": 10 * len(body["messages"]) + 7},
             })
         finally:

@@ -164,6 +164,41 @@ def test_api_teacher_labels_a_local_student_end_to_end(tmp_path, viggo_dir, tiny
     assert len(Fake.requests) == before  # the student is local: no request at all
 
 
+def test_teacher_answers_cut_off_at_the_limit_are_not_trained_on(tmp_path, viggo_dir, tiny_model_dir,
+                                                                  server, monkeypatch):  # noqa: F811
+    """Two of the teacher's 8 answers use more tokens than eval.max_new_tokens (12): the
+    student trains on the other 6, the count is stored and the report says so; keep_cut
+    trains on all 8."""
+    monkeypatch.setenv("TL_TEST_KEY", KEY)
+    monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path / "cache"))
+    pool = _viggo_train(viggo_dir)
+    inputs = sample(pool, 12, 0)[4:]
+    monkeypatch.setattr(Fake, "long_for", {inputs[0].input, inputs[3].input})
+    trained_on = []
+    import tunelab.methods.lora as lora
+
+    real = lora.fine_tune
+    monkeypatch.setattr(lora, "fine_tune",
+                        lambda ctx, *a, **k: trained_on.append(ctx.train) or real(ctx, *a, **k))
+    for keep in ("false", "true"):
+        entry = (f"  - {{name: distill, teacher_model: fake-gpt, k: 2, labelled: 4, train_sizes: [8], "
+                 f"keep_cut: {keep}, models: ['{tiny_model_dir}']}}\n")
+        store = tmp_path / keep / "s.db"
+        r = runner.invoke(app, ["run", str(_api_config(tmp_path, viggo_dir, tiny_model_dir, server, store,
+                                                       entry)), "--fail-fast"])
+        assert r.exit_code == 0, r.output
+        con = sqlite3.connect(store)
+        (info,) = [json.loads(i) for (i,) in con.execute("SELECT info FROM runs WHERE method = 'distill'")]
+        con.close()
+        want = {e.input for e in inputs} - (set() if keep == "true" else Fake.long_for)
+        assert {e.input for e in trained_on[-1]} == want
+        assert info["teacher_cut"] == 2 and info["student_examples"] == len(want)
+        md = (store.parent / "report" / "report.md").read_text()
+        said = "2 answers were cut off at the generation limit"
+        assert said + (" (kept: keep_cut)" if keep == "true" else
+                       " and dropped, so the student trained on 6") in md
+
+
 def _viggo_train(viggo_dir: Path) -> list[Example]:
     from tunelab.config import TaskConfig
     from tunelab.tasks import get_task

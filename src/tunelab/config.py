@@ -237,6 +237,9 @@ class MethodConfig:
     unlabelled: str | None = None
     """distill: JSONL of inputs (field `input`) for the teacher to label, path absolute or
     relative to $TUNELAB_DATA_DIR; default: training inputs with their targets hidden."""
+    keep_cut: bool = False
+    """distill: also train on teacher answers cut off at the generation limit (default: drop
+    them; an unfinished answer, often a repetition loop)."""
     search: dict = field(default_factory=dict)
     """Settings to search, each with a list of values (method settings such as k or
     prompt, or train settings such as lr or lora_r), by successive halving on the

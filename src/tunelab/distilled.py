@@ -78,6 +78,7 @@ def rows(arms: list, metric: str, margin: float, cost: CostConfig) -> list[dict]
             "teacher": f"{i['teacher']} (k={i['k']}) over {i['labelled']} gold examples"
                        f" on {tmodel or d.model}",
             "labelled_by_teacher": i.get("teacher_labelled"), "empty": i.get("teacher_empty", 0),
+            "cut": i.get("teacher_cut", 0), "kept": i.get("student_examples"), "keep_cut": i.get("keep_cut"),
             "agreement": i.get("teacher_agreement"),
             "teacher_s": d.info_mean("teacher_seconds"), "student_s": d.info_mean("student_seconds"),
             "teacher_tokens": teacher_tok, "device": i.get("teacher_device"),

@@ -110,7 +110,8 @@ def teacher_parts(cfg: RunConfig, settings) -> dict:
 V1_DROPPED_AT_DEFAULT = {
     ModelConfig: ("backend", "base_url", "api_key_env", "concurrency", "max_retries", "timeout",
                   "price_prompt", "price_completion"),
-    MethodConfig: ("models", "search", "teacher", "teacher_model", "labelled", "unlabelled"),
+    MethodConfig: ("models", "search", "teacher", "teacher_model", "labelled", "unlabelled",
+                    "keep_cut"),
     TaskConfig: ("scoring",)}
 """Frozen: version-1 keys left these fields out while at their defaults (fields added to
 MethodConfig since, such as distill's, are listed too: a v1 key never held them)."""

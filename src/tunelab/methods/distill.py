@@ -52,6 +52,10 @@ class Distill(Shots):
     """Gold examples the teacher draws on (its shots)."""
     unlabelled: str | None = None
     """JSONL of inputs (field `input`) to label; default: training inputs, targets hidden."""
+    keep_cut: bool = False
+    """Also train on teacher answers that used the whole generation budget (default: drop
+    them: an answer cut off at the limit is unfinished, often a repetition loop the student
+    would learn; measured in README "Distillation")."""
     counts: ClassVar[tuple[str, ...]] = ("k", "labelled")
 
     def __post_init__(self):
@@ -132,22 +136,30 @@ def label(ctx: Context, gold: list[Example], inputs: list[Example]) -> tuple[dic
     pred = get_method(s.teacher)(tctx)
     hidden = [replace(e, target="") for e in inputs]  # the teacher never holds their labels
     msgs = {e.id: pred.messages(e) for e in hidden}
-    max_new = ctx.eval_cfg.max_new_tokens or ctx.task.max_new_tokens
     fixed, who = ChatPredictor(model, tok, lambda e: msgs[e.id]), identity(model)
     setup_s, parts = time.perf_counter() - t0, []
     for i in range(0, len(hidden), CHUNK):
         chunk = hidden[i:i + CHUNK]
         prompts = [as_text(tok, msgs[e.id]) for e in chunk]
-        key = digest([who, max_new, ctx.task.one_line, prompts], 20)
+        key = digest([who, max_new(ctx), ctx.task.one_line, prompts], 20)
         path = cache_root() / "teacher" / f"{key}.json"
         hit = path.exists()
         where = f"teacher {s.teacher} {i + len(chunk)}/{len(hidden)}"
-        parts.append({**cached_json(path, lambda c=chunk, w=where: _answer(fixed, ctx, c, w)), "cached": hit})
-    return {"answers": [a for p in parts for a in p["answers"]],
+        part = cached_json(path, lambda c=chunk, w=where: _answer(fixed, ctx, c, w))
+        if "cut" not in part:  # a chunk cached before `cut` was stored: its answers' token counts
+            part["cut"] = [len(tok(a, add_special_tokens=False)["input_ids"]) >= max_new(ctx) - 1
+                           for a in part["answers"]]
+        parts.append({**part, "cached": hit})
+    return {"answers": [a for p in parts for a in p["answers"]], "cut": [c for p in parts for c in p["cut"]],
             "seconds": setup_s + sum(p["seconds"] for p in parts),
             "prompt_tokens": sum(p["prompt_tokens"] for p in parts),
             "gen_tokens": sum(p["gen_tokens"] for p in parts),
             "cached": f"{sum(p['cached'] for p in parts)}/{len(parts)}"}, pred
+
+
+def max_new(ctx: Context) -> int:
+    """The teacher's generation budget: the run's, else the task's."""
+    return ctx.eval_cfg.max_new_tokens or ctx.task.max_new_tokens
 
 
 CHUNK = 50
@@ -157,10 +169,12 @@ once per input)."""
 
 
 def _answer(pred: Predictor, ctx: Context, chunk: list[Example], label: str) -> dict:
-    """One chunk's answers, with the seconds and tokens they took."""
+    """One chunk's answers, with the seconds and tokens they took, and which of them used
+    the whole generation budget (`cut`)."""
     t0 = time.perf_counter()
     rows = evaluate(pred, ctx.task, chunk, ctx.eval_cfg, label=label).rows
     return {"answers": [r["prediction"] for r in rows], "seconds": time.perf_counter() - t0,
+            "cut": [r["gen_tokens"] >= max_new(ctx) for r in rows],
             "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
             "gen_tokens": sum(r["gen_tokens"] for r in rows)}
 
@@ -184,15 +198,21 @@ def build(ctx: Context) -> Predictor:
     s, task = ctx.settings, ctx.task
     gold, inputs = examples(ctx)
     teacher, tpred = label(ctx, gold, inputs)
-    # every answer, empty ones too: the student learns what the teacher does (counted below)
+    # every finished answer, empty ones too: the student learns what the teacher does (counted
+    # below); answers cut off at the generation limit only with keep_cut
     data = [Example(e.input, task.clean(a), id=e.id, meta=e.meta)
-            for e, a in zip(inputs, teacher["answers"], strict=True)]
+            for e, a, cut in zip(inputs, teacher["answers"], teacher["cut"], strict=True)
+            if s.keep_cut or not cut]
+    if not data:
+        raise TunelabError(f"distill: all {len(inputs)} teacher answers were cut off at the generation "
+                           f"limit ({max_new(ctx)} tokens); raise eval.max_new_tokens or set keep_cut")
     model, info, system = tune(replace(ctx, train=data))
     student_s = info["train_seconds"]
     api = isinstance(tpred.model, ApiModel)
     info.update({
         "teacher": s.teacher, "teacher_model": s.teacher_model, "labelled": len(gold), "k": s.k,
         "teacher_labelled": len(inputs), "teacher_empty": sum(not e.target for e in data),
+        "teacher_cut": sum(teacher["cut"]), "student_examples": len(data), "keep_cut": s.keep_cut,
         "teacher_seconds": teacher["seconds"], "student_seconds": student_s,
         # the teacher's labelling is part of what this arm costs once
         "train_seconds": teacher["seconds"] + student_s,
