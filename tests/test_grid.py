@@ -58,7 +58,8 @@ def test_fields_added_later_leave_existing_cell_keys_unchanged():
     old_model = {k: v for k, v in to_dict(cfg.model).items()
                  if k in ("name", "dtype", "trust_remote_code")}
     old_method = {k: v for k, v in to_dict(cfg.methods[0]).items()
-                  if k not in ("models", "search", "teacher", "teacher_model", "labelled", "unlabelled")}
+                  if k not in ("models", "search", "teacher", "teacher_model", "labelled", "unlabelled",
+                            "keep_cut")}
     old_task = {k: v for k, v in to_dict(cfg.task).items() if k != "scoring"}
     parts = {"task": old_task, "model": old_model, "eval": to_dict(cfg.eval),
              "method": old_method, "train": to_dict(method_train(cfg, cfg.methods[0])),
