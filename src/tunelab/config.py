@@ -172,8 +172,9 @@ led the search's rungs (README, search). Before that, 1e-3 had replaced a shared
 was at validation loss 0.43 after its whole 8-epoch budget. full, prompt_tuning, dpo: the
 rates the shipped configs and benchmarks use."""
 DEFAULT_LR = 1e-3
-"""A loop run outside a method without an lr (tests, benches, training stages such as sft):
-the former LoRA default, kept where 2e-3 has not been measured."""
+"""A method without a rate of its own in METHOD_LR (e.g. rag with an sft stage: a stage
+trains at its method's lr unless it sets one), and a loop run outside a method without an
+lr (tests, benches): the former LoRA default, kept where 2e-3 has not been measured."""
 
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")

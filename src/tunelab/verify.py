@@ -65,24 +65,24 @@ def divergence(model, tok, prompt: str, stored: str, max_new: int = 256, top_k: 
     ids = ids.to(next(model.parameters()).device)
     gen: list[int] = []
     eos = tok.eos_token_id
+
+    def keeps(t: int, done: str) -> bool:  # done: the text generated so far
+        if len(done) >= len(stored):
+            return t == eos or "\n" in tok.decode([t])
+        text = tok.decode(gen + [t])
+        return t != eos and len(text) > len(done) and stored.startswith(text)
+
     for i in range(max_new):
         with torch.no_grad():
             logits = model(ids).logits[0, -1].float()
-        top = int(logits.argmax())
-
-        def keeps(t: int) -> bool:
-            if len(tok.decode(gen)) >= len(stored):
-                return t == eos or "\n" in tok.decode([t])
-            text = tok.decode(gen + [t])
-            return t != eos and len(text) > len(tok.decode(gen)) and stored.startswith(text)
-
-        if keeps(top):
-            if top == eos or len(tok.decode(gen)) >= len(stored):
+        top, done = int(logits.argmax()), tok.decode(gen)
+        if keeps(top, done):
+            if top == eos or len(done) >= len(stored):
                 return {}
             gen.append(top)
             ids = torch.cat([ids, torch.tensor([[top]], device=ids.device)], dim=1)
             continue
-        ok = [int(t) for t in logits.topk(top_k).indices if keeps(int(t))]
+        ok = [int(t) for t in logits.topk(top_k).indices if keeps(int(t), done)]
         best = max(ok, key=lambda t: float(logits[t])) if ok else None
         gap = float(logits[top] - logits[best]) if best is not None else None
         return {"token": i, "gap": gap, "near_tie": gap is not None and gap < NEAR_TIE,
