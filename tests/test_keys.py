@@ -34,6 +34,27 @@ def test_key_holds_the_methods_own_settings_task_version_and_data_only():
     assert _keys(replace(base, seeds=[1]), task) != keys
 
 
+def test_the_budget_floor_enters_a_key_only_where_it_changes_the_budget():
+    # min_budget raises the budget of small training sets only. A cell whose max_epochs
+    # budget already reaches it keeps the key it had before the field existed (pinned:
+    # computed by main 886dbe6, the commit before min_budget), so measured stores keep
+    # their finished cells; a cell it raises gets a new key (it trains longer).
+    from tunelab.config import TrainConfig
+
+    task = {"name": "viggo"}
+    cfg = RunConfig(methods=[MethodConfig(name="lora", train_sizes=[500, 100])])
+    small, big = cells(cfg, 1000, task=task)
+    assert (small.train_size, big.train_size) == (100, 500)
+    assert big.key == "2afeb33740917b2e"  # 63 steps x 8 epochs = 504 >= 256
+    assert small.key != "3a5ead8cab87e79f"  # 13 x 8 = 104 steps, raised to 256
+    fixed = [c.key for c in cells(replace(cfg, train=TrainConfig(epochs=3)), 1000, task=task)]
+    assert fixed == ["703b0396225dc175", "de00d8aeae3d0275"]  # fixed epochs: no floor
+    off = cells(replace(cfg, train=TrainConfig(min_budget=0)), 1000, task=task)
+    assert [c.key for c in off] == ["3a5ead8cab87e79f", "2afeb33740917b2e"]
+    higher = cells(replace(cfg, train=TrainConfig(min_budget=600)), 1000, task=task)
+    assert higher[1].key != big.key
+
+
 def test_task_version_and_data_enter_through_prepare(tmp_path, viggo_dir):
     from tunelab.grid import prepare
     from tunelab.tasks.viggo import Viggo

@@ -58,6 +58,22 @@ def test_budget_end_while_still_improving_is_flagged(tiny, capsys):
     assert "did not converge" in capsys.readouterr().err
 
 
+def test_a_small_training_set_gets_the_budget_floor_not_max_epochs(tiny):
+    # 8 examples at batch 8 are 1 step an epoch: max_epochs 3 alone would stop at 3 steps
+    # while the loss still falls; the floor lets it train 12 (and 3 without the floor)
+    model, tok = tiny
+    train, val = _pairs(tok, 8, "good"), _pairs(tok, 4, "good", offset=100)
+    steps = {}
+    for floor in (12, 0):
+        m = copy.deepcopy(model)
+        for p in m.parameters():
+            p.requires_grad_(True)
+        cfg = TrainConfig(batch_size=8, lr=3e-3, eval_every=1, patience=50, max_epochs=3,
+                          min_budget=floor)
+        steps[floor] = train_loop(m, tok, train, cfg, seed=0, val=val).steps
+    assert steps == {12: 12, 0: 3}
+
+
 def test_an_arm_that_barely_moved_is_flagged(tiny):
     model, tok = tiny
     m = copy.deepcopy(model)
@@ -89,7 +105,8 @@ def test_seconds_budget_stops_training(tiny):
 
 @pytest.mark.parametrize("bad, msg", [("epochs: some", "epochs: must be a number >= 0 or 'auto'"),
                                       ("schedule: cyclic", "schedule: unknown 'cyclic'"),
-                                      ("patience: -1", "patience: must be at least 0")])
+                                      ("patience: -1", "patience: must be at least 0"),
+                                      ("min_budget: -5", "min_budget: must be at least 0")])
 def test_bad_training_settings_name_file_and_key(tmp_path, bad, msg):
     path = tmp_path / "c.yaml"
     path.write_text(f"methods:\n  - {{name: lora, train: {{{bad}}}}}\n")

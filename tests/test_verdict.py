@@ -154,7 +154,7 @@ CASES = {
         "No reliable recommendation against fine-tuning: its best arm (lora n=50) did not "
         "converge (validation loss still falling when the budget ran out (0.800 after 1.000)), so "
         "the gap may be its training budget's, not the method's; give it a larger budget "
-        "(train.max_epochs, max_steps or max_seconds).",
+        "(train.max_epochs, min_budget, max_steps or max_seconds).",
         "lora n=25 did not converge (validation loss still falling when the budget ran out (0.800 "
         "after 1.000)): a verdict against it is not reliable.",
         "More examples helped: lora n=25 is worse than lora n=50 by 10.0 points (95% CI 5.0 to "

@@ -3,7 +3,8 @@
 A key (version 2) hashes exactly:
 - the method's name, its own settings (its spec's dataclass: `k` on a lora entry is not
   one of them), its stages, its `search:` space if any, and, if it trains, its resolved
-  train settings (less `save`);
+  train settings (less `save`, and less `min_budget` where that floor cannot change the
+  cell's budget: `floor_binds`);
 - the training-set size and the seed;
 - the task's name and `Task.version`, a content hash of its loaded splits (the data files'
   content, the split and the test slice), of its rag corpus if any, and the task settings
@@ -85,9 +86,34 @@ def key(cfg: RunConfig, method: MethodConfig, settings, trains: bool, model: Mod
     if method.search:  # a searched arm is its own cell (the space, not the setting it chose)
         parts["method"]["search"] = method.search
     if trains:
-        parts["train"] = {k: v for k, v in to_dict(method_train(cfg, method)).items() if k != "save"}
+        t = method_train(cfg, method)
+        parts["train"] = {k: v for k, v in to_dict(t).items() if k != "save"}
+        if not floor_binds(method, t, size):
+            del parts["train"]["min_budget"]
     parts["method"].update(teacher_parts(cfg, settings))
     return cell_key(parts)
+
+
+FLOOR_EXACT = {"lora", "full", "prompt_tuning"}
+"""Methods that train on the cell's training subset itself (more with replay, never fewer),
+so whether train.min_budget raises their budget is known from the size before they run."""
+
+
+def floor_binds(method: MethodConfig, train, size: int) -> bool:
+    """Whether the min_budget floor can change this cell's training budget. Where it
+    cannot (fixed epochs; a training set whose max_epochs budget already reaches it), the
+    key leaves the field out, so cells measured before the floor existed keep their keys
+    and results. Methods that train on other data (distill's teacher answers, DPO's pairs,
+    stages) count as bound: their key holds it."""
+    from tunelab.stopping import budget_steps
+
+    if train.epochs != "auto" or not train.min_budget:
+        return False
+    if method.name not in FLOOR_EXACT or method.stages:
+        return True
+    args = (size, train.batch_size * train.grad_accum, train.epochs, train.max_epochs,
+            train.min_steps, train.max_steps)
+    return budget_steps(*args, train.min_budget) != budget_steps(*args)
 
 
 def teacher_parts(cfg: RunConfig, settings) -> dict:
@@ -135,6 +161,7 @@ def legacy_key(cfg: RunConfig, method: MethodConfig, model: ModelConfig, size: i
     parts = {"task": _v1(cfg.task), "model": _v1(model), "eval": to_dict(cfg.eval),
              "method": _v1(method), "train": to_dict(method_train(cfg, method)),
              "train_size": size, "seed": seed}
+    parts["train"].pop("min_budget")  # added after version 1
     if method.name not in V1_TRAINED and not method.stages:
         parts.pop("train")
     if scoring == "classification":

@@ -104,7 +104,7 @@ def apply(method: MethodConfig, train: TrainConfig, setting: dict, share: float,
     t = replace(train, **{k: v for k, v in setting.items() if k in SEARCH_TRAIN})
     if share < 1.0:
         steps = budget_steps(n_train, t.batch_size * t.grad_accum, t.epochs, t.max_epochs,
-                             t.min_steps, t.max_steps)
+                             t.min_steps, t.max_steps, t.min_budget)
         trial = max(1, math.ceil(share * steps))
         t = replace(t, max_steps=trial, max_seconds=share * t.max_seconds, save=False, eval_every=trial)
     return m, t

@@ -106,7 +106,8 @@ train:                      # for every method that trains; a method may overrid
   # lr: 0.002               # peak learning rate for every method; unset: each its own ({lr_note})
   batch_size: 8             # examples per optimizer step
   epochs: auto              # until the validation loss stops improving (best weights kept), or a number
-  max_epochs: 8             # epochs auto: the budget (also max_steps, max_seconds)
+  max_epochs: 8             # epochs auto: the budget (also max_steps, max_seconds) ...
+  min_budget: 256           # ... but at least this many steps (small files get more passes)
   max_length: {max_length}           # longest tokenised example; longer ones are truncated (and counted)
 eval:
   batch_size: 16            # prompts per generation batch

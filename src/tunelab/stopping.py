@@ -113,16 +113,21 @@ class Stopper:
 
 
 def budget_steps(n_data: int, window: int, epochs, max_epochs: float, min_steps: int,
-                 max_steps: int) -> int:
-    """Optimizer steps the loop may take: the fixed epochs, or max_epochs for auto.
+                 max_steps: int, min_budget: int = 0) -> int:
+    """Optimizer steps the loop may take: the fixed epochs, or for auto max_epochs but at
+    least `min_budget` steps (a floor for small training sets; early stopping ends sooner).
 
-    >>> budget_steps(100, 8, "auto", 8.0, 0, 0)
-    104
-    >>> budget_steps(100, 8, 1.0, 8.0, 30, 0), budget_steps(100, 8, "auto", 8.0, 0, 50)
+    >>> budget_steps(100, 8, "auto", 8.0, 0, 0), budget_steps(100, 8, "auto", 8.0, 0, 0, 256)
+    (104, 256)
+    >>> budget_steps(500, 8, "auto", 8.0, 0, 0, 256), budget_steps(100, 8, 1.0, 8.0, 0, 0, 256)
+    (504, 13)
+    >>> budget_steps(100, 8, 1.0, 8.0, 30, 0), budget_steps(100, 8, "auto", 8.0, 0, 50, 256)
     (30, 50)
     """
     per_epoch = math.ceil(n_data / window)
     n = max(min_steps, math.ceil(per_epoch * (max_epochs if epochs == "auto" else epochs)))
+    if epochs == "auto":
+        n = max(n, min_budget)
     return min(n, max_steps) if max_steps else n
 
 

@@ -209,7 +209,7 @@ def headline(bt: Arm, bp: Arm, metric: str, margin: float = MARGIN) -> list[str]
         advice[c.kind] = (f"No reliable recommendation against fine-tuning: its best arm "
                           f"({bt.name}) did not converge ({bt.convergence}), so the gap may be "
                           "its training budget's, not the method's; give it a larger budget "
-                          "(train.max_epochs, max_steps or max_seconds).")
+                          "(train.max_epochs, min_budget, max_steps or max_seconds).")
     return [c.sentence() + ".", advice[c.kind]]
 
 
