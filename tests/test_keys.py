@@ -101,3 +101,26 @@ def test_a_store_written_with_legacy_keys_is_reused_not_redone(tmp_path, tiny_mo
     assert sorted(aliases) == sorted(v2) and set(aliases.values()) == set(keys)
     assert all(store.run(k)["id"] == v for k, v in aliases.items())
 
+
+
+def test_a_stage_trains_at_its_kinds_rate_not_its_methods():
+    # an SFT stage under DPO trained at DPO's 1e-4 (20x under LoRA's default): each stage
+    # now takes its own kind's default unless the stage or the whole config sets an lr; a
+    # stage whose rate does not change keeps its cell key
+    from tunelab.config import StageConfig, TrainConfig
+
+    task = {"name": "viggo"}
+    dpo = MethodConfig(name="dpo", train_sizes=[8], stages=[StageConfig(kind="sft")])
+    cell = cells(RunConfig(methods=[dpo]), 100, task=task)[0]
+    assert cell.method.stages[0].train == {"lr": 2e-3}
+    explicit = replace(dpo, stages=[StageConfig(kind="sft", train={"lr": 2e-3})])
+    assert cells(RunConfig(methods=[explicit]), 100, task=task)[0].key == cell.key
+    old = replace(dpo, stages=[StageConfig(kind="sft", train={"lr": 1e-4})])
+    assert cells(RunConfig(methods=[old]), 100, task=task)[0].key != cell.key
+    wide = RunConfig(methods=[dpo], train=TrainConfig(lr=5e-4))  # config-wide: every stage too
+    assert cells(wide, 100, task=task)[0].method.stages[0].train == {}
+    lora = MethodConfig(name="lora", train_sizes=[8], stages=[StageConfig(kind="sft")])
+    assert cells(RunConfig(methods=[lora]), 100, task=task)[0].method.stages[0].train == {}
+    # a dpo stage under lora trains at DPO's rate, not LoRA's 2e-3
+    lora_dpo = replace(lora, stages=[StageConfig(kind="dpo")])
+    assert cells(RunConfig(methods=[lora_dpo]), 100, task=task)[0].method.stages[0].train == {"lr": 1e-4}

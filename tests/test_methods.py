@@ -61,6 +61,7 @@ def test_every_method_runs_through_the_cli(tmp_path, tiny_model_dir, viggo_dir):
     assert info["prompt_tuning"]["trainable_params"] == 4 * 64
     assert [s["stage"] for s in info["staged"]["stages"]] == [f"sft on {stage}"]
     assert "slot_f1" in info["sft+dpo"]["stages"][0]["metrics"]
+    assert info["sft+dpo"]["stages"][0]["lr"] == 0.001  # the config-wide lr, not DPO's own
     assert info["rag+ft"]["stages"] and info["rag"]["passages"] >= 2
     assert all(len(v) == 2 for v in info["dynamic_few_shot"]["shots"].values())
     md = (tmp_path / "runs" / "report" / "report.md").read_text()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tunelab import TunelabError
-from tunelab.config import MethodConfig, ModelConfig, RunConfig, grid_models
+from tunelab.config import MethodConfig, ModelConfig, RunConfig, grid_models, staged
 from tunelab.keys import key, legacy_key
 from tunelab.methods import get_spec, is_trained, needs_local_model
 from tunelab.tasks.base import Splits
@@ -44,6 +44,7 @@ def cells(cfg: RunConfig, n_train_pool: int, scoring: str | None = None,
     out = []
     for m_order, model in enumerate(grid_models(cfg)):
         for order, m in enumerate(cfg.methods):
+            m = staged(cfg, m)  # each stage's own lr (an SFT stage under DPO: LoRA's rate)
             spec = get_spec(m.name)
             settings = spec.settings_of(m)
             if m.models and model.name not in m.models:

@@ -66,7 +66,7 @@ def run_stages(ctx: Context) -> tuple[Context, list[dict]]:
         foreign = stage.data is not None
         model, info, system = tune(
             sctx, GENERIC if foreign else None, (lambda e: e.input) if foreign else None)
-        record = {"stage": label(stage), "n_train": len(sctx.train), **info}
+        record = {"stage": label(stage), "n_train": len(sctx.train), "lr": train_cfg.lr, **info}
         if ctx.checkpoint:
             record["metrics"] = ctx.checkpoint(record["stage"], chat_predictor(ctx, model, system))
         records.append(record)
