@@ -102,10 +102,12 @@ def viggo_dir(tmp_path) -> Path:
 
 def write_config(path: Path, model: Path, data: Path, store: Path, methods: str,
                  extra: str = "") -> Path:
+    # min_budget 0: these tiny-model grids test storage, resume and reports, and the
+    # 256-step floor made them 4x slower (test_stopping and test_keys test the floor)
     path.write_text(
         f"task: {{name: viggo, data_dir: '{data}', n_test: 6}}\n"
         f"model: {{name: '{model}'}}\n"
-        f"train: {{batch_size: 4, min_steps: 2, lr: 0.001, save: true}}\n"
+        f"train: {{batch_size: 4, min_steps: 2, min_budget: 0, lr: 0.001, save: true}}\n"
         f"eval: {{batch_size: 4, max_new_tokens: 12, bootstrap: 200}}\n"
         f"store: '{store}'\nout_dir: '{store.parent}'\n"
         f"methods:\n{methods}{extra}"

@@ -84,7 +84,7 @@ def _api_config(tmp_path: Path, viggo_dir: Path, tiny_model_dir: Path, url: str,
         f"models:\n  - {{name: '{tiny_model_dir}'}}\n"
         f"  - {{name: fake-gpt, backend: openai, base_url: '{url}', api_key_env: TL_TEST_KEY,\n"
         f"     concurrency: 2, price_prompt: 1.0, price_completion: 2.0}}\n"
-        f"train: {{batch_size: 4, min_steps: 2, lr: 0.001}}\n"
+        f"train: {{batch_size: 4, min_steps: 2, min_budget: 0, lr: 0.001}}\n"
         f"eval: {{batch_size: 4, max_new_tokens: 12, bootstrap: 200}}\n"
         f"store: '{store}'\nout_dir: '{store.parent}'\nmethods:\n{methods}")
     return cfg

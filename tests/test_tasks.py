@@ -129,7 +129,8 @@ def test_sql_end_to_end_on_tiny_model(tmp_path, tiny_model_dir):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         f"task: {{name: sql, data_dir: '{data}', n_test: 4}}\nmodel: {{name: '{tiny_model_dir}'}}\n"
-        f"train: {{batch_size: 4, min_steps: 1, save: false}}\neval: {{max_new_tokens: 8, bootstrap: 50}}\n"
+        f"train: {{batch_size: 4, min_steps: 1, min_budget: 0, save: false}}\n"
+        f"eval: {{max_new_tokens: 8, bootstrap: 50}}\n"
         f"store: '{tmp_path / 's.db'}'\nout_dir: '{tmp_path}'\n"
         "methods: [{name: zero_shot}, {name: lora, train_sizes: [4]}]\n")
     r = runner.invoke(app, ["run", str(cfg)])
