@@ -30,6 +30,14 @@ def test_single_model_key_unchanged_by_models_list():
     assert [c.key for c in cells(one, 10)] == [c.key for c in cells(listed, 10)]
 
 
+def test_a_training_method_without_train_sizes_trains_on_the_whole_split():
+    # `{name: lora}` got a cell of 0 examples and failed with an IndexError
+    cfg = RunConfig(methods=[MethodConfig(name="lora"), MethodConfig(name="full", train_sizes=[0, 50]),
+                             MethodConfig(name="few_shot"), MethodConfig(name="zero_shot")])
+    got = [(c.method.name, c.train_size) for c in cells(cfg, 300)]
+    assert sorted(got) == [("few_shot", 0), ("full", 50), ("full", 300), ("lora", 300), ("zero_shot", 0)]
+
+
 def test_unknown_model_filter_and_training_on_api_model_fail_clearly():
     cfg = _cfg(methods=[MethodConfig(name="lora", train_sizes=[8], models=["c"])])
     with pytest.raises(TunelabError, match="'c' is not a model of this grid. Available: a, b"):

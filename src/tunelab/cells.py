@@ -32,6 +32,19 @@ class Cell:
         return self.method.label or self.method.name
 
 
+def sizes_of(m: MethodConfig, n_train_pool: int) -> list[int]:
+    """The training-set sizes of a method's cells. A method that trains takes a size of 0
+    (the default `train_sizes: [0]`, i.e. none given) as the whole training split: `{name:
+    lora}` trains on all of it (it got 0 examples and failed before). distill keeps 0 as
+    its own clear error (its size is how many inputs a teacher labels)."""
+    if m.name == "zero_shot":
+        return [0]
+    sizes = m.train_sizes or [n_train_pool]
+    if get_spec(m.name).trains and m.name != "distill":
+        sizes = [s or n_train_pool for s in sizes]
+    return [min(s, n_train_pool) for s in sizes]
+
+
 def cells(cfg: RunConfig, n_train_pool: int, scoring: str | None = None,
           task: dict | None = None) -> list[Cell]:
     """All cells of the grid, smallest training size first (then model, method, seed).
@@ -54,9 +67,7 @@ def cells(cfg: RunConfig, n_train_pool: int, scoring: str | None = None,
                     f"methods.{m.name}: needs the model's weights here ("
                     f"{'trains' if is_trained(m) else 'generates itself'}), but model '{model.name}' "
                     "uses the openai backend (prompting only: zero_shot, few_shot, dynamic_few_shot, rag)")
-            sizes = [0] if m.name == "zero_shot" else (m.train_sizes or [n_train_pool])
-            for size in sizes:
-                size = min(size, n_train_pool)
+            for size in sizes_of(m, n_train_pool):
                 for seed in cfg.seeds:
                     k = key(cfg, m, settings, is_trained(m), model, size, seed, task)
                     old = legacy_key(cfg, m, model, size, seed, scoring)

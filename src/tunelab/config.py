@@ -210,7 +210,8 @@ class MethodConfig:
     name: str = "zero_shot"
     """Method name (see METHODS)."""
     train_sizes: list[int] = field(default_factory=lambda: [0])
-    """Training-set sizes; one cell per size. Prompting methods use the pool for shots."""
+    """Training-set sizes; one cell per size. Prompting methods use the pool for shots.
+    For a method that trains, 0 (the default) is the whole training split."""
     k: int = 5
     """Number of in-context examples (few-shot)."""
     prompt: str | None = None
