@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tunelab import TunelabError
-from tunelab.config import MethodConfig, ModelConfig, RunConfig, grid_models, staged
+from tunelab.config import MethodConfig, ModelConfig, RunConfig, grid_models
 from tunelab.keys import key, legacy_key
 from tunelab.methods import get_spec, is_trained, needs_local_model
+from tunelab.methods.stages import staged
 from tunelab.tasks.base import Splits
 
 

@@ -199,7 +199,7 @@ class StageConfig:
     train: dict = field(default_factory=dict)
     """Overrides of the method's train settings for this stage. Its lr: the one set here,
     else the config-wide `train.lr`, else its kind's own default (sft: LoRA's, dpo: DPO's;
-    `staged`), never the method's own default, which is tuned for another kind of training
+    methods/stages.py `staged`), never the method's own default, which is tuned for another kind of training
     (DPO's 1e-4 is 20x under what an SFT stage of LoRA needs)."""
     label: str | None = None
     """Name of the stage in the report (default: kind and data)."""
@@ -485,28 +485,6 @@ def method_train(cfg: RunConfig, method: MethodConfig) -> TrainConfig:
     if merged.get("lr") is None:
         merged["lr"] = METHOD_LR.get(method.name, DEFAULT_LR)
     return from_dict(TrainConfig, merged, where=f"methods.{method.name}.train")
-
-
-STAGE_LR = {"sft": "lora", "dpo": "dpo"}
-"""Stage kind -> the method whose default lr (METHOD_LR) the stage trains at."""
-
-
-def staged(cfg: RunConfig, method: MethodConfig) -> MethodConfig:
-    """The method with each stage's lr written into its train overrides where it differs
-    from the method's resolved lr (see StageConfig.train). Stages that train at the
-    method's rate are left as they were, so their cells keep their keys."""
-    if not method.stages:
-        return method
-    inherited = method_train(cfg, method).lr
-    stages = []
-    for s in method.stages:
-        if s.train.get("lr") is None:
-            lr = cfg.train.lr if cfg.train.lr is not None else \
-                METHOD_LR.get(STAGE_LR.get(s.kind, ""), DEFAULT_LR)
-            if lr != inherited:
-                s = dataclasses.replace(s, train={**s.train, "lr": lr})
-        stages.append(s)
-    return dataclasses.replace(method, stages=stages)
 
 
 def data_dir() -> Path:

@@ -12,7 +12,18 @@ from dataclasses import replace
 from pathlib import Path
 
 from tunelab import TunelabError
-from tunelab.config import StageConfig, TrainConfig, data_dir, from_dict, to_dict
+from tunelab.config import (
+    DEFAULT_LR,
+    METHOD_LR,
+    MethodConfig,
+    RunConfig,
+    StageConfig,
+    TrainConfig,
+    data_dir,
+    from_dict,
+    method_train,
+    to_dict,
+)
 from tunelab.data import Example, read_examples, sample
 from tunelab.methods.base import Context, Prompted, chat_predictor
 from tunelab.methods.dpo import Settings as DpoSettings
@@ -25,6 +36,27 @@ of that kind, else their defaults with the method's prompt)."""
 
 GENERIC = "Follow the instruction and reply with the answer only."
 """System prompt of stages trained on another dataset than the task's."""
+
+STAGE_LR = {"sft": "lora", "dpo": "dpo"}
+"""Stage kind -> the method whose default lr (METHOD_LR) the stage trains at."""
+
+
+def staged(cfg: RunConfig, method: MethodConfig) -> MethodConfig:
+    """The method with each stage's lr written into its train overrides where it differs
+    from the method's resolved lr (see StageConfig.train). Stages that train at the
+    method's rate are left as they were, so their cells keep their keys."""
+    if not method.stages:
+        return method
+    inherited = method_train(cfg, method).lr
+    stages = []
+    for s in method.stages:
+        if s.train.get("lr") is None:
+            lr = cfg.train.lr if cfg.train.lr is not None else \
+                METHOD_LR.get(STAGE_LR.get(s.kind, ""), DEFAULT_LR)
+            if lr != inherited:
+                s = replace(s, train={**s.train, "lr": lr})
+        stages.append(s)
+    return replace(method, stages=stages)
 
 
 def _examples(ctx: Context, stage: StageConfig, where: str) -> list[Example]:
