@@ -102,7 +102,6 @@ def test_a_store_written_with_legacy_keys_is_reused_not_redone(tmp_path, tiny_mo
     assert all(store.run(k)["id"] == v for k, v in aliases.items())
 
 
-
 def test_a_stage_trains_at_its_kinds_rate_not_its_methods():
     # an SFT stage under DPO trained at DPO's 1e-4 (20x under LoRA's default): each stage
     # now takes its own kind's default unless the stage or the whole config sets an lr; a

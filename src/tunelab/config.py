@@ -199,8 +199,8 @@ class StageConfig:
     train: dict = field(default_factory=dict)
     """Overrides of the method's train settings for this stage. Its lr: the one set here,
     else the config-wide `train.lr`, else its kind's own default (sft: LoRA's, dpo: DPO's;
-    methods/stages.py `staged`), never the method's own default, which is tuned for another kind of training
-    (DPO's 1e-4 is 20x under what an SFT stage of LoRA needs)."""
+    methods/stages.py `staged`), never the method's own default, which is tuned for another
+    kind of training (DPO's 1e-4 is 20x under what an SFT stage of LoRA needs)."""
     label: str | None = None
     """Name of the stage in the report (default: kind and data)."""
 

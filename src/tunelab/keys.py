@@ -105,15 +105,13 @@ def floor_binds(method: MethodConfig, train, size: int) -> bool:
     key leaves the field out, so cells measured before the floor existed keep their keys
     and results. Methods that train on other data (distill's teacher answers, DPO's pairs,
     stages) count as bound: their key holds it."""
-    from tunelab.stopping import budget_steps
+    from tunelab.stopping import train_budget
 
     if train.epochs != "auto" or not train.min_budget:
         return False
     if method.name not in FLOOR_EXACT or method.stages:
         return True
-    args = (size, train.batch_size * train.grad_accum, train.epochs, train.max_epochs,
-            train.min_steps, train.max_steps)
-    return budget_steps(*args, train.min_budget) != budget_steps(*args)
+    return train_budget(train, size) != train_budget(train, size, min_budget=0)
 
 
 def teacher_parts(cfg: RunConfig, settings) -> dict:

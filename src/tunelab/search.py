@@ -98,13 +98,12 @@ def apply(method: MethodConfig, train: TrainConfig, setting: dict, share: float,
     """The method and train settings of one trial: the setting applied, and for training
     a budget cut to `share` of one default run's (steps, and seconds if budgeted), with
     validation loss measured at its start and end only."""
-    from tunelab.stopping import budget_steps
+    from tunelab.stopping import train_budget
 
     m = replace(method, search={}, **{k: v for k, v in setting.items() if k in SEARCH_METHOD})
     t = replace(train, **{k: v for k, v in setting.items() if k in SEARCH_TRAIN})
     if share < 1.0:
-        steps = budget_steps(n_train, t.batch_size * t.grad_accum, t.epochs, t.max_epochs,
-                             t.min_steps, t.max_steps, t.min_budget)
+        steps = train_budget(t, n_train)
         trial = max(1, math.ceil(share * steps))
         t = replace(t, max_steps=trial, max_seconds=share * t.max_seconds, save=False, eval_every=trial)
     return m, t

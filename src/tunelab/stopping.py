@@ -131,6 +131,14 @@ def budget_steps(n_data: int, window: int, epochs, max_epochs: float, min_steps:
     return min(n, max_steps) if max_steps else n
 
 
+def train_budget(t, n_data: int, epochs=None, min_budget: int | None = None) -> int:
+    """budget_steps for a TrainConfig `t` on `n_data` examples (`epochs`, `min_budget`:
+    instead of t's own; the loop trains one epoch when epochs auto has no validation)."""
+    return budget_steps(n_data, t.batch_size * t.grad_accum, t.epochs if epochs is None else epochs,
+                        t.max_epochs, t.min_steps, t.max_steps,
+                        t.min_budget if min_budget is None else min_budget)
+
+
 def schedule_position(step: int, total: int, elapsed: float, max_seconds: float) -> float:
     """Where in the lr schedule step `step` is: the step itself, or, under a seconds budget
     that will end before `total` steps, the share of the seconds spent, in steps.

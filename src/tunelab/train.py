@@ -24,7 +24,7 @@ from tunelab import TunelabError
 from tunelab.config import DEFAULT_LR, TrainConfig
 from tunelab.precision import Decision, autocast, block_shape, choose, loss_agrees
 from tunelab.prompt import render
-from tunelab.stopping import Stopper, budget_steps, convergence, lr_factor, schedule_position
+from tunelab.stopping import Stopper, convergence, lr_factor, schedule_position, train_budget
 from tunelab.ui import console, progress
 
 
@@ -376,8 +376,7 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
     window = cfg.batch_size * cfg.grad_accum
     auto = cfg.epochs == "auto"
     epochs = 1.0 if auto and not val else cfg.epochs
-    total = budget_steps(len(data), window, epochs, cfg.max_epochs, cfg.min_steps, cfg.max_steps,
-                         cfg.min_budget)
+    total = train_budget(cfg, len(data), epochs)
     # fused: one kernel over all parameters; measured 4.9x faster than the default AdamW
     # step for full fine-tuning here (bench/breakdown.py). Not for FSDP's sharded tensors.
     peak = cfg.lr if cfg.lr is not None else DEFAULT_LR
