@@ -1,188 +1,82 @@
-"""What more training data buys: a fitted learning curve, extrapolated, with a bootstrap
-interval, and checked against the largest size actually measured.
+"""What more training data buys: a fitted learning curve (curvefit.py), extrapolated to 2x
+and 5x the largest size with a bootstrap interval, the examples to label to reach a goal,
+and a check against the largest size actually measured, in plain sentences.
 
 The curve is the mean primary score at each training-set size (over seeds and test
-examples), fitted with the usual saturating form of learning curves, an inverse power
-law score = a - b * n^-c (scipy.optimize.curve_fit, bounded: a within [0, 1] for a 0-1
-metric, c within [C_MIN, C_MAX]). Where that fit fails, a log-linear score = p + q ln n
-is used instead (it has no ceiling), and the forecast says which form it used.
-
-The interval is a bootstrap: each resample draws test examples (the same draw at every
-size: paired over n) and, where there are several seeds, seeds (the same seed ids at every
-size when every size ran the same seeds), then refits. It covers the noise of test
-examples and seeds, not a wrong curve shape: that is what the holdout check tests, by
-predicting the largest measured size from the smaller ones only and printing the error
-and whether the measurement fell inside the stated interval.
+examples). Its estimates are the power law's (its ceiling, the size that reaches a goal);
+where it fails to fit or the data reject it and not the log-linear trend, the trend's,
+and the forecast says which. Each interval spans the forms the data do not reject
+(curvefit.candidates), so it covers the choice between a curve that levels off and one
+that keeps rising, not only the noise of test examples and seeds: with a handful of sizes
+the data rarely tell them apart (on the ViGGO curve of 2026-12-02 the power law alone put
+LoRA N=400 at 0.813 [0.759, 0.858] from N=25-200; measured 0.900). The holdout check
+predicts the largest measured size from the smaller ones only and prints the error and
+whether the measurement fell inside the stated interval.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import OptimizeWarning, curve_fit
 
+from tunelab.curvefit import ALPHA, FORMS, N_BOOT, Form, candidates, spanned, with_ci
 from tunelab.verdict import best, curves
 
 MIN_SIZES = 3
 """A curve needs 3 sizes to fit 3 parameters; the holdout check needs one more."""
-C_MIN, C_MAX = 0.05, 2.0
-"""Bounds of the power law's exponent: flatter than n^-0.05 is indistinguishable from a
-log-linear trend over any range measured here; steeper than n^-2 is a step, not a curve."""
-N_BOOT = 400
-"""Bootstrap resamples (each one a curve fit)."""
 MULTIPLES = (2, 5)
 """The forecast's sizes, as multiples of the largest measured one."""
+REACH = 100
+"""A count of examples to label beyond REACH x the largest measured size is said as "over"
+that many: no curve fitted to the sizes measured speaks for it."""
 
 
-@dataclass(frozen=True)
-class Fit:
-    form: str
-    """"power" (a - b n^-c) or "log" (p + q ln n)."""
-    params: tuple[float, ...]
-    bounded: bool = True
-    """A 0-1 metric: predictions are clipped to [0, 1]."""
-
-    def __call__(self, n) -> np.ndarray:
-        n = np.asarray(n, dtype=float)
-        if self.form == "power":
-            a, b, c = self.params
-            y = a - b * n ** -c
-        else:
-            p, q = self.params
-            y = p + q * np.log(n)
-        return np.clip(y, 0.0, 1.0) if self.bounded else y
-
-    @property
-    def ceiling(self) -> float | None:
-        """The score more data approaches (power law rising to a), or None (log-linear)."""
-        return self.params[0] if self.form == "power" and self.params[1] > 0 else None
-
-    def reach(self, x: float) -> float:
-        """Training-set size at which the fitted curve reaches x; inf where it never does."""
-        if self.form == "power":
-            a, b, c = self.params
-            return (b / (a - x)) ** (1 / c) if b > 0 and a > x else math.inf
-        p, q = self.params
-        if q <= 0 or (self.bounded and x > 1):
-            return math.inf
-        return math.exp(min((x - p) / q, 700.0))  # beyond e^700 is "never" in any unit
-
-
-def _power(n, a, b, c):
-    return a - b * n ** -c
-
-
-def _jacobian(n, a, b, c):
-    t = n ** -c
-    return np.stack([np.ones_like(n), -t, b * t * np.log(n)], axis=1)
-
-
-def fit(n, y, bounded: bool = True, form: str | None = None, start: Fit | None = None) -> Fit:
-    """The power law where it fits, else log-linear (or the given `form`); a resample's
-    refit starts from the full fit (`start`), which converges in a few steps."""
-    n, y = np.asarray(n, dtype=float), np.asarray(y, dtype=float)
-    if form in (None, "power"):
-        params = _fit_power(n, y, bounded, start.params if start and start.form == "power" else None)
-        if params is not None:
-            return Fit("power", params, bounded)
-        if form == "power":
-            return Fit("power", (math.nan,) * 3, bounded)
-    q, p = np.polyfit(np.log(n), y, 1)
-    return Fit("log", (float(p), float(q)), bounded)
-
-
-def _fit_power(n: np.ndarray, y: np.ndarray, bounded: bool,
-               p0: tuple[float, ...] | None = None) -> tuple[float, ...] | None:
-    lo, hi = ((0.0, -np.inf, C_MIN), (1.0, np.inf, C_MAX)) if bounded else \
-        ((-np.inf, -np.inf, C_MIN), (np.inf, np.inf, C_MAX))
-    if p0 is None:  # the exponent-0.5 curve through the first and last points
-        c0 = 0.5
-        span = n[0] ** -c0 - n[-1] ** -c0
-        b0 = (y[-1] - y[0]) / span if span > 0 else 0.0
-        p0 = (y[-1] + b0 * n[-1] ** -c0, b0, c0)
-    # strictly inside the bounds, as least_squares requires
-    p0 = tuple(float(np.clip(v, lo_ + 1e-6, hi_ - 1e-6)) for v, lo_, hi_ in zip(p0, lo, hi, strict=True))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", OptimizeWarning)  # 3 points: no covariance
-            params, _ = curve_fit(_power, n, y, p0=p0, jac=_jacobian, maxfev=2000, bounds=(lo, hi))
-    except (RuntimeError, ValueError):
-        return None
-    return tuple(float(v) for v in params) if np.all(np.isfinite(params)) else None
-
-
-def resampled_means(per_size: list[np.ndarray], n_boot: int = N_BOOT, seed: int = 0,
-                    shared_seeds: bool = True) -> np.ndarray:
-    """(n_boot, sizes) mean scores, each row one resample: test examples drawn once per
-    row for every size (paired over n); seeds drawn once per row when every size ran the
-    same seeds (`shared_seeds`, rows of each matrix in the same seed order), else per size.
-    Each matrix is (seeds, test examples), the examples in the same order everywhere."""
-    rng = np.random.default_rng(seed)
-    n_ex = per_size[0].shape[1]
-    out = np.empty((n_boot, len(per_size)))
-    for r in range(n_boot):
-        ex = rng.integers(0, n_ex, n_ex)
-        s0 = rng.integers(0, per_size[0].shape[0], per_size[0].shape[0])
-        for i, y in enumerate(per_size):
-            s = s0 if shared_seeds else rng.integers(0, y.shape[0], y.shape[0])
-            out[r, i] = y[np.ix_(s, ex)].mean()
-    return out
-
-
-def _interval(values, alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile interval that keeps inf ("never") as a value rather than a NaN."""
-    v = np.sort(np.asarray(values, dtype=float))
-    v = v[~np.isnan(v)]
-    if v.size == 0:
-        return math.nan, math.nan
-    lo = v[int(math.floor(alpha / 2 * (v.size - 1)))]
-    hi = v[int(math.ceil((1 - alpha / 2) * (v.size - 1)))]
-    return float(lo), float(hi)
-
-
-def _with_ci(point: float, reps) -> tuple[float, float, float]:
-    return (float(point), *_interval(reps))
-
-
-def fits(sizes, per_size: list[np.ndarray], shared_seeds: bool = True, n_boot: int = N_BOOT,
-         seed: int = 0) -> tuple[Fit, list[Fit]]:
-    """The fit to the mean score at each size, and the same form refitted to each resample
-    (a resample the form does not fit is left out: project() counts them)."""
-    bounded = bool(all(((y >= 0) & (y <= 1)).all() for y in per_size))
-    point = fit(sizes, [y.mean() for y in per_size], bounded)
-    reps = [fit(sizes, row, bounded, point.form, point)
-            for row in resampled_means(per_size, n_boot, seed, shared_seeds)]
-    return point, [f for f in reps if np.all(np.isfinite(f.params))]
+def _forms(used: list[Form], found: dict[str, Form]) -> dict:
+    return {name: {"params": f.point.params, "p_fit": f.p_fit, "used": f in used}
+            for name, f in found.items()}
 
 
 def project(sizes, per_size: list[np.ndarray], goal: float | None = None, margin: float = 2.0,
             shared_seeds: bool = True, n_boot: int = N_BOOT, seed: int = 0) -> dict:
     """Fit all sizes and extrapolate: the score at each multiple of the largest size, the
     gain of the largest multiple ("flat": its upper 95% bound under `margin` points), the
-    ceiling, and the examples to label to reach `goal`. Values are (estimate, lo, hi)."""
+    ceiling, and the examples to label to reach `goal`. Values are (estimate, lo, hi), the
+    interval spanning the forms used; `forms` holds each form's own and its lack of fit."""
     sizes = np.asarray(sizes, dtype=float)
-    point, reps = fits(sizes, per_size, shared_seeds, n_boot, seed)
-    top = sizes[-1]
-    at = {int(k * top): _with_ci(point(k * top), [f(k * top) for f in reps]) for k in MULTIPLES}
+    used, found = candidates(sizes, per_size, shared_seeds, n_boot, seed)
+    point, top = used[0].point, sizes[-1]
     far = MULTIPLES[-1] * top
-    gain = _with_ci(point(far) - point(top), [f(far) - f(top) for f in reps])
+    forms = _forms(used, found)
+
+    def est(value, *path):  # the spanned estimate; each form's own goes to forms[form][path]
+        v, each = spanned(used, value)
+        for form, e in each.items():
+            slot = forms[form]
+            for key in path[:-1]:
+                slot = slot.setdefault(key, {})
+            slot[path[-1]] = e
+        return v
+
+    at = {int(k * top): est(lambda f, n=k * top: f(n), "at", int(k * top)) for k in MULTIPLES}
+    gain = est(lambda f: f(far) - f(top), "gain")
     out = {"form": point.form, "params": point.params, "sizes": sizes.tolist(),
            "measured": [float(y.mean()) for y in per_size], "at": at, "gain": gain,
            "flat": gain[2] < margin / 100, "ceiling": None, "goal": goal, "more": None,
-           "n_boot": n_boot, "failed": n_boot - len(reps)}
+           "n_boot": n_boot, "failed": n_boot - len(used[0].reps), "forms": forms}
     if point.ceiling is not None:
-        out["ceiling"] = _with_ci(point.ceiling, [f.params[0] for f in reps])
+        out["ceiling"] = with_ci(point.ceiling, [f.params[0] for f in used[0].reps])
     if goal is not None:
         out["reached"] = bool(point(top) >= goal)
-        out["more"] = _with_ci(point.reach(goal) - top, [f.reach(goal) - top for f in reps])
+        out["more"] = est(lambda f: f.reach(goal) - top, "more")
     grid = np.geomspace(sizes[0], far, 60)
-    band = np.array([f(grid) for f in reps])
+    bands = [np.array([r(grid) for r in f.reps]) for f in used if f.reps]
     out["band"] = {"n": grid.tolist(), "fit": point(grid).tolist(),
-                   "lo": np.quantile(band, 0.025, axis=0).tolist() if band.size else [],
-                   "hi": np.quantile(band, 0.975, axis=0).tolist() if band.size else []}
+                   "alt": used[1].point(grid).tolist() if len(used) > 1 else [],
+                   "lo": np.min([np.quantile(b, 0.025, axis=0) for b in bands], axis=0).tolist()
+                   if bands else [],
+                   "hi": np.max([np.quantile(b, 0.975, axis=0) for b in bands], axis=0).tolist()
+                   if bands else []}
     return out
 
 
@@ -192,11 +86,15 @@ def holdout(sizes, per_size: list[np.ndarray], shared_seeds: bool = True, n_boot
     if len(sizes) < MIN_SIZES + 1:
         return None
     last = float(sizes[-1])
-    point, reps = fits(np.asarray(sizes[:-1], dtype=float), per_size[:-1], shared_seeds, n_boot, seed)
-    pred = _with_ci(point(last), [f(last) for f in reps])
+    used, found = candidates(sizes[:-1], per_size[:-1], shared_seeds, n_boot, seed)
+    pred, each = spanned(used, lambda f: f(last))
     measured = float(per_size[-1].mean())
-    return {"n": int(last), "form": point.form, "predicted": pred, "measured": measured,
-            "error": measured - pred[0], "inside": bool(pred[1] <= measured <= pred[2])}
+    forms = _forms(used, found)
+    for form, v in each.items():
+        forms[form]["predicted"] = v
+    return {"n": int(last), "form": used[0].point.form, "predicted": pred, "forms": forms,
+            "measured": measured, "error": measured - pred[0],
+            "inside": bool(pred[1] <= measured <= pred[2])}
 
 
 def matrices(curve, metric: str) -> tuple[list[np.ndarray], bool, int]:
@@ -247,31 +145,74 @@ def _ci(v: tuple[float, float, float]) -> str:
     return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
 
 
-def _count(x: float) -> str:
-    """About how many examples: two significant figures, or 'never'."""
-    return "never" if not math.isfinite(x) else f"{max(0.0, float(f'{x:.2g}')):,.0f}"
+def _overlap(u: tuple[float, float, float], v: tuple[float, float, float]) -> bool:
+    return u[1] <= v[2] and v[1] <= u[2]
+
+
+def _count(x: float, top: float) -> str:
+    """How many examples: two significant figures, 'never', or 'over' REACH x `top`."""
+    if not math.isfinite(x):
+        return "never"
+    if x > REACH * top:
+        return f"over {REACH * top:,.0f}"
+    return f"{max(0.0, float(f'{x:.2g}')):,.0f}"
+
+
+def _about(x: float, top: float) -> str:
+    said = _count(x, top)
+    return f"about {said}" if said[0].isdigit() else said
+
+
+NAMES = {"power": "power law", "log": "log-linear"}
+
+
+def _describe(form: str, params, metric: str) -> str:
+    if form == "power":
+        a, b, c = params
+        return (f"an inverse power law ({metric} = a - b·n^-c; a={a:.3f}, b={b:.3g}, c={c:.2f}), "
+                "which levels off,")
+    p, q = params
+    return f"a log-linear trend ({metric} = p + q·ln n; p={p:.3f}, q={q:.3f}), which does not"
+
+
+def _which(forms: dict) -> str:
+    """Which forms the interval spans, and why a form is missing or the interval rough."""
+    used = [k for k in FORMS if k in forms and forms[k]["used"]]
+    left = [k for k in FORMS if k in forms and not forms[k]["used"]]
+    ps = " and ".join(f"{NAMES[k]} p={forms[k]['p_fit']:.2g}" for k in used)
+    if "power" not in forms:
+        return "the power law did not fit; the log-linear trend has no ceiling"
+    if len(used) > 1 and all(forms[k]["p_fit"] < ALPHA for k in used):
+        return (f"neither form fits the measured points (lack of fit {ps}): the curve bends in a way "
+                "neither follows, so intervals spanning both are rough, not 95%")
+    if left:
+        return (f"the {NAMES[left[0]]} form is left out: the measured points reject it (lack of fit "
+                f"p={forms[left[0]]['p_fit']:.2g})")
+    return f"estimates are the {NAMES[used[0]]}'s, each interval spans both forms' 95% intervals"
 
 
 def sentences(fc: dict, margin: float) -> list[str]:
     """The forecast in plain language; scores in the metric's units, gains in points."""
     name, metric, sizes, top = fc["curve"], fc["metric"], fc["sizes"], fc["sizes"][-1]
     seeds = f" and of its {fc['seeds']} seeds" if fc["seeds"] > 1 else ""
-    if fc["form"] == "power":
-        a, b, c = fc["params"]
-        form = f"an inverse power law ({metric} = a - b·n^-c; a={a:.3f}, b={b:.3g}, c={c:.2f})"
-    else:
-        p, q = fc["params"]
-        form = (f"a log-linear trend ({metric} = p + q·ln n; p={p:.3f}, q={q:.3f}; the power law "
-                "did not fit), which has no ceiling")
-    lines = [f"{name}: {form}, fitted to {len(sizes)} sizes (n={', '.join(map(str, sizes))}); "
-             f"95% intervals from {fc['n_boot']} bootstrap resamples of the {fc['n_test']} test "
-             f"examples (the same draw at every size){seeds}, refitted each time"
+    forms = fc["forms"]
+    used = [k for k in FORMS if k in forms and forms[k]["used"]]
+    lines = [f"{name}: fitted to {len(sizes)} sizes (n={', '.join(map(str, sizes))}) with "
+             + " and ".join(_describe(k, forms[k]["params"], metric) for k in used)
+             + f"; {_which(forms)}. Intervals from {fc['n_boot']} bootstrap resamples of the "
+             f"{fc['n_test']} test examples (the same draw at every size){seeds}, refitted each time"
              + (f" ({fc['failed']} resamples did not fit and are left out)." if fc["failed"] else ".")]
     at = "; ".join(f"n={n:,} ({n // top}x the largest): {_ci(v)}" for n, v in fc["at"].items())
-    ceiling = f"; ceiling {_ci(fc['ceiling'])}" if fc["ceiling"] else ""
+    ceiling = f"; the power law's ceiling {_ci(fc['ceiling'])}" if fc["ceiling"] else ""
     lines.append(f"Predicted {metric} at {at}{ceiling}.")
-    g = fc["gain"]
     far = max(fc["at"])
+    if len(used) > 1:
+        one, two = (forms[k]["at"][far] for k in used)
+        lines.append(f"By form at n={far:,}: {NAMES[used[0]]} {_ci(one)}, {NAMES[used[1]]} "
+                     f"{_ci(two)}" + ("; their intervals overlap." if _overlap(one, two) else
+                                      "; they disagree beyond their own noise, and the sizes measured "
+                                      "do not tell which holds: a larger measured size would."))
+    g = fc["gain"]
     if fc["flat"]:
         lines.append(f"More data is not expected to help: {far // top}x the data adds {_pt(g[0])} "
                      f"points (95% CI {_pt(g[1])} to {_pt(g[2])}), under the {margin:g}-point margin.")
@@ -284,11 +225,15 @@ def sentences(fc: dict, margin: float) -> list[str]:
             lines.append(f"The fit is already at {goal:.3f} ({why}) at n={top:,}.")
         elif not math.isfinite(more[0]):
             lines.append(f"{goal:.3f} ({why}) is not reachable by more data per this fit: "
-                         + (f"its ceiling is {fc['ceiling'][0]:.3f}." if fc["ceiling"]
-                            else "the fitted curve does not rise."))
+                         + (f"its ceiling is {fc['ceiling'][0]:.3f}" if fc["ceiling"]
+                            else "the fitted curve does not rise")
+                         + (f"; the log-linear trend, which does not level off, puts it "
+                            f"{_about(log[0], top)} more examples away (95% CI {_count(log[1], top)} to "
+                            f"{_count(log[2], top)})." if (log := forms.get("log", {}).get("more"))
+                            and used[0] == "power" and math.isfinite(log[0]) else "."))
         else:
-            lines.append(f"To reach {goal:.3f} ({why}): label about {_count(more[0])} more examples "
-                         f"(95% CI {_count(more[1])} to {_count(more[2])}).")
+            lines.append(f"To reach {goal:.3f} ({why}): label {_about(more[0], top)} more examples "
+                         f"(95% CI {_count(more[1], top)} to {_count(more[2], top)}).")
     h = fc["holdout"]
     if h is None:
         lines.append(f"No holdout check: predicting the largest size from the smaller ones needs "
@@ -296,9 +241,12 @@ def sentences(fc: dict, margin: float) -> list[str]:
     else:
         verdict = ("inside the stated interval" if h["inside"] else
                    "outside the stated interval: treat the intervals above as too narrow")
+        both = [k for k in FORMS if k in h["forms"] and h["forms"][k]["used"]]
         lines.append(f"Checked on what was measured: fitted to n={', '.join(map(str, sizes[:-1]))} "
-                     f"only ({'power law' if h['form'] == 'power' else 'log-linear'}), it predicts "
-                     f"{_ci(h['predicted'])} at n={h['n']:,}; measured {h['measured']:.3f}, error "
+                     f"only, it predicts {_ci(h['predicted'])} at n={h['n']:,} ("
+                     + ", ".join(f"{NAMES[k]} {_ci(h['forms'][k]['predicted'])}" for k in both)
+                     + ("" if (why := _which(h["forms"])).startswith("estimates") else f"; {why}")
+                     + f"); measured {h['measured']:.3f}, error "
                      f"{_pt(h['error'])} points, {verdict}.")
     return lines
 

@@ -65,8 +65,8 @@ def confusion_heatmap(breakdown: dict, title: str) -> bytes:
 
 
 def forecast_plot(forecasts: list[dict], metric: str) -> bytes | None:
-    """Each forecast curve: measured points, the fit extended to 5x the largest size, its
-    95% bootstrap band, and the goal it is asked to reach (dotted)."""
+    """Each forecast curve: measured points, the fit (and the second form where the band
+    spans two) extended to 5x the largest size, its bootstrap band, and the goal (dotted)."""
     drawn = [f for f in forecasts if "band" in f]
     if not drawn:
         return None
@@ -76,6 +76,8 @@ def forecast_plot(forecasts: list[dict], metric: str) -> bytes | None:
         band = f["band"]
         ax.plot(band["n"], band["fit"], color=color, lw=1.5,
                 label=f"{f['curve']}: {'power law' if f['form'] == 'power' else 'log-linear'} fit")
+        if band.get("alt"):  # the second form the band spans (forecast.candidates)
+            ax.plot(band["n"], band["alt"], color=color, lw=1, ls="-.", label=f"{f['curve']}: log-linear fit")
         if band["lo"]:
             ax.fill_between(band["n"], band["lo"], band["hi"], color=color, alpha=0.15, lw=0)
         ax.plot(f["sizes"], f["measured"], "o", color=color, label=f"{f['curve']}: measured")
@@ -84,7 +86,7 @@ def forecast_plot(forecasts: list[dict], metric: str) -> bytes | None:
     ax.axvline(max(max(f["sizes"]) for f in drawn), color="grey", lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_xlabel("training examples (right of the dashed line: forecast)")
-    ax.set_ylabel(f"{metric} (band: 95% bootstrap)")
+    ax.set_ylabel(f"{metric} (band: 95% bootstrap, forms used)")
     ax.legend(fontsize=7)
     return png(fig)
 
