@@ -55,6 +55,18 @@ def test_the_budget_floor_enters_a_key_only_where_it_changes_the_budget():
     assert higher[1].key != big.key
 
 
+def test_a_search_whose_rungs_changed_gets_a_new_key():
+    # search.RUNGS: since 2026-12-02 the shorter rungs are shares of the budget without the
+    # floor. A searched cell the floor raises trained longer rungs before (key pinned: main
+    # 9624d4f), so it gets a new key; one the floor does not raise trains as before and
+    # keeps its key.
+    cfg = RunConfig(methods=[MethodConfig(name="lora", train_sizes=[500, 100],
+                                          search={"lr": [1e-3, 2e-3]})])
+    small, big = cells(cfg, 1000, task={"name": "viggo"})
+    assert big.key == "2e79bec2eba4ef47"
+    assert small.key != "63dd1acb5e9b4a2e"
+
+
 def test_task_version_and_data_enter_through_prepare(tmp_path, viggo_dir):
     from tunelab.grid import prepare
     from tunelab.tasks.viggo import Viggo

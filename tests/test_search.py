@@ -32,11 +32,11 @@ def test_budget_shares_cut_steps_and_seconds():
 
     m, t = search.apply(MethodConfig(name="lora", search={"lr": [1e-3]}), TrainConfig(max_seconds=90),
                         {"lr": 1e-2, "lora_r": 4}, 1 / 3, n_train=96)
-    # 8 epochs of 96 examples at batch 8 = 96 steps, raised to the 256-step floor (min_budget);
-    # a third of it, and a third of the seconds, validated only before and after (eval_every =
-    # the trial's steps)
-    assert (t.lr, t.lora_r, t.max_steps, t.max_seconds, t.save) == (1e-2, 4, 86, 30.0, False)
-    assert t.eval_every == 86
+    # 8 epochs of 96 examples at batch 8 = 96 steps (a shorter rung's share is of the budget
+    # without the 256-step min_budget floor); a third of it, and a third of the seconds,
+    # validated only before and after (eval_every = the trial's steps)
+    assert (t.lr, t.lora_r, t.max_steps, t.max_seconds, t.save) == (1e-2, 4, 32, 30.0, False)
+    assert t.eval_every == 32
     assert m.search == {}
     _, full = search.apply(MethodConfig(name="lora"), TrainConfig(), {"lr": 1e-2}, 1.0, n_train=96)
     assert full.max_steps == 0 and full.save and full.eval_every == 0  # the last rung is the arm itself

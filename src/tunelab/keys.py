@@ -4,7 +4,7 @@ A key (version 2) hashes exactly:
 - the method's name, its own settings (its spec's dataclass: `k` on a lora entry is not
   one of them), its stages, its `search:` space if any, and, if it trains, its resolved
   train settings (less `save`, and less `min_budget` where that floor cannot change the
-  cell's budget: `floor_binds`);
+  cell's budget: `floor_binds`; a searched cell it binds is marked with its rung rule);
 - the training-set size and the seed;
 - the task's name and `Task.version`, a content hash of its loaded splits (the data files'
   content, the split and the test slice), of its rag corpus if any, and the task settings
@@ -90,6 +90,8 @@ def key(cfg: RunConfig, method: MethodConfig, settings, trains: bool, model: Mod
         parts["train"] = {k: v for k, v in to_dict(t).items() if k != "save"}
         if not floor_binds(method, t, size):
             del parts["train"]["min_budget"]
+        elif method.search:  # search.RUNGS: shorter rungs without the floor since 2026-12-02
+            parts["method"]["rungs"] = "unfloored"
     parts["method"].update(teacher_parts(cfg, settings))
     return cell_key(parts)
 

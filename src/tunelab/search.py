@@ -7,8 +7,9 @@ prompting methods by the task's primary metric on seeded validation examples; th
 split is never seen during a search (the grid scores only the chosen setting on it).
 
 Budget, declared and stored with the run: every candidate trains (or is scored) at 1/12 of
-one default run's budget, the best third goes on at 1/4, the best of those at the whole
-budget, and that last run is the arm, not retrained. 8 candidates cost 8/12 + 3/4 + 1 =
+one default run's budget (for training, the budget without the min_budget floor: RUNGS),
+the best third goes on at 1/4, the best of those at the whole budget, and that last run is
+the arm, not retrained. 8 candidates cost 8/12 + 3/4 + 1 =
 2.4 default runs of training steps. A shortened trial measures its validation loss only
 before its first step and after its last (the arm's run keeps the usual cadence of every
 half epoch): each evaluation is a forward pass over the validation examples, fixed work
@@ -30,7 +31,13 @@ from tunelab.config import SEARCH_METHOD, SEARCH_TRAIN, MethodConfig, TrainConfi
 ETA = 3
 """Each rung keeps the best 1/ETA of its candidates."""
 RUNGS = (1 / 12, 1 / 4, 1.0)
-"""Share of one default run's budget (steps and seconds, or validation examples) per rung."""
+"""Share of one default run's budget (steps and seconds, or validation examples) per rung.
+For training, the shorter rungs are shares of the max_epochs budget without the
+train.min_budget floor (the last rung is a default run, floor included): the floor gives
+early stopping room on a small training set, and a rung does not stop early. As shares of
+the floored 256 steps, 8 candidates' shorter rungs on ViGGO n=100 would train 8 x 22 +
+3 x 64 = 368 steps, against the 96 steps a default run trained before early stopping
+(README, learning curves); without the floor, 8 x 9 + 3 x 26 = 150."""
 DEV_SIZE = 64
 """Prompting methods: validation examples scored at the last rung (fewer at earlier ones)."""
 DEV_MIN = 16
@@ -102,8 +109,8 @@ def apply(method: MethodConfig, train: TrainConfig, setting: dict, share: float,
 
     m = replace(method, search={}, **{k: v for k, v in setting.items() if k in SEARCH_METHOD})
     t = replace(train, **{k: v for k, v in setting.items() if k in SEARCH_TRAIN})
-    if share < 1.0:
-        steps = train_budget(t, n_train)
+    if share < 1.0:  # of the budget without the min_budget floor: see RUNGS
+        steps = train_budget(t, n_train, min_budget=0)
         trial = max(1, math.ceil(share * steps))
         t = replace(t, max_steps=trial, max_seconds=share * t.max_seconds, save=False, eval_every=trial)
     return m, t
