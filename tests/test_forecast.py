@@ -125,6 +125,19 @@ def test_a_curve_neither_form_follows_gets_a_rough_interval_that_holds(seed):
     assert "inside the stated interval" in line
 
 
+def test_no_form_is_left_out_beside_one_that_cannot_be_tested():
+    """Three sizes: the power law (3 parameters) has no degree of freedom left, so it is
+    never rejected; the log-linear trend is. That is no evidence for the power law, so
+    both stay in the interval (on seed 1 of the ViGGO curve, 2026-12-02, keeping the power
+    law alone put N=200 at 0.659 [0.564, 0.731] from N=25-100; measured 0.772)."""
+    from tunelab.curvefit import candidates
+
+    per = scores(STEEP.get, seeds=1, examples=400, seed=0)[:3]
+    used, found = candidates(SIZES[:3], per, n_boot=100)
+    assert np.isnan(found["power"].p_fit) and found["log"].p_fit < ALPHA
+    assert [f.point.form for f in used] == ["power", "log"]
+
+
 def test_flat_curve_more_data_does_not_help():
     per = scores(lambda n: 0.5, examples=2000)
     fc = curve_forecast(arms(per), "acc", goal=0.9, why_goal="the target", n_boot=200)

@@ -169,7 +169,8 @@ def candidates(sizes, per_size: list[np.ndarray], shared_seeds: bool = True, n_b
     """Each form that fits the mean scores, refitted to every resample (the same draws; a
     resample the form does not fit is left out: project() counts them), with its lack of
     fit. The forms used are those the data do not reject (p >= ALPHA), or all of them where
-    the data reject every one: (used, power law first; all by name)."""
+    the data reject every one or a form cannot be tested: (used, power law first; all by
+    name)."""
     sizes = np.asarray(sizes, dtype=float)
     bounded = bool(all(((y >= 0) & (y <= 1)).all() for y in per_size))
     y = np.array([m.mean() for m in per_size])
@@ -183,8 +184,11 @@ def candidates(sizes, per_size: list[np.ndarray], shared_seeds: bool = True, n_b
         reps = [fit(sizes, row, bounded, form, point) for row in rows]
         found[form] = Form(point, [f for f in reps if np.all(np.isfinite(f.params))],
                            lack_of_fit(point, sizes, y, cov))
-    used = [f for f in found.values() if not f.p_fit < ALPHA] or list(found.values())
-    return used, found
+    # A form with no degree of freedom left (the power law on 3 sizes) cannot be rejected;
+    # that is no evidence against one that can, so then no form is left out.
+    testable = all(not math.isnan(f.p_fit) for f in found.values())
+    used = [f for f in found.values() if not (testable and f.p_fit < ALPHA)]
+    return used or list(found.values()), found
 
 
 def spanned(forms: list[Form], value) -> tuple[tuple[float, float, float], dict]:

@@ -201,7 +201,10 @@ def sentences(fc: dict, margin: float) -> list[str]:
              + " and ".join(_describe(k, forms[k]["params"], metric) for k in used)
              + f"; {_which(forms)}. Intervals from {fc['n_boot']} bootstrap resamples of the "
              f"{fc['n_test']} test examples (the same draw at every size){seeds}, refitted each time"
-             + (f" ({fc['failed']} resamples did not fit and are left out)." if fc["failed"] else ".")]
+             + (f" ({fc['failed']} resamples did not fit and are left out)." if fc["failed"] else ".")
+             + ("" if fc["seeds"] > 1 else " One seed: the intervals leave out how far another seed "
+                "(another draw of shots or of training order) would move each point; more seeds "
+                "would put that in.")]
     at = "; ".join(f"n={n:,} ({n // top}x the largest): {_ci(v)}" for n, v in fc["at"].items())
     ceiling = f"; the power law's ceiling {_ci(fc['ceiling'])}" if fc["ceiling"] else ""
     lines.append(f"Predicted {metric} at {at}{ceiling}.")
