@@ -7,8 +7,9 @@ c within [C_MIN, C_MAX]), and a log-linear trend score = p + q ln n, which does 
 off. Each resample draws test examples (the same draw at every size: paired over n) and,
 where there are several seeds, seeds (the same seed ids at every size when every size ran
 the same seeds), then refits. A form the measured means reject (lack of fit: chi-square of
-the residuals under the resampled means' covariance, p < ALPHA) is left out; where they
-reject every form, all are used and the forecast says its interval is rough.
+the residuals under the resampled means' covariance, p < ALPHA) is left out, unless a form
+cannot be tested (no degree of freedom left); where they reject every form, all are used
+and the forecast says its interval is rough.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ FORMS = ("power", "log")
 not reject it."""
 ALPHA = 0.01
 """A form whose lack-of-fit p-value is under ALPHA is left out of the interval (unless the
-data reject every form)."""
+data reject every form, or another form has no degree of freedom left to be tested)."""
 
 
 @dataclass(frozen=True)
