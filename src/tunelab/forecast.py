@@ -175,10 +175,14 @@ def _describe(form: str, params, metric: str) -> str:
     return f"a log-linear trend ({metric} = p + q·ln n; p={p:.3f}, q={q:.3f}), which does not"
 
 
+def _used(forms: dict, used: bool = True) -> list[str]:
+    """The forms fitted that the interval spans (or, `used=False`, leaves out), power law first."""
+    return [k for k in FORMS if k in forms and forms[k]["used"] == used]
+
+
 def _which(forms: dict) -> str:
     """Which forms the interval spans, and why a form is missing or the interval rough."""
-    used = [k for k in FORMS if k in forms and forms[k]["used"]]
-    left = [k for k in FORMS if k in forms and not forms[k]["used"]]
+    used, left = _used(forms), _used(forms, used=False)
     ps = " and ".join(f"{NAMES[k]} p={forms[k]['p_fit']:.2g}" for k in used)
     if "power" not in forms:
         return "the power law did not fit; the log-linear trend has no ceiling"
@@ -196,7 +200,7 @@ def sentences(fc: dict, margin: float) -> list[str]:
     name, metric, sizes, top = fc["curve"], fc["metric"], fc["sizes"], fc["sizes"][-1]
     seeds = f" and of its {fc['seeds']} seeds" if fc["seeds"] > 1 else ""
     forms = fc["forms"]
-    used = [k for k in FORMS if k in forms and forms[k]["used"]]
+    used = _used(forms)
     lines = [f"{name}: fitted to {len(sizes)} sizes (n={', '.join(map(str, sizes))}) with "
              + " and ".join(_describe(k, forms[k]["params"], metric) for k in used)
              + f"; {_which(forms)}. Intervals from {fc['n_boot']} bootstrap resamples of the "
@@ -244,7 +248,7 @@ def sentences(fc: dict, margin: float) -> list[str]:
     else:
         verdict = ("inside the stated interval" if h["inside"] else
                    "outside the stated interval: treat the intervals above as too narrow")
-        both = [k for k in FORMS if k in h["forms"] and h["forms"][k]["used"]]
+        both = _used(h["forms"])
         lines.append(f"Checked on what was measured: fitted to n={', '.join(map(str, sizes[:-1]))} "
                      f"only, it predicts {_ci(h['predicted'])} at n={h['n']:,} ("
                      + ", ".join(f"{NAMES[k]} {_ci(h['forms'][k]['predicted'])}" for k in both)
