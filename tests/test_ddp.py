@@ -47,7 +47,8 @@ def test_ddp_two_cpu_processes_match_single_process(tmp_path, tiny_model_dir, vi
     r = subprocess.run([sys.executable, "-m", "tunelab", *ARGS[:1], str(single), *ARGS[1:]],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    r = subprocess.run([launcher, "--nproc_per_node", "2", "--master_port", str(29533 + fsdp),
+    # --standalone: torchrun picks a free port itself (a fixed one failed when still held)
+    r = subprocess.run([launcher, "--standalone", "--nproc_per_node", "2",
                         "-m", "tunelab", *ARGS[:1], str(ddp), *ARGS[1:]],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -18,6 +18,7 @@ import numpy as np
 from tunelab.config import EvalConfig, MethodConfig, ModelConfig, TaskConfig, TrainConfig, from_dict, to_dict
 from tunelab.keys import V1_TRAINED
 from tunelab.metrics import bootstrap_ci
+from tunelab.stopping import Curve, convergence
 from tunelab.store import Store
 from tunelab.verdict import MARGIN
 
@@ -80,9 +81,9 @@ class Arm:
     def convergence(self) -> str | None:
         """Why a seed of this arm did not converge (the first one), or None."""
         for r in self.runs:
-            i = run_info(r)
-            if i.get("converged") is False:
-                return i.get("convergence_note") or "validation loss"
+            converged, note = judged(run_info(r))
+            if converged is False:
+                return note or "validation loss"
         return None
 
     @property
@@ -204,6 +205,15 @@ def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
 
 def run_info(run: dict) -> dict:
     return json.loads(run["info"]) if run.get("info") else {}
+
+
+def judged(info: dict) -> tuple[bool | None, str | None]:
+    """(converged, why not) of a stored run: its stored validation curve judged by the
+    current rule (stopping.convergence: a corrected rule reaches stored runs too), else the
+    flag stored with it."""
+    if len(info.get("val_losses") or []) >= 2 and info.get("stop_reason"):
+        return convergence(Curve(info["val_steps"], info["val_losses"]), info["stop_reason"])
+    return info.get("converged"), info.get("convergence_note")
 
 
 def stored_trained(cell: dict, method: str) -> bool:

@@ -24,7 +24,7 @@ from tunelab import TunelabError
 from tunelab.config import DEFAULT_LR, TrainConfig
 from tunelab.precision import Decision, autocast, block_shape, choose, loss_agrees
 from tunelab.prompt import render
-from tunelab.stopping import Stopper, convergence, lr_factor, schedule_position, train_budget
+from tunelab.stopping import Stopper, convergence, in_trial, lr_factor, schedule_position, train_budget
 from tunelab.ui import console, progress
 
 
@@ -446,7 +446,7 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
     stats.seconds = time.perf_counter() - t0
     stats.val_steps, stats.val_losses = stopper.curve.steps, stopper.curve.losses
     stats.converged, stats.convergence_note = convergence(stopper.curve, stats.stop_reason)
-    if stats.converged is False:
+    if stats.converged is False and not in_trial():  # a search's rung stops short by design
         console.print(f"[yellow]warning:[/] {label} did not converge: {stats.convergence_note}",
                       highlight=False, soft_wrap=True)
     shard.finish(model)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import replace
 
 from tunelab import TunelabError
@@ -13,6 +14,7 @@ from tunelab.data import sample
 from tunelab.methods.base import Context
 from tunelab.predictor import Predictor
 from tunelab.search import DEV_MIN, DEV_SEED, DEV_SIZE, ETA, RUNGS, apply, halving, points
+from tunelab.stopping import trial
 from tunelab.train import seed_everything
 
 
@@ -33,7 +35,8 @@ def with_search(build: Callable[[Context], Predictor],
         def score(setting: dict, share: float) -> tuple[float, Predictor]:
             m, t = apply(ctx.method, ctx.train_cfg, setting, share, len(ctx.train))
             seed_everything(ctx.seed)  # every candidate starts from the same init and draws
-            pred = build(replace(ctx, method=m, train_cfg=t, checkpoint=None, settings=None))
+            with trial() if share < 1.0 else nullcontext():
+                pred = build(replace(ctx, method=m, train_cfg=t, checkpoint=None, settings=None))
             costs.append(pred.info.get("train_seconds", 0.0))
             if trains:
                 losses = pred.info.get("val_losses") or []
