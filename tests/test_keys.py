@@ -53,6 +53,9 @@ def test_the_budget_floor_enters_a_key_only_where_it_changes_the_budget():
     assert [c.key for c in off] == ["3a5ead8cab87e79f", "2afeb33740917b2e"]
     higher = cells(replace(cfg, train=TrainConfig(min_budget=600)), 1000, task=task)
     assert higher[1].key != big.key
+    # plateau_drops (added later): off, every key above stays; on, a cell is new
+    drops = cells(replace(cfg, train=TrainConfig(plateau_drops=3)), 1000, task=task)
+    assert {c.key for c in drops}.isdisjoint({small.key, big.key})
 
 
 def test_a_search_whose_rungs_changed_gets_a_new_key():

@@ -161,3 +161,67 @@ def test_a_stored_curve_is_judged_by_the_current_rule():
     assert judged(flat) == (True, None)
     # stored before curves were kept: the stored flag
     assert judged({"converged": False, "convergence_note": "x"}) == (False, "x")
+
+
+def test_a_plateau_brings_the_best_weights_back_and_cuts_the_lr():
+    """train.plateau_drops: at `patience` evaluations without a new best the best weights
+    come back and the lr is cut by DROP (patience counting again from there), 3 times;
+    the next plateau stops."""
+    from tunelab.stopping import DROP, Stopper
+
+    model = torch.nn.Linear(2, 2)
+    script = iter([1.0, 0.5, 0.6, 0.7, 0.8, 0.45, 0.5, 0.5, 0.5, 0.46, 0.47, 0.48, 0.49, 0.49, 0.49])
+    s = Stopper(model, ["v"], lambda items: (next(script), 1), every=1, patience=3, early=True,
+                drops=3)
+    scales, stops, weights = [], [], {}
+    for step in range(15):
+        with torch.no_grad():
+            model.weight.fill_(float(step))  # the weights "at" this evaluation
+        s.evaluate(step)
+        stops.append(s.should_stop())
+        scales.append(round(s.scale, 4))
+        weights[step] = float(model.weight.detach()[0, 0])
+    # plateau after the best at step 1 (steps 2-4 worse): step 1's weights back, lr x0.3
+    assert weights[4] == 1.0 and scales[4] == DROP and not stops[4]
+    # step 5 is a new best; 6-8 are not: weights of step 5, lr x0.09
+    assert weights[8] == 5.0 and scales[8] == round(DROP ** 2, 4)
+    # 9-11 after the drop at 8 (none beats 0.45): third drop at 11, then the next plateau stops
+    assert scales[11] == round(DROP ** 3, 4) and stops.index(True) == 14
+    # without drops, the first plateau stops
+    script = iter([1.0, 0.5, 0.6, 0.7, 0.8])
+    s = Stopper(model, ["v"], lambda items: (next(script), 1), every=1, patience=3, early=True)
+    assert [s.evaluate(i) is None or s.should_stop() for i in range(5)] == [False] * 4 + [True]
+
+
+def test_the_loop_trains_on_at_a_cut_lr_after_a_plateau(tiny, monkeypatch):
+    """The early-stop setup above (validation wants the other answer) with 3 plateau drops:
+    instead of stopping at the first plateau the loop goes on at 0.3x the lr (then
+    0.09x, 0.027x), and the best weights are still the ones left behind."""
+    model, tok = tiny
+    lrs = []
+    real = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        lrs.append(self.param_groups[0]["lr"])
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    train = _pairs(tok, 8, "good")
+    val = [encode(tok, messages("Convert.", f"Game number {i} is fun."), "Sorry, no.", 256, f"v{i}")
+           for i in range(4)]
+    runs = {}
+    for drops in (0, 3):
+        m = copy.deepcopy(model)
+        for p in m.parameters():
+            p.requires_grad_(True)
+        cfg = TrainConfig(batch_size=8, lr=3e-3, eval_every=1, patience=2, max_steps=200, max_epochs=200,
+                          plateau_drops=drops, warmup_ratio=0.0, schedule="constant")
+        lrs.clear()
+        runs[drops] = (train_loop(m, tok, train, cfg, seed=0, val=val), list(lrs), m)
+    (cos, _, _), (plat, plat_lrs, m) = runs[0], runs[3]
+    assert cos.stop_reason == plat.stop_reason == "early_stop"
+    assert plat.steps > cos.steps
+    cuts = sorted({round(lr / 3e-3, 4) for lr in plat_lrs})
+    assert cuts == [0.027, 0.09, 0.3, 1.0]
+    best = min(range(len(plat.val_losses)), key=plat.val_losses.__getitem__)
+    assert _val_loss(m, tok, val) == pytest.approx(plat.val_losses[best], rel=1e-4)

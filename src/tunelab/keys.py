@@ -92,6 +92,8 @@ def key(cfg: RunConfig, method: MethodConfig, settings, trains: bool, model: Mod
             del parts["train"]["min_budget"]
         elif method.search:  # search.RUNGS: shorter rungs without the floor since 2026-12-02
             parts["method"]["rungs"] = "unfloored"
+        if not t.plateau_drops:  # added 2026-12-02: off, a cell trains as before it
+            del parts["train"]["plateau_drops"]
     parts["method"].update(teacher_parts(cfg, settings))
     return cell_key(parts)
 
@@ -162,6 +164,7 @@ def legacy_key(cfg: RunConfig, method: MethodConfig, model: ModelConfig, size: i
              "method": _v1(method), "train": to_dict(method_train(cfg, method)),
              "train_size": size, "seed": seed}
     parts["train"].pop("min_budget")  # added after version 1
+    parts["train"].pop("plateau_drops")
     if method.name not in V1_TRAINED and not method.stages:
         parts.pop("train")
     if scoring == "classification":

@@ -25,6 +25,8 @@ validation interval before it means the validation loss was still falling when t
 stopped."""
 BARELY_MOVED = 0.05
 """A best validation loss within this fraction of the starting one: the arm barely trained."""
+DROP = 0.3
+"""train.plateau_drops: the lr multiplier at each plateau (three drops: x0.3, x0.09, x0.027)."""
 _TRIAL = contextvars.ContextVar("tunelab_search_trial", default=False)
 
 
@@ -100,11 +102,19 @@ class Stopper:
     completion loss, so validation and training losses are on the same scale.
     """
 
-    def __init__(self, model, val: list, loss_sum, every: int, patience: int, early: bool):
+    def __init__(self, model, val: list, loss_sum, every: int, patience: int, early: bool,
+                 drops: int = 0):
         self.model, self.val, self.loss_sum = model, val, loss_sum
         self.every, self.patience, self.early = max(1, every), patience, early
         self.curve = Curve()
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.drops = drops if early else 0
+        """lr drops left (train.plateau_drops): at a plateau, the best weights come back and
+        the lr is cut by DROP instead of stopping, this many times."""
+        self.scale = 1.0
+        """The lr multiplier the drops so far leave (the loop multiplies its schedule by it)."""
+        self.since = 0
+        """Patience counts evaluations after the best one or the last drop, the later."""
 
     @property
     def active(self) -> bool:
@@ -131,8 +141,16 @@ class Stopper:
         return loss
 
     def should_stop(self) -> bool:
-        """Early stopping: `patience` evaluations since the best one."""
-        return self.early and len(self.curve.losses) - 1 - self.curve.best >= self.patience
+        """Early stopping: `patience` evaluations since the best one. With lr drops left,
+        a plateau instead restores the best weights and cuts the lr (then patience again)."""
+        last = len(self.curve.losses) - 1
+        if not self.early or last - max(self.curve.best, self.since) < self.patience:
+            return False
+        if not self.drops:
+            return True
+        self.restore_best()
+        self.drops, self.scale, self.since = self.drops - 1, self.scale * DROP, last
+        return False
 
     def restore_best(self) -> int | None:
         """Put the best checkpoint's trainable weights back; returns its step."""

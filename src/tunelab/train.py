@@ -393,7 +393,8 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
         with autocast(prec.precision):
             return validation_loss(shard, items, pad_id, cfg.micro_tokens)
 
-    stopper = Stopper(shard.module, val or [], val_loss, every, cfg.patience, early=auto and bool(val))
+    stopper = Stopper(shard.module, val or [], val_loss, every, cfg.patience, early=auto and bool(val),
+                      drops=cfg.plateau_drops)
     stats.stop_reason = "no_validation" if auto and not val else ("budget" if auto else "epochs")
     micro = []
     t0 = time.perf_counter()
@@ -412,7 +413,7 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
             elapsed = shard.total(time.perf_counter() - t0) / shard.world
             pos = schedule_position(stats.steps, total, elapsed, cfg.max_seconds)
             for g in opt.param_groups:
-                g["lr"] = peak * lr_factor(pos, total, warm, cfg.schedule)
+                g["lr"] = peak * lr_factor(pos, total, warm, cfg.schedule) * stopper.scale
             parts = micro_batches(window, cfg.micro_tokens)
             step_loss, n_sup, n_tok = accumulate(shard.module, parts, pad_id, shard, prec.precision)
             step_loss, n_tok = shard.total(step_loss), int(shard.total(n_tok))
