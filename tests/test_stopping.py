@@ -159,6 +159,9 @@ def test_a_stored_curve_is_judged_by_the_current_rule():
     # levelled off: the same tail under 1% over a whole interval is converged
     flat = {**info, "val_losses": info["val_losses"][:-3] + [1.462, 1.458, 1.457]}
     assert judged(flat) == (True, None)
+    # a run trained in stages is judged on each (the SFT stage of sft+dpo ran out of time)
+    staged = {"stages": [{**info, "stage": "sft on task"}, {"stage": "dpo"}], "train_steps": 4}
+    assert judged(staged)[1].startswith("its sft on task stage: validation loss still falling")
     # stored before curves were kept: the stored flag
     assert judged({"converged": False, "convergence_note": "x"}) == (False, "x")
 

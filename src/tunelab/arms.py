@@ -92,9 +92,9 @@ class Arm:
         i = self.info
         if not self.trained or "train_steps" not in i:
             return "—"
-        if "stop_reason" not in i:  # stored before validation-driven training
-            return f"{i['train_steps']} steps"
         flag = "; NOT CONVERGED" if self.convergence else ""
+        if "stop_reason" not in i:  # stored before validation-driven training, or staged
+            return f"{i['train_steps']} steps{flag}"
         return (f"{i['train_steps']} steps, {i.get('epochs_trained', 0):.1f} ep, "
                 f"{i['stop_reason'].replace('_', ' ')}{flag}")
 
@@ -210,7 +210,11 @@ def run_info(run: dict) -> dict:
 def judged(info: dict) -> tuple[bool | None, str | None]:
     """(converged, why not) of a stored run: its stored validation curve judged by the
     current rule (stopping.convergence: a corrected rule reaches stored runs too), else the
-    flag stored with it."""
+    flag stored with it. A run trained in stages (sft+dpo) is judged on each stage too."""
+    for stage in info.get("stages") or []:
+        converged, note = judged(stage)
+        if converged is False:
+            return False, f"its {stage.get('stage', 'training')} stage: {note}"
     if len(info.get("val_losses") or []) >= 2 and info.get("stop_reason"):
         return convergence(Curve(info["val_steps"], info["val_losses"]), info["stop_reason"])
     return info.get("converged"), info.get("convergence_note")
