@@ -32,7 +32,8 @@ def pattern(n: int, right: list[tuple[int, int]]) -> list[float]:
 
 def add(store: Store, method: str, scores: list[float], n: int = 0, seed: int = 0,
         model: str = "m", label: str | None = None, train: dict | None = None, cfg: dict | None = None,
-        key: str | None = None, info: dict | None = None, **settings) -> str:
+        key: str | None = None, info: dict | None = None, answers: list[str] | None = None,
+        **settings) -> str:
     """One finished run whose per-example scores are `scores`, with a config as a grid stores it."""
     m = MethodConfig(name=method, label=label, train=train or {}, **settings)
     cell = {"method": to_dict(m), "model": to_dict(ModelConfig(name=model)), "train_size": n,
@@ -42,13 +43,22 @@ def add(store: Store, method: str, scores: list[float], n: int = 0, seed: int = 
                       "train_size": n, "n_train": n, "seed": seed,
                       "config": {"task": {"name": "viggo"}, **(cfg or {}), "cell": cell},
                       "versions": {}, "git_commit": "x"})
-    rows = [{"idx": i, "example_id": f"e{i}", "input": "i", "target": "t", "prediction": "p",
+    rows = [{"idx": i, "example_id": f"e{i}", "input": "i", "target": f"t{i % 9}" if answers else "t",
+             "prediction": answers[i] if answers else "p",
              "scores": {"mr_exact": s, "slot_f1": s}, "prompt_tokens": 1, "gen_tokens": 1,
              "latency_s": 0.1} for i, s in enumerate(scores)]
     v = float(np.mean(scores))
     store.finish(key, {"info": {"prompts": ["p"], **(info or {})}, "eval_seconds": 1.0},
                  {"mr_exact": (v, v, v), "slot_f1": (v, v, v)}, {"mr_exact": True, "slot_f1": True}, rows)
     return key
+
+
+def collapsed_arms(s):
+    # a too-hot lr: both sizes answer 'give_opinion' to (nearly) every input; level with
+    # each other, which alone would read "50 examples are enough"
+    add(s, "lora", pattern(100, [(0, 11)]), n=50, answers=["give_opinion"] * 100)
+    add(s, "lora", pattern(100, [(0, 11)]), n=100, answers=["give_opinion"] * 95 + ["x"] * 5)
+    add(s, "few_shot", pattern(100, [(0, 20)]), n=50, k=5, answers=[f"t{i % 9}" for i in range(100)])
 
 
 UNDECIDED = pattern(50, [(0, 25)]), pattern(50, [(0, 20), (25, 27)])
@@ -159,6 +169,16 @@ CASES = {
         "after 1.000)): a verdict against it is not reliable.",
         "More examples helped: lora n=25 is worse than lora n=50 by 10.0 points (95% CI 5.0 to "
         "16.0) on mr_exact."]),
+    "collapsed arms": (collapsed_arms, [
+        "lora n=100 is worse than few_shot by 9.0 points (95% CI 4.0 to 15.0) on mr_exact.",
+        "No reliable recommendation against fine-tuning: its best arm (lora n=100) has collapsed "
+        "(one answer ('give_opinion') to 95 of 100 test examples, whose references hold 9 "
+        "different ones), which points at its training settings, not the method (a learning "
+        "rate too high for them is the usual cause); lower train.lr or search it (search: {lr: "
+        "[...]}).",
+        "lora n=50 has collapsed: one answer ('give_opinion') to 100 of 100 test examples, whose "
+        "references hold 9 different ones. Its score says nothing about the method at other "
+        "settings, and a comparison that holds only such arms is not evidence."]),
     "enough examples": (enough_examples, [
         "50 examples are enough here: lora n=50 is within 2 points of lora n=100 (+0.0 points, "
         "90% CI -1.5 to +1.5) on mr_exact; more data did not add 2 points or more."]),

@@ -10,7 +10,7 @@ settings that differ, never averaged together. Reads only the store: no torch.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -85,6 +85,12 @@ class Arm:
             if converged is False:
                 return note or "validation loss"
         return None
+
+    @property
+    def collapsed(self) -> str | None:
+        """Why the arm's answers say nothing about its method: one answer to nearly every
+        test example (COLLAPSED) while the references vary; else None."""
+        return collapse([e["prediction"] for e in self.examples], [e["target"] for e in self.examples])
 
     @property
     def training(self) -> str:
@@ -205,6 +211,29 @@ def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
 
 def run_info(run: dict) -> dict:
     return json.loads(run["info"]) if run.get("info") else {}
+
+
+COLLAPSED = 0.9
+"""Share of test examples given one and the same answer that marks an arm as collapsed,
+when no reference answer is that common (a lr too hot for its schedule left LoRA answering
+'give_opinion' to 40 of 40 test inputs of a 9-label file)."""
+
+
+def collapse(predictions: list[str], targets: list[str]) -> str | None:
+    """Why these predictions are one answer repeated, or None.
+
+    >>> collapse(["a"] * 9 + ["b"], list("abcdefghij"))
+    "one answer ('a') to 9 of 10 test examples, whose references hold 10 different ones"
+    >>> collapse(["a"] * 9 + ["b"], ["a"] * 10) is None, collapse(list("ab"), list("ab")) is None
+    (True, True)
+    """
+    if len(predictions) < 10:
+        return None
+    (top, n), = Counter(p.strip() for p in predictions).most_common(1)
+    if n < COLLAPSED * len(predictions) or Counter(targets).most_common(1)[0][1] >= n:
+        return None
+    return (f"one answer ({top[:40]!r}) to {n} of {len(predictions)} test examples, whose "
+            f"references hold {len(set(targets))} different ones")
 
 
 def judged(info: dict) -> tuple[bool | None, str | None]:

@@ -54,6 +54,10 @@ class Arm(Protocol):
     def convergence(self) -> str | None:
         """Why a trained arm did not converge (validation loss), or None."""
 
+    @property
+    def collapsed(self) -> str | None:
+        """Why the arm's answers are one answer repeated, or None."""
+
 
 @dataclass
 class Comparison:
@@ -210,6 +214,11 @@ def headline(bt: Arm, bp: Arm, metric: str, margin: float = MARGIN) -> list[str]
                           f"({bt.name}) did not converge ({bt.convergence}), so the gap may be "
                           "its training budget's, not the method's; give it a larger budget "
                           "(train.max_epochs, min_budget, max_steps or max_seconds).")
+    elif c.kind in ("worse", "equivalent", "undecided") and bt.collapsed:
+        advice[c.kind] = (f"No reliable recommendation against fine-tuning: its best arm "
+                          f"({bt.name}) has collapsed ({bt.collapsed}), which points at its "
+                          "training settings, not the method (a learning rate too high for them "
+                          "is the usual cause); lower train.lr or search it (search: {lr: [...]}).")
     return [c.sentence() + ".", advice[c.kind]]
 
 
@@ -258,6 +267,14 @@ def cross_model(arms: list[Arm], metric: str, margin: float = MARGIN) -> list[st
     return lines
 
 
+def collapsed(arms: list[Arm], said: list[str]) -> list[str]:
+    """One line per arm that gives one answer to nearly every test example (unless a line
+    already named it)."""
+    return [f"{a.name} has collapsed: {a.collapsed}. Its score says nothing about the method "
+            "at other settings, and a comparison that holds only such arms is not evidence."
+            for a in arms if a.collapsed and not any(f"({a.name}) has collapsed" in x for x in said)]
+
+
 def recommend(arms: list[Arm], metric: str, margin: float = MARGIN) -> list[str]:
     """Plain-language findings, each derived from a paired comparison."""
     if len(arms) == 1:
@@ -269,9 +286,10 @@ def recommend(arms: list[Arm], metric: str, margin: float = MARGIN) -> list[str]
     if tuned and prompted:
         lines += headline(best(tuned, metric), best(prompted, metric), metric, margin)
     lines += unconverged(arms, lines)
+    lines += collapsed(arms, lines)
     lines += tuned_worse(arms, metric, margin, lines)
     for curve in curves(arms).values():
-        found = size_finding(curve, metric, margin)
+        found = None if any(a.collapsed for a in curve) else size_finding(curve, metric, margin)
         lines += [found] if found else []
     lines += cross_model(arms, metric, margin)
     if len(prompted) > 1 or not lines:
