@@ -70,7 +70,7 @@ def test_fields_added_later_leave_existing_cell_keys_unchanged():
                             "keep_cut")}
     old_task = {k: v for k, v in to_dict(cfg.task).items() if k != "scoring"}
     old_train = {k: v for k, v in to_dict(method_train(cfg, cfg.methods[0])).items()
-                 if k != "min_budget"}
+                 if k not in ("min_budget", "plateau_drops")}
     parts = {"task": old_task, "model": old_model, "eval": to_dict(cfg.eval),
              "method": old_method, "train": old_train, "train_size": 8, "seed": 0}
     assert cells(cfg, 100)[0].legacy_key == cell_key(parts)
