@@ -56,6 +56,9 @@ def test_the_budget_floor_enters_a_key_only_where_it_changes_the_budget():
     # plateau_drops (added later): off, every key above stays; on, a cell is new
     drops = cells(replace(cfg, train=TrainConfig(plateau_drops=3)), 1000, task=task)
     assert {c.key for c in drops}.isdisjoint({small.key, big.key})
+    # cells with drops stored before a new best needed MIN_GAIN to reset patience (their
+    # keys computed by main b56c658) are not reused: they trained by another rule
+    assert {c.key for c in drops}.isdisjoint({"87d2c096e673fbac", "2c84bb6f62ccf9c8"})
 
 
 def test_a_search_whose_rungs_changed_gets_a_new_key():

@@ -125,9 +125,11 @@ class TrainConfig:
     plateau_drops: int = 0
     """epochs auto: at a plateau (`patience` evaluations without a new best), bring the best
     weights back and cut the lr by 0.3 (on top of the schedule), this many times, before
-    early stopping ends the run. A lr too hot for the schedule over the budget then settles
-    instead of stopping at its first best (with the 256-step floor, lr 5e-3 stopped at step
-    24 of 256 and scored 0.075 on README's classification file). 0: stop at the first plateau."""
+    early stopping ends the run; with drops, a new best resets patience only if it beats the
+    one before by more than 1% (stopping.MIN_GAIN). A lr too hot for the schedule over the
+    budget then settles instead of stopping at its first best (with the 256-step floor, lr
+    5e-3 stopped at step 24 of 256 and scored 0.075 on README's classification file).
+    0: stop at the first plateau."""
     batch_size: int = 8
     """Examples per micro-batch."""
     grad_accum: int = 1

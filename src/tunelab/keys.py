@@ -94,6 +94,10 @@ def key(cfg: RunConfig, method: MethodConfig, settings, trains: bool, model: Mod
             parts["method"]["rungs"] = "unfloored"
         if not t.plateau_drops:  # added 2026-12-02: off, a cell trains as before it
             del parts["train"]["plateau_drops"]
+        else:  # since the gain a new best needs to reset patience (stopping.MIN_GAIN)
+            from tunelab.stopping import MIN_GAIN
+
+            parts["train"]["plateau_min_gain"] = MIN_GAIN
     parts["method"].update(teacher_parts(cfg, settings))
     return cell_key(parts)
 
