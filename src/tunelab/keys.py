@@ -36,6 +36,7 @@ from tunelab.config import (
     method_train,
     to_dict,
 )
+from tunelab.stopping import MIN_GAIN, train_budget
 
 KEY_VERSION = 2
 
@@ -95,8 +96,6 @@ def key(cfg: RunConfig, method: MethodConfig, settings, trains: bool, model: Mod
         if not t.plateau_drops:  # added 2026-12-02: off, a cell trains as before it
             del parts["train"]["plateau_drops"]
         else:  # since the gain a new best needs to reset patience (stopping.MIN_GAIN)
-            from tunelab.stopping import MIN_GAIN
-
             parts["train"]["plateau_min_gain"] = MIN_GAIN
     parts["method"].update(teacher_parts(cfg, settings))
     return cell_key(parts)
@@ -113,8 +112,6 @@ def floor_binds(method: MethodConfig, train, size: int) -> bool:
     key leaves the field out, so cells measured before the floor existed keep their keys
     and results. Methods that train on other data (distill's teacher answers, DPO's pairs,
     stages) count as bound: their key holds it."""
-    from tunelab.stopping import train_budget
-
     if train.epochs != "auto" or not train.min_budget:
         return False
     if method.name not in FLOOR_EXACT or method.stages:
