@@ -81,6 +81,11 @@ def test_search_never_scores_a_test_example(tmp_path, tiny_model_dir, viggo_dir,
     rows = {lab: json.loads(info) for lab, info in db.execute("SELECT label, info FROM runs")}
     s = rows["lora searched"]["settings_search"]
     assert [t["rung"] for t in s["trace"]] == [0, 0, 0, 0, 1, 1, 2]
+    # the rung that keeps one of its two candidates generates on validation (by the task
+    # metric); the others rank by validation loss
+    assert [t["deciding"] for t in s["trace"]] == [False] * 4 + [True] * 2 + [False]
+    decided = [label for label, _ in seen_eval if label.startswith("search") and "lr" in label]
+    assert len(decided) == 2 and "on the rung that picks" in s["scored_by"]
     assert s["chosen"] == s["trace"][-1]["setting"] and s["default_runs"] == pytest.approx(4 / 12 + 2 / 4 + 1)
     # The one-off cost is the whole search, not only the last run.
     assert rows["lora searched"]["train_seconds"] > rows["lora searched"]["final_train_seconds"]

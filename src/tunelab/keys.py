@@ -93,6 +93,8 @@ def key(cfg: RunConfig, method: MethodConfig, settings, trains: bool, model: Mod
             del parts["train"]["min_budget"]
         elif method.search:  # search.RUNGS: shorter rungs without the floor since 2026-12-02
             parts["method"]["rungs"] = "unfloored"
+        if method.search:  # since 2026-12-03 (search.py): the deciding rung generates
+            parts["method"]["decided_by"] = "validation metric"
         if not t.plateau_drops:  # added 2026-12-02: off, a cell trains as before it
             del parts["train"]["plateau_drops"]
         else:  # since the gain a new best needs to reset patience (stopping.MIN_GAIN)

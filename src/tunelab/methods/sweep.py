@@ -5,6 +5,7 @@ build is the cell's predictor."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import replace
@@ -32,13 +33,13 @@ def with_search(build: Callable[[Context], Predictor],
         dev = sample(ctx.validation, DEV_SIZE, DEV_SEED)
         costs: list[float] = []
 
-        def score(setting: dict, share: float) -> tuple[float, Predictor]:
+        def score(setting: dict, share: float, deciding: bool) -> tuple[float, Predictor]:
             m, t = apply(ctx.method, ctx.train_cfg, setting, share, len(ctx.train))
             seed_everything(ctx.seed)  # every candidate starts from the same init and draws
             with trial() if share < 1.0 else nullcontext():
                 pred = build(replace(ctx, method=m, train_cfg=t, checkpoint=None, settings=None))
             costs.append(pred.info.get("train_seconds", 0.0))
-            if trains:
+            if trains and not deciding:
                 losses = pred.info.get("val_losses") or []
                 if not losses:
                     raise TunelabError(f"{where}: {ctx.method.name} records no validation loss, "
@@ -46,16 +47,22 @@ def with_search(build: Callable[[Context], Predictor],
                 return min(losses), pred
             from tunelab.evaluate import evaluate  # torch-free import of this module for the report
 
-            n = max(DEV_MIN, math.ceil(share * len(dev)))
+            n = len(dev) if trains else max(DEV_MIN, math.ceil(share * len(dev)))
+            t0 = time.perf_counter()
             res = evaluate(pred, ctx.task, dev[:n], ctx.eval_cfg, label=f"search {setting}")
+            if trains:  # generating on validation is part of what the search costs
+                costs[-1] += time.perf_counter() - t0
             return res.metrics[primary][0], pred
 
-        lower = trains or not ctx.task.metrics[primary].higher_is_better
-        chosen, pred, trace = halving(points(space), score, lower_is_better=lower)
+        higher = ctx.task.metrics[primary].higher_is_better
+        chosen, pred, trace = halving(points(space), score,
+                                      lambda deciding: not higher if deciding or not trains else True)
         seconds = sum(r["seconds"] for r in trace)
         pred.info["settings_search"] = {
             "space": space, "chosen": chosen, "trace": trace, "seconds": seconds,
-            "scored_by": "best validation loss" if trains else f"validation {primary} ({len(dev)} examples)",
+            "scored_by": (f"best validation loss, then validation {primary} ({len(dev)} examples) "
+                          "on the rung that picks the run trained in full") if trains
+                         else f"validation {primary} ({len(dev)} examples)",
             "rule": f"successive halving, keep 1/{ETA} per rung, budget shares "
                     f"{', '.join(f'{s:.3g}' for s in RUNGS)} of one default run",
             "default_runs": sum(r["share"] for r in trace)}
