@@ -62,7 +62,7 @@ def test_search_never_scores_a_test_example(tmp_path, tiny_model_dir, viggo_dir,
     store = tmp_path / "runs" / "t.db"
     cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, store,
                        "  - {name: few_shot, k: 1, train_sizes: [8]}\n"
-                       "  - {name: few_shot, k: 1, train_sizes: [8], search: {k: [1, 2, 3]}}\n"
+                       "  - {name: few_shot, k: 2, train_sizes: [8], search: {k: [1, 2, 3]}}\n"
                        "  - {name: lora, train_sizes: [8]}\n"
                        "  - {name: lora, train_sizes: [8], search: {lr: [0.0001, 0.01], lora_r: [4, 8]}}\n")
     r = CliRunner().invoke(app, ["run", str(cfg)])
@@ -90,7 +90,13 @@ def test_search_never_scores_a_test_example(tmp_path, tiny_model_dir, viggo_dir,
     # The one-off cost is the whole search, not only the last run.
     assert rows["lora searched"]["train_seconds"] > rows["lora searched"]["final_train_seconds"]
     # 3 candidates: the best third is one, which goes straight to the whole budget
-    assert [t["share"] for t in rows["few_shot searched"]["settings_search"]["trace"]] == [1 / 12] * 3 + [1.0]
+    shots = rows["few_shot searched"]["settings_search"]
+    assert [t["share"] for t in shots["trace"]] == [1 / 12] * 3 + [1.0]
+    # the random model scores every candidate alike on validation, so the search keeps
+    # the arm's own k (2), not the first of the tied (1)
+    assert shots["default"] == {"k": 2} and shots["chosen"] == {"k": 2}
+    # (n: the fixture's whole validation split)
+    assert shots["kept_default"]["leader"] == {"k": 1} and shots["kept_default"]["n"] == 6
 
     r = CliRunner().invoke(app, ["report", str(store), "-o", str(tmp_path / "rep")])
     assert r.exit_code == 0, r.output
@@ -98,3 +104,24 @@ def test_search_never_scores_a_test_example(tmp_path, tiny_model_dir, viggo_dir,
     section = md.split("## Search: default vs searched")[1].split("\n## ")[0]
     assert "| lora searched n=8 |" in section and "| few_shot searched |" in section
     assert "not in this grid" not in section and section.count(" vs ") + section.count("within") >= 2
+    assert "The search kept the default (k=2): k=1 led it by 0.0 points on 6 validation" in section
+
+
+def test_default_setting_resolves_what_the_arm_runs_without_a_search():
+    from tunelab.config import TrainConfig, method_train
+    from tunelab.methods import get_spec
+    from tunelab.methods.base import Context
+    from tunelab.methods.sweep import default_setting
+
+    def ctx(entry: dict) -> Context:
+        m = from_dict(MethodConfig, entry, "m")
+        from tunelab.config import RunConfig
+
+        return Context(None, None, None, [], m, method_train(RunConfig(methods=[m]), m), 0, None,
+                       settings=get_spec(m.name).settings_of(m))
+
+    lora = ctx({"name": "lora", "search": {"lr": [1e-3], "lora_r": [8], "prompt": ["full"]}})
+    assert default_setting(lora, lora.method.search, True) == {"lr": 2e-3, "lora_r": 16, "prompt": "short"}
+    shots = ctx({"name": "few_shot", "k": 3, "search": {"k": [1], "prompt": ["short"]}})
+    assert default_setting(shots, shots.method.search, False) == {"k": 3, "prompt": "full"}
+    assert TrainConfig().lr is None  # resolved per method above, never matched as None

@@ -86,6 +86,9 @@ def key(cfg: RunConfig, method: MethodConfig, settings, trains: bool, model: Mod
     }
     if method.search:  # a searched arm is its own cell (the space, not the setting it chose)
         parts["method"]["search"] = method.search
+        # since 2026-12-03 (search.py): the deciding rung scores by the task metric on
+        # validation, and keeps the default unless the leader beats it (keep_default)
+        parts["method"]["decided_by"] = "validation metric, default unless beaten"
     if trains:
         t = method_train(cfg, method)
         parts["train"] = {k: v for k, v in to_dict(t).items() if k != "save"}
@@ -93,8 +96,6 @@ def key(cfg: RunConfig, method: MethodConfig, settings, trains: bool, model: Mod
             del parts["train"]["min_budget"]
         elif method.search:  # search.RUNGS: shorter rungs without the floor since 2026-12-02
             parts["method"]["rungs"] = "unfloored"
-        if method.search:  # since 2026-12-03 (search.py): the deciding rung generates
-            parts["method"]["decided_by"] = "validation metric"
         if not t.plateau_drops:  # added 2026-12-02: off, a cell trains as before it
             del parts["train"]["plateau_drops"]
         else:  # since the gain a new best needs to reset patience (stopping.MIN_GAIN)

@@ -11,10 +11,22 @@ from contextlib import nullcontext
 from dataclasses import replace
 
 from tunelab import TunelabError
+from tunelab.config import SEARCH_TRAIN
 from tunelab.data import sample
 from tunelab.methods.base import Context
 from tunelab.predictor import Predictor
-from tunelab.search import DEV_MIN, DEV_SEED, DEV_SIZE, ETA, RUNGS, apply, halving, points
+from tunelab.search import (
+    DEV_MIN,
+    DEV_SEED,
+    DEV_SIZE,
+    ETA,
+    RUNGS,
+    apply,
+    halving,
+    keep_default,
+    points,
+    setting_id,
+)
 from tunelab.stopping import trial
 from tunelab.train import seed_everything
 
@@ -52,11 +64,16 @@ def with_search(build: Callable[[Context], Predictor],
             res = evaluate(pred, ctx.task, dev[:n], ctx.eval_cfg, label=f"search {setting}")
             if trains:  # generating on validation is part of what the search costs
                 costs[-1] += time.perf_counter() - t0
+            if deciding:
+                scores[setting_id(setting)] = [r["scores"][primary] for r in res.rows]
             return res.metrics[primary][0], pred
 
         higher = ctx.task.metrics[primary].higher_is_better
-        chosen, pred, trace = halving(points(space), score,
-                                      lambda deciding: not higher if deciding or not trains else True)
+        scores: dict[str, list[float]] = {}
+        default = default_setting(ctx, space, trains)
+        chosen, pred, trace = halving(
+            points(space), score, lambda deciding: not higher if deciding or not trains else True,
+            settle=lambda rows: keep_default(rows, default, scores, higher))
         seconds = sum(r["seconds"] for r in trace)
         pred.info["settings_search"] = {
             "space": space, "chosen": chosen, "trace": trace, "seconds": seconds,
@@ -65,10 +82,30 @@ def with_search(build: Callable[[Context], Predictor],
                          else f"validation {primary} ({len(dev)} examples)",
             "rule": f"successive halving, keep 1/{ETA} per rung, budget shares "
                     f"{', '.join(f'{s:.3g}' for s in RUNGS)} of one default run",
-            "default_runs": sum(r["share"] for r in trace)}
+            "default_runs": sum(r["share"] for r in trace), "default": default,
+            "kept_default": next((r["kept_default"] for r in trace if "kept_default" in r), None)}
         # The one-off cost of a searched arm is the whole search (its last run included).
         pred.info["final_train_seconds"] = pred.info.get("train_seconds", 0.0)
         pred.info["train_seconds"] = sum(costs) if trains else seconds
         return pred
 
     return run
+
+
+def default_setting(ctx: Context, space: dict, trains: bool) -> dict | None:
+    """The values the arm runs without a search, for the searched keys (training settings
+    resolved, lr included; `prompt` unset is full for prompting methods and short for
+    trained ones, as methods.base.Prompted says); None when another one is left unset,
+    so the default cannot be matched to a candidate."""
+    out = {}
+    for key in space:
+        if key in SEARCH_TRAIN:
+            out[key] = getattr(ctx.train_cfg, key)
+        else:
+            own = ctx.settings if ctx.settings is not None and hasattr(ctx.settings, key) else ctx.method
+            out[key] = getattr(own, key)
+        if key == "prompt" and out[key] is None:
+            out[key] = "short" if trains else "full"
+        if out[key] is None:
+            return None
+    return out
