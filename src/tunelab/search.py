@@ -7,8 +7,10 @@ the rungs that only thin the field, and on the rung that picks the one setting t
 full (the deciding rung) by the task's primary metric on the validation examples, generated:
 validation loss ranked LoRA r=8 above r=16 by 1.5% at that rung on ViGGO while test slot F1
 ranked them the other way by 5.9 points (README, default vs searched). Prompting methods
-are scored by the primary metric on seeded validation examples at every rung. The test
-split is never seen during a search (the grid scores only the chosen setting on it).
+are scored by the primary metric on seeded validation examples at every rung (all DEV_SIZE
+on the deciding rung). On the deciding rung the default setting is kept unless the leader
+beats it beyond noise (keep_default). The test split is never seen during a search (the
+grid scores only the chosen setting on it).
 
 Budget, declared and stored with the run: every candidate trains (or is scored) at 1/12 of
 one default run's budget (for training, the budget without the min_budget floor: RUNGS),
@@ -43,8 +45,9 @@ the floored 256 steps, 8 candidates' shorter rungs on ViGGO n=100 would train 8 
 3 x 64 = 368 steps, against the 96 steps a default run trained before early stopping
 (README, learning curves); without the floor, 8 x 9 + 3 x 26 = 150."""
 DEV_SIZE = 64
-"""Validation examples generated and scored: prompting methods' last rung (fewer at earlier
-ones), and training methods' deciding rung (all of them: it picks the one run in full)."""
+"""Validation examples generated and scored on the deciding rung, for every method (it picks
+the one setting run in full, and keep_default compares the leader with the default on
+them), and on prompting methods' last rung; earlier prompting rungs score fewer."""
 DEV_MIN = 16
 """Prompting methods: validation examples scored at least, at any rung (fewer would rank
 candidates by noise)."""

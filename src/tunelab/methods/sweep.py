@@ -59,7 +59,7 @@ def with_search(build: Callable[[Context], Predictor],
                 return min(losses), pred
             from tunelab.evaluate import evaluate  # torch-free import of this module for the report
 
-            n = len(dev) if trains else max(DEV_MIN, math.ceil(share * len(dev)))
+            n = len(dev) if deciding else max(DEV_MIN, math.ceil(share * len(dev)))
             t0 = time.perf_counter()
             res = evaluate(pred, ctx.task, dev[:n], ctx.eval_cfg, label=f"search {setting}")
             if trains:  # generating on validation is part of what the search costs
