@@ -40,9 +40,36 @@ def lora_copy(seed: int):
     return model, tok
 
 
+def interleaved(models: dict, precisions: dict, data: list, steps: int, batch: int, pad: int,
+                warm: int = 1) -> tuple[dict, dict, int]:
+    """The same LoRA steps on every arm, taken in turn (arm 1 step 1, arm 2 step 1, ...), so
+    a slowdown of the machine hits all alike: each arm's seconds and loss per step, and the
+    real tokens of the steps after the first `warm`."""
+    from tunelab.train import accumulate, micro_batches
+
+    opts = {name: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-3,
+                                    fused=True) for name, m in models.items()}
+    times = {n: [] for n in models}
+    losses = {n: [] for n in models}
+    tokens = 0
+    for step in range(steps):
+        rows = data[step * batch:(step + 1) * batch]
+        for name, m in models.items():
+            m.train()
+            t = time.perf_counter()
+            loss, _, n_tok = accumulate(m, micro_batches(rows, 640), pad,
+                                        precision=precisions[name])
+            opts[name].step()
+            opts[name].zero_grad(set_to_none=True)
+            times[name].append(time.perf_counter() - t)
+            losses[name].append(loss)
+        tokens += n_tok if step >= warm else 0
+    return times, losses, tokens
+
+
 def main() -> None:
     from tunelab.precision import autocast, choose
-    from tunelab.train import Shard, accumulate, micro_batches, validation_loss
+    from tunelab.train import Shard, validation_loss
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=8)
@@ -50,30 +77,14 @@ def main() -> None:
     args = ap.parse_args()
     decision = choose()
     arms = {"fp32": "fp32", "bf16": "bf16"}
-    models, opts = {}, {}
+    models = {}
     for name in arms:
         models[name], tok = lora_copy(0)
-        params = [p for p in models[name].parameters() if p.requires_grad]
-        opts[name] = torch.optim.AdamW(params, lr=1e-3, fused=True)
     splits = viggo()
     data = encoded(tok, splits.train[: args.steps * args.batch], 256)
     held = encoded(tok, splits.validation[:16], 256)
     pad = tok.pad_token_id or 0
-    times = {n: [] for n in arms}
-    losses = {n: [] for n in arms}
-    tokens = 0
-    for step in range(args.steps):
-        batch = data[step * args.batch:(step + 1) * args.batch]
-        for name, prec in arms.items():
-            m = models[name]
-            m.train()
-            t = time.perf_counter()
-            loss, _, n_tok = accumulate(m, micro_batches(batch, 640), pad, precision=prec)
-            opts[name].step()
-            opts[name].zero_grad(set_to_none=True)
-            times[name].append(time.perf_counter() - t)
-            losses[name].append(loss)
-        tokens += n_tok if step else 0
+    times, losses, tokens = interleaved(models, arms, data, args.steps, args.batch, pad)
     out: dict[str, object] = {"machine": machine(), "decision": decision.precision,
                               "decision_reason": decision.reason}
     for name in arms:

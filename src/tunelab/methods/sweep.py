@@ -69,11 +69,16 @@ def with_search(build: Callable[[Context], Predictor],
             return res.metrics[primary][0], pred
 
         higher = ctx.task.metrics[primary].higher_is_better
+
+        def lower_is_better(deciding: bool) -> bool:
+            if trains and not deciding:
+                return True  # validation loss
+            return not higher  # the task metric
+
         scores: dict[str, list[float]] = {}
         default = default_setting(ctx, space, trains)
-        chosen, pred, trace = halving(
-            points(space), score, lambda deciding: not higher if deciding or not trains else True,
-            settle=lambda rows: keep_default(rows, default, scores, higher))
+        chosen, pred, trace = halving(points(space), score, lower_is_better,
+                                      settle=lambda rows: keep_default(rows, default, scores, higher))
         seconds = sum(r["seconds"] for r in trace)
         pred.info["settings_search"] = {
             "space": space, "chosen": chosen, "trace": trace, "seconds": seconds,
