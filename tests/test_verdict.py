@@ -117,6 +117,12 @@ def size_undecided(s):
     add(s, "lora", UNDECIDED[0], n=50)
 
 
+def prompting_sizes_only(s):
+    # a larger pool to draw shots from, and a worse draw: the size finding says it once
+    add(s, "few_shot", pattern(200, [(0, 60)]), n=50, k=5)
+    add(s, "few_shot", pattern(200, [(0, 20)]), n=100, k=5)
+
+
 def across_models(s):
     add(s, "lora", pattern(100, [(0, 90)]), n=50, model="small")
     add(s, "zero_shot", pattern(100, [(0, 60)]), model="small")
@@ -189,6 +195,9 @@ CASES = {
         "Whether 25 examples are enough is undecided: lora n=25 vs lora n=50 is undecided on "
         "mr_exact: -6.0 points (95% CI -16.0 to +4.0) is too wide to call either better or "
         "within 2 points; about 149 test examples would settle it (now 50)."]),
+    "prompting sizes only": (prompting_sizes_only, [
+        "More examples did not help: few_shot n=50 beats few_shot n=100 by 20.0 points (95% CI "
+        "14.5 to 25.5) on mr_exact."]),
     "across models": (across_models, [
         "small lora n=50 beats small zero_shot by 30.0 points (95% CI 21.0 to 39.0) on mr_exact.",
         "Recommendation: fine-tune (small lora n=50); the best prompting arm (small zero_shot) is "

@@ -295,5 +295,7 @@ def recommend(arms: list[Arm], metric: str, margin: float = MARGIN) -> list[str]
     if len(prompted) > 1 or not lines:
         pool = prompted if len(prompted) > 1 else arms
         first, second = sorted(pool, key=lambda a: (-a.ci[metric][0], -a.n_train))[:2]
-        lines.append(compare(first, second, metric, margin).sentence() + ".")
+        said = compare(first, second, metric, margin).sentence()
+        if not any(said in line for line in lines):  # a size finding may have said it
+            lines.append(said + ".")
     return lines
