@@ -147,3 +147,19 @@ def test_a_stage_trains_at_its_kinds_rate_not_its_methods():
     # a dpo stage under lora trains at DPO's rate, not LoRA's 2e-3
     lora_dpo = replace(lora, stages=[StageConfig(kind="dpo")])
     assert cells(RunConfig(methods=[lora_dpo]), 100, task=task)[0].method.stages[0].train == {"lr": 1e-4}
+
+
+def test_a_setting_added_later_keeps_stored_keys_at_its_unset_value():
+    # few_shot's `draw` (added 2026-12-03): unset, every key is the one computed by main
+    # e0248ed, before the field existed (v2 and legacy); set, the cell is another one
+    from tunelab.keys import legacy_key
+
+    cfg = RunConfig(methods=[MethodConfig(name="few_shot", train_sizes=[8], k=3),
+                             MethodConfig(name="dynamic_few_shot", train_sizes=[8]),
+                             MethodConfig(name="lora", train_sizes=[8])])
+    assert [c.key for c in cells(cfg, 100, task={"name": "viggo"})] == [
+        "091a91139677070d", "b7277765deb71acc", "4cd7b89b7c4d57dd"]
+    assert [legacy_key(cfg, m, cfg.model, 8, 0, None) for m in cfg.methods] == [
+        "5858bdc8a456de84", "3c8a8f5842f48784", "0e75099f6cac3472"]
+    drawn = replace(cfg, methods=[replace(cfg.methods[0], draw=1)])
+    assert cells(drawn, 100, task={"name": "viggo"})[0].key != "091a91139677070d"

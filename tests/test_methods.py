@@ -211,3 +211,35 @@ def test_bad_stage_kind_is_one_line(tmp_path, tiny_model_dir, viggo_dir):
     r = runner.invoke(app, ["run", str(cfg), "--fail-fast"])
     assert r.exit_code != 0
     assert "Unknown stage 'rlhf'. Available: sft, dpo" in r.output
+
+
+def test_few_shot_draw_chooses_which_shots_and_a_search_can_choose_it(tiny, viggo_dir):
+    from tunelab.config import MethodConfig, RunConfig, from_dict, method_train
+    from tunelab.methods import get_method
+    from tunelab.methods.base import Context
+    from tunelab.methods.sweep import default_setting
+    from tunelab.tasks import get_task
+
+    task = get_task(TaskConfig(name="viggo", data_dir=str(viggo_dir), n_test=6))
+    splits = task.load()
+    model, tok = tiny
+
+    def shots(entry: dict, seed: int = 0) -> tuple[list[str], dict]:
+        m = from_dict(MethodConfig, {"name": "few_shot", "k": 3, **entry}, "m")
+        ctx = Context(model, tok, task, splits.train[:12], m, method_train(RunConfig(methods=[m]), m),
+                      seed, None, validation=splits.validation)
+        info = get_method("few_shot")(ctx).info
+        return info["shots"], info.get("settings_search", {})
+
+    default, _ = shots({})
+    assert shots({"draw": 0})[0] == default  # the default draw is the cell's seed
+    assert shots({"draw": 1})[0] != default
+    assert shots({"draw": 1}, seed=5)[0] == shots({"draw": 1})[0]  # a set draw holds across seeds
+    assert shots({}, seed=1)[0] == shots({"draw": 1})[0]
+    # searched: the default (the cell's seed) is resolved, and the chosen draw's shots are the arm's
+    picked, s = shots({"search": {"draw": [0, 1, 2]}}, seed=2)
+    assert s["default"] == {"draw": 2} and s["space"] == {"draw": [0, 1, 2]}
+    assert picked == shots({"draw": s["chosen"]["draw"]})[0]
+    m = from_dict(MethodConfig, {"name": "few_shot", "search": {"draw": [0]}}, "m")
+    ctx = Context(None, None, None, [], m, method_train(RunConfig(methods=[m]), m), 4, None)
+    assert default_setting(ctx, m.search, False) == {"draw": 4}

@@ -222,6 +222,9 @@ class MethodConfig:
     For a method that trains, 0 (the default) is the whole training split."""
     k: int = 5
     """Number of in-context examples (few-shot)."""
+    draw: int | None = None
+    """few_shot: which seeded draw of the k shots from the pool (default: the cell's seed);
+    `search: {draw: [0, 1, 2, 3]}` chooses the shots on validation."""
     prompt: str | None = None
     """Instruction in the prompt: 'full' (the task's long one) or 'short'. Default: full
     for prompting methods, short for fine-tuned ones (a tuned model learned the format)."""

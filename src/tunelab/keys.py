@@ -84,6 +84,9 @@ def key(cfg: RunConfig, method: MethodConfig, settings, trains: bool, model: Mod
         "method": {"name": method.name, "settings": to_dict(settings),
                    "stages": [to_dict(s) for s in method.stages]},
     }
+    for name, unset in ADDED_SETTINGS.items():  # unset, a cell keys as before the field
+        if parts["method"]["settings"].get(name, unset) == unset:
+            parts["method"]["settings"].pop(name, None)
     if method.search:  # a searched arm is its own cell (the space, not the setting it chose)
         parts["method"]["search"] = method.search
         # since 2026-12-03 (search.py): the deciding rung scores by the task metric on
@@ -103,6 +106,10 @@ def key(cfg: RunConfig, method: MethodConfig, settings, trains: bool, model: Mod
     parts["method"].update(teacher_parts(cfg, settings))
     return cell_key(parts)
 
+
+ADDED_SETTINGS = {"draw": None}
+"""Method settings added after key version 2, with the value that means "as before": at
+that value the key leaves them out, so stored cells keep their keys."""
 
 FLOOR_EXACT = {"lora", "full", "prompt_tuning"}
 """Methods that train on the cell's training subset itself (more with replay, never fewer),
@@ -143,7 +150,7 @@ V1_DROPPED_AT_DEFAULT = {
     ModelConfig: ("backend", "base_url", "api_key_env", "concurrency", "max_retries", "timeout",
                   "price_prompt", "price_completion"),
     MethodConfig: ("models", "search", "teacher", "teacher_model", "labelled", "unlabelled",
-                    "keep_cut"),
+                    "keep_cut", "draw"),
     TaskConfig: ("scoring",)}
 """Frozen: version-1 keys left these fields out while at their defaults (fields added to
 MethodConfig since, such as distill's, are listed too: a v1 key never held them)."""

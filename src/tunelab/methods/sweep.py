@@ -97,10 +97,14 @@ def with_search(build: Callable[[Context], Predictor],
     return run
 
 
+UNSET = {"prompt": lambda ctx, trains: "short" if trains else "full",
+         "draw": lambda ctx, trains: ctx.seed}
+"""What a searched setting left unset means (methods.base.Prompted; few_shot's draw)."""
+
+
 def default_setting(ctx: Context, space: dict, trains: bool) -> dict | None:
     """The values the arm runs without a search, for the searched keys (training settings
-    resolved, lr included; `prompt` unset is full for prompting methods and short for
-    trained ones, as methods.base.Prompted says); None when another one is left unset,
+    resolved, lr included; a setting unset as UNSET says); None when another one is left unset,
     so the default cannot be matched to a candidate."""
     out = {}
     for key in space:
@@ -109,8 +113,8 @@ def default_setting(ctx: Context, space: dict, trains: bool) -> dict | None:
         else:
             own = ctx.settings if ctx.settings is not None and hasattr(ctx.settings, key) else ctx.method
             out[key] = getattr(own, key)
-        if key == "prompt" and out[key] is None:
-            out[key] = "short" if trains else "full"
+        if out[key] is None and key in UNSET:
+            out[key] = UNSET[key](ctx, trains)
         if out[key] is None:
             return None
     return out
