@@ -92,6 +92,10 @@ def test_search_never_scores_a_test_example(tmp_path, tiny_model_dir, viggo_dir,
     # 3 candidates: the best third is one, which goes straight to the whole budget
     shots = rows["few_shot searched"]["settings_search"]
     assert [t["share"] for t in shots["trace"]] == [1 / 12] * 3 + [1.0]
+    # the whole-run rung of a prompting arm is the deciding rung's predictor: not re-scored
+    assert len([label for label, _ in seen_eval if label.startswith("search {'k'")]) == 3
+    assert shots["trace"][-1]["score"] == next(t["score"] for t in shots["trace"]
+                                              if t["setting"] == shots["chosen"] and t["deciding"])
     # the random model scores every candidate alike on validation, so the search keeps
     # the arm's own k (2), not the first of the tied (1)
     assert shots["default"] == {"k": 2} and shots["chosen"] == {"k": 2}

@@ -57,6 +57,10 @@ def with_search(build: Callable[[Context], Predictor],
                     raise TunelabError(f"{where}: {ctx.method.name} records no validation loss, "
                                        "so it cannot be searched")
                 return min(losses), pred
+            if not trains and share >= 1.0 and setting_id(setting) in decided:
+                # a prompting arm's last rung is the predictor the deciding rung already
+                # scored on these same validation examples (greedy: the same answers)
+                return decided[setting_id(setting)], pred
             from tunelab.evaluate import evaluate  # torch-free import of this module for the report
 
             n = len(dev) if deciding else max(DEV_MIN, math.ceil(share * len(dev)))
@@ -66,6 +70,7 @@ def with_search(build: Callable[[Context], Predictor],
                 costs[-1] += time.perf_counter() - t0
             if deciding:
                 scores[setting_id(setting)] = [r["scores"][primary] for r in res.rows]
+                decided[setting_id(setting)] = res.metrics[primary][0]
             return res.metrics[primary][0], pred
 
         higher = ctx.task.metrics[primary].higher_is_better
@@ -75,7 +80,8 @@ def with_search(build: Callable[[Context], Predictor],
                 return True  # validation loss
             return not higher  # the task metric
 
-        scores: dict[str, list[float]] = {}
+        scores: dict[str, list[float]] = {}  # per example, on the deciding rung
+        decided: dict[str, float] = {}
         default = default_setting(ctx, space, trains)
         chosen, pred, trace = halving(points(space), score, lower_is_better,
                                       settle=lambda rows: keep_default(rows, default, scores, higher))
