@@ -67,7 +67,7 @@ def test_fields_added_later_leave_existing_cell_keys_unchanged():
                  if k in ("name", "dtype", "trust_remote_code")}
     old_method = {k: v for k, v in to_dict(cfg.methods[0]).items()
                   if k not in ("models", "search", "teacher", "teacher_model", "labelled", "unlabelled",
-                            "keep_cut")}
+                            "keep_cut", "draw")}
     old_task = {k: v for k, v in to_dict(cfg.task).items() if k != "scoring"}
     old_train = {k: v for k, v in to_dict(method_train(cfg, cfg.methods[0])).items()
                  if k not in ("min_budget", "plateau_drops")}
