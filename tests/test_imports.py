@@ -135,7 +135,7 @@ def imported_alone() -> dict[str, str]:
     """Each module imported first in its own process: one interpreter imports the
     third-party packages once (torch alone takes seconds), then forks a child per module,
     in which no tunelab module has been imported yet. A new interpreter per module (as
-    before) checked the same thing in about 5 minutes of the suite's 9."""
+    before) checked the same thing in 203 s of the suite's 568 (this file now: 20 s)."""
     r = subprocess.run([sys.executable, "-c", CHILD, ",".join(ALONE), ",".join(third_party())],
                        capture_output=True, text=True,
                        env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
