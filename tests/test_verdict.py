@@ -101,6 +101,12 @@ def fine_tuning_not_converged(s):
     add(s, "few_shot", pattern(100, [(0, 80)]), n=50, k=5)
 
 
+def unconverged_winner(s):
+    # the recommended arm was still improving: the flag must not read as a doubt about it
+    add(s, "lora", pattern(100, [(0, 80)]), n=50, info=STILL_FALLING)
+    add(s, "few_shot", pattern(100, [(0, 40)]), n=50, k=5)
+
+
 def enough_examples(s):
     add(s, "lora", pattern(200, [(0, 60)]), n=25)
     add(s, "lora", pattern(200, [(0, 120)]), n=50)
@@ -175,6 +181,13 @@ CASES = {
         "after 1.000)): a verdict against it is not reliable.",
         "More examples helped: lora n=25 is worse than lora n=50 by 10.0 points (95% CI 5.0 to "
         "16.0) on mr_exact."]),
+    "recommended arm did not converge": (unconverged_winner, [
+        "lora n=50 beats few_shot by 40.0 points (95% CI 31.0 to 49.0) on mr_exact.",
+        "Recommendation: fine-tune (lora n=50); the best prompting arm (few_shot) is clearly "
+        "behind on this task.",
+        "lora n=50 did not converge (validation loss still falling when the budget ran out "
+        "(0.800 after 1.000)): its score is what the training budget bought, not its ceiling; "
+        "the recommendation for it stands without more training."]),
     "collapsed arms": (collapsed_arms, [
         "lora n=100 is worse than few_shot by 9.0 points (95% CI 4.0 to 15.0) on mr_exact.",
         "No reliable recommendation against fine-tuning: its best arm (lora n=100) has collapsed "

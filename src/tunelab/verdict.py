@@ -223,10 +223,21 @@ def headline(bt: Arm, bp: Arm, metric: str, margin: float = MARGIN) -> list[str]
 
 
 def unconverged(arms: list[Arm], said: list[str]) -> list[str]:
-    """One line per trained arm that did not converge (unless a line already named it)."""
-    return [f"{a.name} did not converge ({a.convergence}): a verdict against it is not reliable."
-            for a in arms if a.trained and a.convergence
-            and not any(f"({a.name}) did not converge" in line for line in said)]
+    """One line per trained arm that did not converge (unless a line already named it). For
+    the arm already recommended, what the flag means there: its score is what the budget
+    bought, and the recommendation did not need more training."""
+    lines = []
+    for a in arms:
+        if not a.trained or not a.convergence or any(f"({a.name}) did not converge" in x for x in said):
+            continue
+        if any(x.startswith(f"Recommendation: fine-tune ({a.name});") for x in said):
+            lines.append(f"{a.name} did not converge ({a.convergence}): its score is what the "
+                         "training budget bought, not its ceiling; the recommendation for it "
+                         "stands without more training.")
+        else:
+            lines.append(f"{a.name} did not converge ({a.convergence}): a verdict against it is "
+                         "not reliable.")
+    return lines
 
 
 def tuned_worse(arms: list[Arm], metric: str, margin: float = MARGIN,
