@@ -112,6 +112,40 @@ def test_seconds_budget_stops_training(tiny):
     assert stats.steps == 1 and stats.stop_reason == "budget"
 
 
+@pytest.mark.parametrize("budget, steps, val_steps", [
+    (20.0, 10, [0, 4, 8, 10]),  # stops at the last step that fits (the old rule: 12 steps, 24 s)
+    (18.5, 8, [0, 4, 8]),  # step 8's validation used the room: no step 9, no second validation
+])
+def test_seconds_budget_ends_at_the_last_step_that_fits(tiny, monkeypatch, budget, steps, val_steps):
+    """On a fake clock (a step costs 1 s, a validation 3 s), training under `max_seconds`
+    ends within the budget plus its final validation, never one step and one more
+    validation past it."""
+    import types
+
+    import tunelab.train as tr
+
+    model, tok = tiny
+    m = copy.deepcopy(model)
+    for p in m.parameters():
+        p.requires_grad_(True)
+    clock = [0.0]
+
+    def ticking(fn, seconds):
+        def run(*a, **k):
+            clock[0] += seconds
+            return fn(*a, **k)
+        return run
+
+    monkeypatch.setattr(tr, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(tr, "accumulate", ticking(tr.accumulate, 1.0))
+    monkeypatch.setattr(tr, "validation_loss", ticking(tr.validation_loss, 3.0))
+    cfg = TrainConfig(batch_size=2, lr=1e-3, eval_every=4, patience=50, max_steps=50,
+                      max_seconds=budget)
+    stats = train_loop(m, tok, _pairs(tok, 8, "good"), cfg, seed=0, val=_pairs(tok, 2, "good", 100))
+    assert (stats.steps, stats.val_steps, stats.stop_reason) == (steps, val_steps, "budget")
+    assert clock[0] <= budget + 3.0  # the final validation is the only overrun
+
+
 @pytest.mark.parametrize("bad, msg", [("epochs: some", "epochs: must be a number >= 0 or 'auto'"),
                                       ("schedule: cyclic", "schedule: unknown 'cyclic'"),
                                       ("patience: -1", "patience: must be at least 0"),

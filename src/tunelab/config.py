@@ -109,7 +109,8 @@ class TrainConfig:
     max_steps: int = 0
     """Budget in optimizer steps (0: none beyond the epochs)."""
     max_seconds: float = 0.0
-    """Budget in seconds of training (0: none)."""
+    """Budget in seconds of training, validations included (0: none). Training ends at the
+    last step that fits (stopping.out_of_seconds); its final validation may run past it."""
     eval_every: int = 0
     """Optimizer steps between validation-loss evaluations (0: about twice per epoch)."""
     patience: int = 3

@@ -24,7 +24,15 @@ from tunelab import TunelabError
 from tunelab.config import DEFAULT_LR, TrainConfig
 from tunelab.precision import Decision, autocast, block_shape, choose, loss_agrees
 from tunelab.prompt import render
-from tunelab.stopping import Stopper, convergence, in_trial, lr_factor, schedule_position, train_budget
+from tunelab.stopping import (
+    Stopper,
+    convergence,
+    in_trial,
+    lr_factor,
+    out_of_seconds,
+    schedule_position,
+    train_budget,
+)
 from tunelab.ui import console, progress
 
 
@@ -393,6 +401,10 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
         with autocast(prec.precision):
             return validation_loss(shard, items, pad_id, cfg.micro_tokens)
 
+    def no_room() -> bool:  # the same answer on every process (a collective, so all call it)
+        return bool(cfg.max_seconds) and shard.total(
+            out_of_seconds(time.perf_counter() - t0, stats.steps, cfg.max_seconds)) > 0
+
     stopper = Stopper(shard.module, val or [], val_loss, every, cfg.patience, early=auto and bool(val),
                       drops=cfg.plateau_drops)
     stats.stop_reason = "no_validation" if auto and not val else ("budget" if auto else "epochs")
@@ -424,11 +436,14 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
             stats.supervised_tokens += n_sup
             stats.losses.append(step_loss)
             rate = stats.tokens / (time.perf_counter() - t0)
-            out_of_time = cfg.max_seconds and shard.total(time.perf_counter() - t0 > cfg.max_seconds) > 0
-            last = stats.steps == total or bool(out_of_time)
+            out_of_time = no_room()
+            last = stats.steps == total or out_of_time
             val_info = ""
             if stopper.due(stats.steps, last):
                 val_info = f"  val {stopper.evaluate(stats.steps):.3f}"
+                # a regular validation that used the next step's room makes this step the last
+                # (already validated) rather than one more step and a second validation
+                out_of_time = out_of_time or (not last and no_room())
             bar.update(task, advance=1, info=f"loss {step_loss:.3f}{val_info}  {rate:.0f} tok/s")
             if on_step is not None:
                 paused = time.perf_counter()
