@@ -115,6 +115,7 @@ def test_seconds_budget_stops_training(tiny):
 @pytest.mark.parametrize("budget, steps, val_steps", [
     (20.0, 10, [0, 4, 8, 10]),  # stops at the last step that fits (the old rule: 12 steps, 24 s)
     (18.5, 8, [0, 4, 8]),  # step 8's validation used the room: no step 9, no second validation
+    (6.0, 3, [0, 3]),  # the step-0 validation is not counted as a step's time (else: 1 step)
 ])
 def test_seconds_budget_ends_at_the_last_step_that_fits(tiny, monkeypatch, budget, steps, val_steps):
     """On a fake clock (a step costs 1 s, a validation 3 s), training under `max_seconds`

@@ -216,18 +216,21 @@ def schedule_position(step: int, total: int, elapsed: float, max_seconds: float)
     return max(step, min(1.0, elapsed / max_seconds) * total)
 
 
-def out_of_seconds(elapsed: float, steps: int, max_seconds: float) -> bool:
+def out_of_seconds(elapsed: float, steps: int, max_seconds: float, setup: float = 0.0) -> bool:
     """A seconds budget ends at the last step that fits: stop when one more step, at the mean
-    time per step so far (validations included), would end past the budget. Checked after a
-    step, so at least one runs. (Stopping only once past it overshot by the crossing step
-    and a second validation right after a regular one: 378 s for the demo's 360.)
+    time per step so far (regular validations included; `setup`, the seconds before the first
+    step, left out), would end past the budget. Checked after a step, so at least one runs.
+    (Stopping only once past it overshot by the crossing step and a second validation right
+    after a regular one: 378 s for the demo's 360.)
 
     >>> out_of_seconds(358.6, 250, 360.0), out_of_seconds(300.0, 250, 360.0)
     (True, False)
     >>> out_of_seconds(5.0, 1, 0.0), out_of_seconds(2.0, 1, 1e-6)
     (False, True)
+    >>> out_of_seconds(10.8, 1, 15.0), out_of_seconds(10.8, 1, 15.0, setup=9.4)
+    (True, False)
     """
-    return bool(max_seconds) and elapsed + elapsed / max(1, steps) > max_seconds
+    return bool(max_seconds) and elapsed + (elapsed - setup) / max(1, steps) > max_seconds
 
 
 def lr_factor(step: float, total: int, warm: int, schedule: str) -> float:

@@ -403,7 +403,7 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
 
     def no_room() -> bool:  # the same answer on every process (a collective, so all call it)
         return bool(cfg.max_seconds) and shard.total(
-            out_of_seconds(time.perf_counter() - t0, stats.steps, cfg.max_seconds)) > 0
+            out_of_seconds(time.perf_counter() - t0, stats.steps, cfg.max_seconds, setup)) > 0
 
     stopper = Stopper(shard.module, val or [], val_loss, every, cfg.patience, early=auto and bool(val),
                       drops=cfg.plateau_drops)
@@ -412,6 +412,7 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
     t0 = time.perf_counter()
     if stopper.active:
         stopper.evaluate(0)
+    setup = time.perf_counter() - t0  # the step-0 validation: not part of a step's mean time
     shard.module.train()
     with progress() as bar:
         task = bar.add_task(label, total=total, info="")
