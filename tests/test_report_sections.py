@@ -56,7 +56,7 @@ def test_report_shows_classification_losses_and_every_arms_predictions(tmp_path)
     assert best.startswith("lora")  # the best arm's breakdown
     assert "| request | 1.000 | 0.667 | 0.800 | 3 |" in best
     assert (tmp_path / "rep" / "confusion.png").exists() and (tmp_path / "rep" / "losses.png").exists()
-    assert "![training loss](losses.png)" in text
+    assert "![training and validation loss](losses.png)" in text
     # one seed: no "0.620 - 0.620" range
     table = text.split("## Results")[1].split("## Cost")[0]
     assert table.count("| — |") == 2 and " - " not in table.split("\n|---")[1]
@@ -87,3 +87,20 @@ def test_no_classification_section_for_free_text(tmp_path):
     md, _ = build(tmp_path / "s.db", tmp_path / "rep")
     text = md.read_text()
     assert "## Classification" not in text and "Scoring:" not in text and "losses.png" not in text
+
+
+def test_loss_plot_carries_the_validation_curve_and_the_kept_step():
+    """The report's loss plot draws what decided the training length: the validation loss
+    at its steps and the best (restored) step, beside the training loss."""
+    import json
+    from types import SimpleNamespace
+
+    from tunelab.plots import loss_curves, loss_series
+
+    info = {"losses": [3.0, 1.0, 0.5, 0.4], "val_steps": [0, 2, 4], "val_losses": [3.3, 0.6, 0.7],
+            "best_step": 2}
+    arms = [SimpleNamespace(name="lora n=8", runs=[{"info": json.dumps(info)}]),
+            SimpleNamespace(name="few_shot", runs=[{"info": json.dumps({"shots": []})}])]
+    assert loss_series(arms) == [("lora n=8", [{"train": [3.0, 1.0, 0.5, 0.4], "val_steps": [0, 2, 4],
+                                                "val": [3.3, 0.6, 0.7], "best": 2}])]
+    assert loss_curves(arms)[:4] == b"\x89PNG" and loss_curves(arms[1:]) is None

@@ -22,25 +22,47 @@ def png(fig) -> bytes:
     return buf.getvalue()
 
 
+def loss_series(arms) -> list[tuple[str, list[dict]]]:
+    """Per arm that trained, each seed's curves: the training loss per optimizer step, and
+    the validation loss at the steps it was measured, with the best step (whose weights
+    were kept; None where nothing was restored)."""
+    out = []
+    for a in arms:
+        runs = []
+        for r in a.runs:
+            info = json.loads(r["info"]) if r.get("info") else {}
+            if info.get("losses"):
+                runs.append({"train": info["losses"], "val_steps": info.get("val_steps") or [],
+                             "val": info.get("val_losses") or [], "best": info.get("best_step")})
+        if runs:
+            out.append((a.name, runs))
+    return out
+
+
 def loss_curves(arms) -> bytes | None:
     """Training loss per optimizer step of every arm that trained (each seed a line, one
-    colour per arm): a curve still falling at the end says the arm was undertrained."""
-    drawn = []
-    for a in arms:
-        runs = [json.loads(r["info"]).get("losses") for r in a.runs if r.get("info")]
-        runs = [x for x in runs if x]
-        if runs:
-            drawn.append((a.name, runs))
+    colour per arm), its validation loss (dashed, with the kept best step starred): a
+    validation curve still falling at the end says the arm was undertrained."""
+    drawn = loss_series(arms)
     if not drawn:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for name, runs in drawn:
         color = ax._get_lines.get_next_color()
-        for i, losses in enumerate(runs):
-            ax.plot(range(1, len(losses) + 1), losses, color=color, lw=1.2, alpha=0.9 if i == 0 else 0.5,
-                    label=name if i == 0 else None)
+        for i, run in enumerate(runs):
+            first = i == 0
+            ax.plot(range(1, len(run["train"]) + 1), run["train"], color=color, lw=1.0,
+                    alpha=0.55 if first else 0.3, label=f"{name} training" if first else None)
+            if len(run["val"]) >= 2:
+                ax.plot(run["val_steps"], run["val"], color=color, lw=1.6, ls="--", marker="o",
+                        ms=4, alpha=1.0 if first else 0.6, label=f"{name} validation" if first else None)
+            if run["best"] in run["val_steps"]:
+                k = run["val_steps"].index(run["best"])
+                ax.plot([run["best"]], [run["val"][k]], color=color, marker="*", ms=12, ls="",
+                        label="best (kept)" if first and name == drawn[0][0] else None)
+    ax.set_yscale("log")  # from ~3 at the start to ~0.05: the late gains are what matter
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (per supervised token)")
+    ax.set_ylabel("loss per supervised token (log scale)")
     ax.legend(fontsize=7)
     return png(fig)
 
