@@ -79,7 +79,7 @@ def test_init_config_runs_classification_end_to_end(tmp_path, tiny_model_dir):
     assert (rep / "confusion.png").stat().st_size > 1000 and (rep / "losses.png").exists()
     assert "| label_match |" not in md.split("## Results")[0]
     html = (rep / "report.html").read_text()
-    assert 'alt="confusion matrix"' in html and 'alt="training loss"' in html
+    assert 'alt="confusion matrix"' in html and 'alt="training and validation loss"' in html
     # every arm's predictions side by side
     side = md.split("## Example predictions")[1].split("\n## ")[0]
     header = side.splitlines()[2]
