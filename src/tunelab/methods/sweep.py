@@ -60,7 +60,7 @@ def with_search(build: Callable[[Context], Predictor],
             if not trains and share >= 1.0 and setting_id(setting) in decided:
                 # a prompting arm's last rung is the predictor the deciding rung already
                 # scored on these same validation examples (greedy: the same answers)
-                return decided[setting_id(setting)], pred
+                return decided[setting_id(setting)].metrics[primary][0], pred
             from tunelab.evaluate import evaluate  # torch-free import of this module for the report
 
             n = len(dev) if deciding else max(DEV_MIN, math.ceil(share * len(dev)))
@@ -69,8 +69,7 @@ def with_search(build: Callable[[Context], Predictor],
             if trains:  # generating on validation is part of what the search costs
                 costs[-1] += time.perf_counter() - t0
             if deciding:
-                scores[setting_id(setting)] = [r["scores"][primary] for r in res.rows]
-                decided[setting_id(setting)] = res.metrics[primary][0]
+                decided[setting_id(setting)] = res
             return res.metrics[primary][0], pred
 
         higher = ctx.task.metrics[primary].higher_is_better
@@ -80,11 +79,14 @@ def with_search(build: Callable[[Context], Predictor],
                 return True  # validation loss
             return not higher  # the task metric
 
-        scores: dict[str, list[float]] = {}  # per example, on the deciding rung
-        decided: dict[str, float] = {}
+        decided: dict = {}  # setting_id -> the deciding rung's evaluation of that setting
+
+        def per_example() -> dict[str, list[float]]:
+            return {k: [r["scores"][primary] for r in res.rows] for k, res in decided.items()}
+
         default = default_setting(ctx, space, trains)
         chosen, pred, trace = halving(points(space), score, lower_is_better,
-                                      settle=lambda rows: keep_default(rows, default, scores, higher))
+                                      settle=lambda rows: keep_default(rows, default, per_example(), higher))
         seconds = sum(r["seconds"] for r in trace)
         pred.info["settings_search"] = {
             "space": space, "chosen": chosen, "trace": trace, "seconds": seconds,
