@@ -442,9 +442,10 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
             val_info = ""
             if stopper.due(stats.steps, last):
                 val_info = f"  val {stopper.evaluate(stats.steps):.3f}"
-                # a regular validation that used the next step's room makes this step the last
-                # (already validated) rather than one more step and a second validation
-                out_of_time = out_of_time or (not last and no_room())
+                # a regular validation that used the next step's room makes this step the
+                # last (already validated), not one more step and a second validation
+                if not last:
+                    out_of_time = no_room()
             bar.update(task, advance=1, info=f"loss {step_loss:.3f}{val_info}  {rate:.0f} tok/s")
             if on_step is not None:
                 paused = time.perf_counter()
