@@ -25,16 +25,21 @@ def modules() -> dict[str, Path]:
     return out
 
 
+def top_imports(path: Path) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements at module level (not inside functions) of one file."""
+    return [n for n in ast.parse(path.read_text()).body if isinstance(n, ast.Import | ast.ImportFrom)]
+
+
 def module_imports(name: str, path: Path, known: set[str]) -> set[str]:
     """The package modules `name` imports at module level (not inside functions). `from a
     import b` needs a itself (its __init__ runs, and b is read off it) and, when b is a
     module, a.b too."""
     is_pkg = path.name == "__init__.py"
     out = set()
-    for node in ast.parse(path.read_text()).body:
+    for node in top_imports(path):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name in known}
-        elif isinstance(node, ast.ImportFrom):
+        else:
             base = node.module or ""
             if node.level:  # relative: resolve against this module's package
                 pkg = name.split(".") if is_pkg else name.split(".")[:-1]
@@ -119,10 +124,10 @@ def third_party() -> list[str]:
     """The top-level packages outside tunelab that its modules import at module level."""
     out = set()
     for path in modules().values():
-        for node in ast.parse(path.read_text()).body:
+        for node in top_imports(path):
             if isinstance(node, ast.Import):
                 out |= {a.name.split(".")[0] for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            elif not node.level and node.module:
                 out.add(node.module.split(".")[0])
     return sorted(out - {"tunelab", "__future__"})
 
