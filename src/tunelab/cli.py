@@ -75,7 +75,7 @@ def _run_json(arms, md: Path, html: Path, margin: float, target: float | None = 
     metric = primary_metric(arms)
     return {"primary": metric, "scoring": arms[0].cell.get("scoring"), "arms": [payload.arm(a) for a in arms],
             "recommendation": recommend(arms, metric, margin), "report": {"html": str(html), "md": str(md)},
-            **payload.outlook(arms, metric, margin, target)}
+            **payload.outlook(arms, metric, margin, target), "provenance": payload.provenance()}
 
 
 def _table(arms, margin: float) -> None:

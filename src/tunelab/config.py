@@ -102,10 +102,9 @@ class TrainConfig:
     min_budget: int = 256
     """epochs auto: the budget is at least this many optimizer steps, so a small training
     set gets more passes (early stopping still ends it when the validation loss stops
-    improving; max_steps and max_seconds still cap it). 8 passes over 100 examples at
-    batch 8 are 104 steps, and on the 200-record classification file in README both LoRA
-    arms were still improving there (flagged not converged); with 20 passes they stopped
-    early at 102 and 120 steps. 0: no floor (the budget is max_epochs alone)."""
+    improving; max_steps and max_seconds still cap it): 8 passes over 100 examples at
+    batch 8 are only 104 steps, too few for a small set's validation loss to settle.
+    0: no floor (the budget is max_epochs alone)."""
     max_steps: int = 0
     """Budget in optimizer steps (0: none beyond the epochs)."""
     max_seconds: float = 0.0
@@ -128,8 +127,7 @@ class TrainConfig:
     weights back and cut the lr by 0.3 (on top of the schedule), this many times, before
     early stopping ends the run; with drops, a new best resets patience only if it beats the
     one before by more than 1% (stopping.MIN_GAIN). A lr too hot for the schedule over the
-    budget then settles instead of stopping at its first best (with the 256-step floor, lr
-    5e-3 stopped at step 24 of 256 and scored 0.075 on README's classification file).
+    budget then settles instead of stopping at its first best, near the peak lr.
     0: stop at the first plateau."""
     batch_size: int = 8
     """Examples per micro-batch."""
@@ -140,14 +138,18 @@ class TrainConfig:
     micro_tokens: int = 640
     """Padded tokens per micro-batch: a step's examples are cut, length-sorted, into pieces
     of at most this many (at least one example each), with the same gradient. Activations
-    kept for backward grow with it; lower it where memory is short: LoRA at batch 8 x 256
-    tokens peaks at 1.99 GB with 256 instead of 3.19 GB, at the same speed (BENCHMARKS.md,
-    section 3)."""
+    kept for backward grow with it; lower it where memory is short (bench/memory.py
+    measures peak memory against it)."""
     warmup_ratio: float = 0.05
+    """Fraction of the budget spent warming the learning rate up linearly from 0 to its peak."""
     weight_decay: float = 0.0
+    """AdamW weight decay."""
     lora_r: int = 16
+    """LoRA rank (lora, dpo, distill's student and sft stages)."""
     lora_alpha: int = 32
+    """LoRA scaling numerator: the update is scaled by lora_alpha / lora_r."""
     lora_dropout: float = 0.0
+    """Dropout on the LoRA branch's input during training."""
     target_modules: str | list[str] = "all-linear"
     """LoRA target modules (peft syntax)."""
     save: bool = True
@@ -156,9 +158,8 @@ class TrainConfig:
     """Training precision: fp32, bf16 (autocast; fp32 master weights) or auto: bf16 where
     a start-up check finds a model-shaped block clearly faster on this machine and its
     loss equal to fp32's, else fp32 (precision.py). The choice is stored with the run.
-    Default fp32: on 2026-12-02 auto chose bf16 on this repo's AMX Xeon (block 2.71x
-    faster) yet the demo's LoRA loop ran 180 tokens/s against 271 in fp32 the day before
-    (README): the check does not yet predict the whole loop, so it is opt-in."""
+    Default fp32: a faster block has not always meant a faster training loop, so auto is
+    opt-in until the check predicts the whole loop (bench/precision.py compares them)."""
     fsdp: bool = False
     """Under a data-parallel launch (torchrun / accelerate launch), shard weights, gradients
     and optimizer state across the processes (torch FSDP2, one unit per decoder layer)
@@ -180,13 +181,9 @@ class TrainConfig:
 
 
 METHOD_LR = {"lora": 2e-3, "distill": 2e-3, "full": 5e-5, "prompt_tuning": 3e-2, "dpo": 1e-4}
-"""Default peak lr per training method (distill's student is LoRA). lora: on ViGGO n=500
-(SmolLM2-135M, batch 8, the demo's 131 steps with warm-up and cosine decay, 100 test
-sentences) 2e-3 reached validation loss 0.079 and slot F1 0.800 [0.742, 0.847], exact 37%,
-where 1e-3 reached 0.110 and 0.667 [0.607, 0.725], 21% (README, demo); on n=100 2e-3 also
-led the search's rungs (README, search). Before that, 1e-3 had replaced a shared 2e-4 that
-was at validation loss 0.43 after its whole 8-epoch budget. full, prompt_tuning, dpo: the
-rates the shipped configs and benchmarks use."""
+"""Default peak lr per training method (distill's student is LoRA): the rates the shipped
+configs were tuned with on ViGGO (LoRA's against 1e-3 on the demo's grid; the others the
+rates the shipped configs and benchmarks use). `train.lr` overrides them."""
 DEFAULT_LR = 1e-3
 """A method without a rate of its own in METHOD_LR (e.g. rag with an sft stage: a stage
 trains at its method's lr unless it sets one), and a loop run outside a method without an
@@ -360,13 +357,21 @@ class ExportConfig:
 @dataclass
 class RunConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
+    """The task and its data (see TaskConfig)."""
     model: ModelConfig = field(default_factory=ModelConfig)
+    """The model every method runs on (see ModelConfig)."""
     models: list[ModelConfig] = field(default_factory=list)
     """Several models in one grid (cells: method x size x seed x model); replaces `model`."""
     methods: list[MethodConfig] = field(default_factory=lambda: [MethodConfig()])
+    """The arms to compare: a list of method entries (see MethodConfig and each method's own
+    settings)."""
     seeds: list[int] = field(default_factory=lambda: [0])
+    """Seeds; one cell per seed (a seed draws the training subset, the shots and the
+    initialisation). The report pools an arm's seeds per example."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """Training settings for every training method (a method's own `train:` overrides them)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
+    """Generation and confidence-interval settings (see EvalConfig)."""
     store: str = "runs/tunelab.db"
     """SQLite results store."""
     out_dir: str = "runs"
@@ -374,7 +379,8 @@ class RunConfig:
     allow_leakage: bool = False
     """Run even if test inputs also occur in the training data."""
     executor: str = "local"
-    """local (sequential in this process) or ray (cells as Ray tasks; see docs/scale.md)."""
+    """local (sequential in this process) or ray (cells as Ray tasks; see the scaling-out page
+    of the docs)."""
     resources: dict = field(default_factory=lambda: {"num_cpus": 1, "num_gpus": 0})
     """Ray resources per cell."""
     ray_address: str | None = None

@@ -1,9 +1,15 @@
-"""Machine-readable results for `--json` (run, ls, show): plain dicts, ready for json.dumps."""
+"""Machine-readable results for `--json` (run, ls, show): plain dicts, ready for json.dumps.
+
+A run's payload carries its provenance (command, code version, machine kind, versions), so
+the file `tunelab run --json > results/NAME.json` writes says how it was measured, and the
+tables of README.md and docs/ are rendered from it (scripts/render_results.py)."""
 
 from __future__ import annotations
 
 import json
 import math
+import sys
+from pathlib import Path
 
 RUN_FIELDS = ("id", "status", "task", "model", "method", "label", "train_size", "n_train", "n_test",
               "seed", "train_seconds", "eval_seconds", "train_tokens", "trainable_params",
@@ -65,3 +71,38 @@ def run_detail(row: dict, metrics: dict, predictions: list[dict]) -> dict:
             "info": json.loads(row["info"] or "{}"),
             "metrics": {n: ci((m["value"], m["lo"], m["hi"])) for n, m in metrics.items()},
             "predictions": predictions}
+
+
+def command_line(argv: list[str] | None = None, program: str = "tunelab") -> str:
+    """The command as a user would retype it: `program` and its arguments, with absolute
+    paths made relative to the current folder (or cut to their name): a result file names
+    no folder of the machine it was measured on."""
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join([program, *(_portable(a) for a in args)])
+
+
+def _portable(arg: str) -> str:
+    if not arg.startswith("/"):
+        return arg
+    path = Path(arg)
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return path.name
+
+
+def provenance(argv: list[str] | None = None, program: str = "tunelab") -> dict:
+    """Where a result came from: the command, the code version (release + git commit), the
+    machine in words, Python and the key packages' versions.
+
+    >>> sorted(provenance(["run", "configs/demo.yaml"]))
+    ['code_version', 'command', 'machine', 'packages', 'python']
+    """
+    from tunelab import __version__
+    from tunelab.provenance import git_commit, machine_kind, versions
+
+    packages = versions()
+    commit = git_commit()
+    code = __version__ if commit == "unknown" else f"{__version__}+git.{commit[:12]}"
+    return {"command": command_line(argv, program), "code_version": code, "machine": machine_kind(),
+            "python": packages.pop("python"), "packages": packages}

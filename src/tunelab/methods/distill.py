@@ -55,7 +55,7 @@ class Distill(Shots):
     keep_cut: bool = False
     """Also train on teacher answers that used the whole generation budget (default: drop
     them: an answer cut off at the limit is unfinished, often a repetition loop the student
-    would learn; measured in README "Distillation")."""
+    would learn)."""
     counts: ClassVar[tuple[str, ...]] = ("k", "labelled")
 
     def __post_init__(self):

@@ -2,7 +2,7 @@
 
 The shots are the same for every test input, so generation reuses their KV cache. Which
 shots are drawn can move the score by more than the pool's size does (on ViGGO one draw's
-last shot was copied into 28 of 50 answers: README), so the draw is a setting a search
+last shot was copied into most answers), so the draw is a setting a search
 can choose on validation.
 """
 
