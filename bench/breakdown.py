@@ -1,8 +1,7 @@
 """Where a LoRA training step's time goes, and the fused-AdamW lever for full fine-tuning.
 
-Run (alone on the machine):
-    flock -x /tmp/tunelab-cpu.lock env PYTHONPATH=src TUNELAB_DATA_DIR=/work/shared/data \
-        /work/main/.venv/bin/python bench/breakdown.py [--steps 2]
+Run from the repository root with the venv activated, alone on the machine:
+    python bench/breakdown.py [--steps 2]        # writes results/bench_breakdown.json
 
 Same work as bench/train.py's `tunelab` arm (first 8*(steps+1) ViGGO training examples,
 8 per step, LoRA r=16 on all 7 projections, supervised-only LM head, micro-batches):

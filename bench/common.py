@@ -1,15 +1,20 @@
-"""Shared by the benchmark scripts: environment, the real model, ViGGO examples, peak RSS.
+"""Shared by the benchmark scripts: environment, the real model, ViGGO examples, peak RSS,
+and the result file each script writes.
 
-Not a benchmark itself. Every script sets threads and env the same way, so the figures
-in BENCHMARKS.md are comparable.
+Not a benchmark itself. Every script sets threads and env the same way, and ends with
+`emit`, which prints its figures and writes them to results/bench_<script>.json with the
+command, the code version and the machine kind; BENCHMARKS.md's tables are rendered from
+those files (python scripts/render_results.py).
 """
 
 from __future__ import annotations
 
+import json
 import os
-import platform
 import resource
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -31,9 +36,14 @@ def rss_gb() -> float:
     return psutil.Process().memory_info().rss / 2**30
 
 
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
 def machine() -> str:
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), no GPU")
+    """The machine in words (no model name) and torch's threads."""
+    from tunelab.provenance import machine_kind
+
+    return f"{machine_kind()}, torch {torch.__version__} ({torch.get_num_threads()} threads)"
 
 
 def load(name: str = MODEL):
@@ -60,7 +70,21 @@ class Timer:
         self.s = time.perf_counter() - self.t
 
 
-def emit(figures: dict[str, object]) -> None:
-    """The parseable tail every benchmark ends with: one `name: value` per line."""
+def emit(figures: dict[str, object], rows: list[dict] | None = None) -> Path:
+    """The parseable tail every benchmark ends with (one `name: value` per line), and its
+    result file results/bench_<script>.json: the figures, the per-arm rows if any, and
+    where they came from. Returns the file's path."""
+    from tunelab.payload import _finite, provenance
+
+    figures = {k: v for k, v in figures.items() if k != "machine"}  # provenance names it
     for k, v in figures.items():
         print(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
+    name = Path(sys.argv[0]).stem
+    data = {"bench": name, "figures": figures, **({"rows": rows} if rows else {}),
+            "provenance": provenance(sys.argv[1:], program=f"python bench/{name}.py")
+            | {"threads": torch.get_num_threads()}}
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"bench_{name}.json"
+    path.write_text(json.dumps(_finite(data), indent=2, default=str) + "\n")
+    print(f"wrote results/{path.name}", file=sys.stderr)
+    return path

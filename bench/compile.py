@@ -1,7 +1,8 @@
 """torch.compile of the decoder layers (dynamic shapes) against eager, the same LoRA steps.
 
-Run (alone on the machine; ratios are computed within this one invocation):
-    PYTHONPATH=src TUNELAB_DATA_DIR=/work/shared/data /work/main/.venv/bin/python bench/compile.py
+Run from the repository root with the venv activated, alone on the machine (ratios are
+computed within this one invocation):
+    python bench/compile.py        # writes results/bench_compile.json
 
 Arms (each its own copy of the model, same seed, same LoRA init, same batches, fp32):
   eager     tunelab's loop as it runs today
@@ -47,7 +48,7 @@ def main() -> None:
     args = ap.parse_args()
     arms = {"eager": "fp32", "compiled": "fp32"}
     # Each layer is guarded apart (the recompile log names its KV-cache slot): without this,
-    # dynamo stops compiling after 8 graphs and the other layers run eager (1.01x, 2026-12-03).
+    # dynamo stops compiling after 8 graphs and the other layers run eager (measured: 1.01x).
     torch._dynamo.config.recompile_limit = 64
     models = {}
     for name in arms:

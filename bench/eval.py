@@ -1,8 +1,7 @@
 """Few-shot evaluation speed: tunelab.generate vs a naive loop of model.generate.
 
-Run (alone on the machine):
-    flock -x /tmp/tunelab-cpu.lock env PYTHONPATH=src TUNELAB_DATA_DIR=/work/shared/data \
-        /work/main/.venv/bin/python bench/eval.py [--n 200] [--naive 40] [--batch 16]
+Run from the repository root with the venv activated, alone on the machine:
+    python bench/eval.py [--n 200] [--naive 40] [--batch 16]   # writes results/bench_eval.json
 
 ViGGO, the task's fixed seeded test slice of --n examples, 5 training examples as shots
 (the few_shot method's prompt: full instruction + 5 chat turns, ~640 tokens), greedy,

@@ -1,6 +1,6 @@
 """How often the forecast's holdout interval holds the measured score, on synthetic learning
-curves of known shape: the power law's interval alone (the rule before 2026-12-02) against
-the interval spanning the forms the data do not reject (curvefit.candidates, the rule now).
+curves of known shape: the power law's interval alone (an earlier rule) against the
+interval spanning the forms the data do not reject (curvefit.candidates, the rule now).
 
 Each replicate draws 0/1 scores for `--examples` test examples at N = 25..400, the same
 examples at every size (a latent difficulty per example, correlation `--rho` between
@@ -8,7 +8,8 @@ sizes, so the means are paired as on a real test slice), fits N = 25..200 and pr
 N = 400. Coverage is the share of replicates whose interval holds the measured mean at
 N = 400 (what the report's holdout check compares), and the true p(400).
 
-    python bench/forecast_coverage.py --reps 40 --boot 200
+Run from the repository root with the venv activated:
+    python bench/forecast_coverage.py --reps 40 --boot 200   # writes results/bench_forecast_coverage.json
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import time
 
 import numpy as np
+from common import emit
 from scipy.stats import norm
 
 from tunelab.curvefit import candidates, spanned
@@ -51,6 +53,7 @@ def main() -> None:
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     start = time.perf_counter()
+    rows = []
     for name, p in SHAPES.items():
         hits = {"power law alone": [0, 0, []], "forms used": [0, 0, []]}
         for _ in range(args.reps):
@@ -68,7 +71,9 @@ def main() -> None:
         for rule, (meas, true, width) in hits.items():
             print(f"{name} | {rule}: holds measured {meas}/{args.reps}, holds p(400) {true}/"
                   f"{args.reps}, mean width {np.mean(width):.3f}", flush=True)
-    print(f"seconds: {time.perf_counter() - start:.0f}")
+            rows.append({"shape": name, "rule": rule, "reps": args.reps, "holds_measured": meas,
+                         "holds_true_p400": true, "mean_width": float(np.mean(width))})
+    emit({"seconds": time.perf_counter() - start}, rows)
 
 
 if __name__ == "__main__":

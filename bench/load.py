@@ -1,7 +1,7 @@
 """Model load time: packaged GGUF (first load: dequantize + write the cache) vs cached.
 
-Run (alone on the machine):
-    flock -x /tmp/tunelab-cpu.lock env PYTHONPATH=src /work/main/.venv/bin/python bench/load.py
+Run from the repository root with the venv activated, alone on the machine:
+    python bench/load.py        # writes results/bench_load.json
 
 Each load runs in a fresh process (as a user's `tunelab run` would) with TUNELAB_CACHE
 pointing at a new empty folder, so the first load really is the first; wall time of

@@ -1,8 +1,7 @@
 """Peak RSS and throughput of tunelab's LoRA loop vs sequence length and batch size.
 
-Run (alone on the machine):
-    flock -x /tmp/tunelab-cpu.lock env PYTHONPATH=src TUNELAB_DATA_DIR=/work/shared/data \
-        /work/main/.venv/bin/python bench/memory.py
+Run from the repository root with the venv activated, alone on the machine:
+    python bench/memory.py        # writes results/bench_memory.json
 
 Synthetic examples of exactly L tokens (random ids, last 35% supervised, as in ViGGO),
 B per optimizer step; LoRA r=16 on all 7 projections, fp32. Each (L, B, budget) runs in
@@ -61,7 +60,7 @@ def main() -> None:
         L, B, budget = sys.argv[2:5]
         print("RESULT " + json.dumps(child(int(L), int(B), budget)), flush=True)
         return
-    figures = {}
+    figures, rows = {}, []
     print("| seq len | batch | micro-batch budget | peak RSS GB | real tokens/s |")
     print("|---|---|---|---|---|")
     for L, B, budget in CASES:
@@ -69,10 +68,12 @@ def main() -> None:
                              capture_output=True, text=True, check=True)
         r = json.loads([x for x in out.stdout.splitlines() if x.startswith("RESULT ")][-1][7:])
         print(f"| {L} | {B} | {budget} | {r['peak_rss_gb']:.2f} | {r['tokens_per_s']:.0f} |", flush=True)
+        rows.append({"seq_len": L, "batch": B, "micro_batch_budget": budget,
+                     "peak_rss_gb": r["peak_rss_gb"], "tokens_per_s": r["tokens_per_s"]})
         figures |= {f"L{L}_B{B}_{budget}_peak_rss_gb": r["peak_rss_gb"],
                     f"L{L}_B{B}_{budget}_tokens_per_s": r["tokens_per_s"]}
     print(f"machine: {machine()}; model loaded: {r['loaded_gb']:.2f} GB RSS")
-    emit(figures)
+    emit(figures | {"model_loaded_gb": r["loaded_gb"]}, rows)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,7 @@
 """Measured fp32 matmul peak of this CPU, and tunelab's LoRA training as a fraction of it.
 
-Run (alone on the machine):
-    flock -x /tmp/tunelab-cpu.lock env PYTHONPATH=src TUNELAB_DATA_DIR=/work/shared/data \
-        /work/main/.venv/bin/python bench/peak.py
+Run from the repository root with the venv activated, alone on the machine:
+    python bench/peak.py        # writes results/bench_peak.json
 
 Peak: C = A @ B with 2048x2048 fp32 matrices (2 * 2048^3 FLOP), 30 repetitions after 3
 warm-up ones, on torch's default threads (2 here): median and best GFLOP/s.

@@ -1,7 +1,8 @@
 """Training precision on this CPU: fp32 against bf16 autocast, the same LoRA steps.
 
-Run (alone on the machine; ratios are computed within this one invocation):
-    PYTHONPATH=src TUNELAB_DATA_DIR=/work/shared/data /work/main/.venv/bin/python bench/precision.py
+Run from the repository root with the venv activated, alone on the machine (ratios are
+computed within this one invocation):
+    python bench/precision.py        # writes results/bench_precision.json
 
 Arms (each its own copy of the model, same seed, same LoRA init, same batches):
   fp32      tunelab's loop as it runs with train.precision: fp32

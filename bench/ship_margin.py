@@ -6,6 +6,7 @@ greedy tokens and report the first position where the second's argmax differs, w
 model's top-2 logit gap there: a gap near zero in the reference model is a near-tie that
 rounding the weights (f16, q8_0) can flip, not a template or loading fault.
 
+Run from the repository root with the venv activated (writes results/bench_ship_margin.json):
     python bench/ship_margin.py --store S --run RUN_ID --a DIR_OR_GGUF --b DIR_OR_GGUF \
         --label-a merged --label-b gguf-f16
 """
@@ -18,6 +19,7 @@ import sqlite3
 from pathlib import Path
 
 import torch
+from common import emit
 
 from tunelab.methods.base import chat_predictor
 from tunelab.predictor import prompt_text
@@ -67,9 +69,12 @@ def main() -> None:
     (ma, tok), (mb, _) = load_artifact(src, args.a), load_artifact(src, args.b)
     pred = chat_predictor(argparse.Namespace(tok=tok, task=src.task), ma, src.system)
     by_id = {e.id: e for e in src.test}
+    rows = []
     for eid in differing(args.store, src.run["id"], args.label_a, args.label_b):
         split = first_split(ma, mb, tok, prompt_text(pred, by_id[eid]))
-        print(json.dumps({"example": eid, **(split or {"split": "none within 96 tokens"})}))
+        rows.append({"example": eid, **(split or {"split": "none within 96 tokens"})})
+        print(json.dumps(rows[-1]))
+    emit({"a": args.label_a, "b": args.label_b, "examples_differing": len(rows)}, rows)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Training throughput: tunelab's loop vs TRL SFTTrainer vs a plain PyTorch loop.
 
-Run (alone on the machine; ratios are computed within this one invocation):
-    flock -x /tmp/tunelab-cpu.lock env PYTHONPATH=src TUNELAB_DATA_DIR=/work/shared/data \
-        /work/main/.venv/bin/python bench/train.py
+Run from the repository root with the venv activated, alone on the machine (ratios are
+computed within this one invocation):
+    python bench/train.py        # writes results/bench_train.json
 
 Same work in every arm: SmolLM2-135M-Instruct fp32; the first STEPS*BATCH ViGGO training
 examples in file order (no shuffling), BATCH per optimizer step, tokenised once by
@@ -230,7 +230,7 @@ def main() -> None:
         if (method, "plain") in by:  # the plain loop is the reference
             plain = by[(method, "plain")]["heldout_loss"]
             figures[f"{method}_heldout_rel_diff_vs_plain"] = abs(ours["heldout_loss"] - plain) / plain
-    emit(figures)
+    emit(figures, rows)
 
 
 if __name__ == "__main__":

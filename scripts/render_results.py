@@ -7,7 +7,7 @@ Run from the repository root, in the activated venv (`make docs` runs it first):
 A block is the text between `<!-- results:NAME -->` and `<!-- /results:NAME -->`, rendered
 from results/NAME.json; `<!-- results:NAME:VIEW -->` (closed by `<!-- /results:NAME:VIEW -->`)
 picks another view (VIEWS). A file is the JSON `tunelab run --json` prints (its `arms`,
-`recommendation` and `provenance`) or a bench script's (`rows` and `provenance`). Nothing
+`recommendation` and `provenance`) or a bench script's (`figures`, `rows`, `provenance`). Nothing
 else writes between markers: tests/test_docs.py re-renders each block and compares.
 """
 
@@ -72,8 +72,18 @@ def rows_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def figures_table(data: dict) -> str:
+    """A bench file's named figures, one per line."""
+    lines = ["| figure | value |", "|---|---:|"]
+    return "\n".join(lines + [f"| {k} | {_num(v)} |" for k, v in data["figures"].items()])
+
+
 def table(data: dict) -> str:
-    return rows_table(data) if "rows" in data else run_table(data)
+    """A run's arms; a bench file's rows (per arm or case), then its figures."""
+    if "arms" in data:
+        return run_table(data)
+    parts = [rows_table(data)] if data.get("rows") else []
+    return "\n\n".join(parts + ([figures_table(data)] if data.get("figures") else []))
 
 
 def recommendation(data: dict) -> str:
@@ -86,7 +96,8 @@ def provenance(data: dict) -> str:
     p = data["provenance"]
     packages = ", ".join(f"{k} {p['packages'][k]}" for k in ("torch", "transformers", "peft")
                          if k in p["packages"])
-    return (f"Measured with `{p['command']}` on a {p['machine']}; tunelab "
+    threads = f" ({p['threads']} torch threads)" if "threads" in p else ""
+    return (f"Measured with `{p['command']}` on a {p['machine']}{threads}; tunelab "
             f"{p['code_version'].split('+')[0]}, Python {p['python']}, {packages}.")
 
 
