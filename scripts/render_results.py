@@ -118,8 +118,8 @@ def render_block(spec: str) -> str:
     name, _, view = spec.partition(":")
     data = load(name)
     if data is None:
-        return (f"*Not measured yet: `results/{name}.json` is not in the repository; the command "
-                "above writes it, then `python scripts/render_results.py` renders it here.*")
+        return (f"*Not measured yet: `results/{name}.json` is not in the repository. The command "
+                "this page names writes it; `python scripts/render_results.py` then renders it here.*")
     if not view:
         return f"{table(data)}\n\n{provenance(data)}"
     if view not in VIEWS:
