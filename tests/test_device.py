@@ -153,7 +153,8 @@ def test_generation_out_of_memory_is_one_line_naming_model_and_batch(tiny, monke
         generate(model, tok, ["a", "b"], 4, batch_size=8, reuse_prefix=False, label="eval")
     msg = str(e.value)
     assert "\n" not in msg and str(model.config.name_or_path) in msg
-    assert "out of cpu memory in eval at batch_size 8" in msg and "model.quantize" in msg
+    assert "out of cpu memory in eval; lower eval.batch_size (8) or eval.max_new_tokens (4)" in msg
+    assert "model.quantize: 8bit or 4bit" in msg
 
 
 def test_a_cell_out_of_memory_fails_alone_and_keeps_the_store(tmp_path, tiny_model_dir, viggo_dir,
@@ -174,7 +175,8 @@ def test_a_cell_out_of_memory_fails_alone_and_keeps_the_store(tmp_path, tiny_mod
                                                "COALESCE(error, '') FROM runs").fetchall())
     assert rows["zero_shot"] == "done: "
     assert rows["lora"].startswith("failed: ") and "out of cpu memory in training" in rows["lora"]
-    assert "train.batch_size 4" in rows["lora"] and "\n" not in rows["lora"]
+    assert "lower train.batch_size (4), train.micro_tokens" in rows["lora"]
+    assert "\n" not in rows["lora"]
 
 
 @pytest.mark.slow

@@ -173,9 +173,10 @@ def model_name(model) -> str:
 
 
 @contextlib.contextmanager
-def out_of_memory(model, what: str, batch: str) -> Iterator[None]:
+def out_of_memory(model, what: str, lower: str) -> Iterator[None]:
     """Turn a device out-of-memory error inside into one TunelabError line naming the model,
-    the batch and what to lower; the cell fails alone and the store keeps what it holds."""
+    the step, and the settings to `lower` (with their values); the cell fails alone and
+    the store keeps what it holds (executors.py records a failed cell and goes on)."""
     try:
         yield
     except (torch.OutOfMemoryError, RuntimeError) as e:
@@ -185,9 +186,8 @@ def out_of_memory(model, what: str, batch: str) -> Iterator[None]:
         if dev.type == "cuda":
             torch.cuda.empty_cache()
         raise TunelabError(
-            f"{model_name(model)}: out of {dev.type} memory in {what} at {batch}; lower it, "
-            "or train.max_length, or load the base in 8/4-bit (model.quantize: 8bit or 4bit)"
-        ) from None
+            f"{model_name(model)}: out of {dev.type} memory in {what}; lower {lower}, or load "
+            "the base in 8/4-bit (model.quantize: 8bit or 4bit)") from None
 
 
 def load_kwargs(cfg, dev: torch.device) -> dict:

@@ -269,7 +269,8 @@ def generate(
             args = (model, [enc[i][prefix_len:] for i in batch], prefix_cache, prefix_len,
                     pad_id, stops, max_new_tokens, lines)
             fast = fast_cache_ok() if fast_cache is None else fast_cache
-            with out_of_memory(model, label, f"batch_size {batch_size} ({len(batch)} rows)"):
+            with out_of_memory(model, label, f"eval.batch_size ({batch_size}) or eval."
+                               f"max_new_tokens ({max_new_tokens})"):
                 try:
                     toks = _batch(*args, fast=fast)
                 except (AttributeError, TypeError, NotImplementedError) as e:

@@ -119,7 +119,9 @@ def tune(ctx: Context, system: str | None = None, user=None):
                            "no preference pairs to train on")
     trainer = _trainer(ctx, model, data)
     t0 = time.perf_counter()
-    with out_of_memory(model, "dpo training", f"train.batch_size {ctx.train_cfg.batch_size}"):
+    t = ctx.train_cfg
+    with out_of_memory(model, "dpo training", f"train.batch_size ({t.batch_size}) or "
+                       f"train.max_length ({t.max_length})"):
         trainer.train()
     seconds = time.perf_counter() - t0
     tuned = trainer.model

@@ -59,8 +59,9 @@ def fine_tune(ctx: Context, model, label: str, system: str | None = None,
     if cfg.epochs == "auto" and not val:
         console.print(f"[yellow]warning:[/] {label}: no validation examples, so epochs auto "
                       "trains one epoch (give the task a validation split)", highlight=False)
-    batch = f"train.batch_size {cfg.batch_size}, train.micro_tokens {cfg.micro_tokens}"
-    with out_of_memory(model, f"training ({label})", batch):
+    lower = (f"train.batch_size ({cfg.batch_size}), train.micro_tokens ({cfg.micro_tokens}) "
+             f"or train.max_length ({cfg.max_length})")
+    with out_of_memory(model, f"training ({label})", lower):
         stats = train_loop(model, ctx.tok, data, cfg, ctx.seed, label=label, val=val)
     info = {
         **stats_info(stats),
