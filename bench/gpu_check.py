@@ -86,6 +86,8 @@ def tokenizer(texts: list[str]):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    from tunelab.models import prepare_tokenizer
+
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -96,6 +98,7 @@ def tokenizer(texts: list[str]):
                                   eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                   unk_token="<|endoftext|>")
     tok.chat_template = CHATML
+    prepare_tokenizer(tok)  # left padding, as load_model sets it (model.generate needs it too)
     return tok
 
 
@@ -108,8 +111,6 @@ def random_model(shape: str, tok, dev: torch.device, seed: int = 0):
     cfg = LlamaConfig(**kw, max_position_embeddings=4096, tie_word_embeddings=True,
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                       pad_token_id=tok.pad_token_id)
-    if dev.type == "cuda":
-        cfg._attn_implementation = "sdpa"
     torch.manual_seed(seed)
     with dev:
         return LlamaForCausalLM(cfg).eval()
