@@ -74,6 +74,16 @@ def test_load_model_puts_the_weights_where_the_setting_says(tiny_model_dir, sett
     assert device.placed() == torch.device("cpu")
 
 
+def test_the_retrieval_encoder_follows_the_placed_model(monkeypatch):
+    import tunelab.embed as embed
+
+    monkeypatch.setattr(embed, "_embedder", lambda dev: dev)
+    monkeypatch.setattr(device, "_placed", [])
+    assert embed.embedder() == "cpu"  # no model placed yet
+    device.placed(torch.device("meta"))
+    assert embed.embedder() == "meta"
+
+
 def test_device_and_unset_quantize_leave_the_key_alone():
     base = model_identity(ModelConfig())
     assert model_identity(ModelConfig(device="cuda:1")) == base
