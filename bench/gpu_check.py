@@ -19,7 +19,7 @@ Parts (each runs even when an earlier one failed; a failure is a row with its er
   generate  tokens/s of tunelab.generate against plain model.generate (greedy), and how
             many of their outputs are equal.
 
-Prints one table and writes results/gpu_check.json: the command line, the code version,
+Prints one table and writes results/bench_gpu_check.json: the command line, the code version,
 the machine in words, and every figure.
 """
 
@@ -409,7 +409,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: checks that it starts")
     ap.add_argument("--device", default="auto", help="model.device for the check (default auto)")
-    ap.add_argument("--out", default=str(ROOT / "results" / "gpu_check.json"))
+    ap.add_argument("--out", default=str(ROOT / "results" / "bench_gpu_check.json"))
     a = ap.parse_args()
     from tunelab.device import resolve
 

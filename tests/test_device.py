@@ -191,7 +191,7 @@ def test_a_cell_out_of_memory_fails_alone_and_keeps_the_store(tmp_path, tiny_mod
 
 @pytest.mark.slow
 def test_gpu_check_dry_run_starts_and_writes_its_result(tmp_path):
-    out = tmp_path / "gpu_check.json"
+    out = tmp_path / "bench_gpu_check.json"
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--dry-run",
                         "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
