@@ -45,8 +45,21 @@ class ModelConfig:
     """openai backend: price per million prompt tokens (for the cost table)."""
     price_completion: float = 0.0
     """openai backend: price per million generated tokens."""
+    device: str = "auto"
+    """Where the weights run: auto (the first accelerator present: CUDA, then Apple MPS,
+    else the CPU), cpu, cuda, cuda:N or mps. Each process of a torchrun / accelerate launch
+    takes the CUDA device of its LOCAL_RANK. Where it runs, not what it computes: not in
+    the cell key."""
+    quantize: str = "none"
+    """Load the frozen base weights in 8bit or 4bit (bitsandbytes, CUDA only; 4bit with
+    LoRA is QLoRA) to fit a larger model on the card; none keeps the dtype above."""
+
+    def __post_init__(self):
+        if self.quantize not in QUANTIZE:
+            raise TunelabError(f"quantize: unknown '{self.quantize}'. Available: {', '.join(QUANTIZE)}")
 
 
+QUANTIZE = ("none", "8bit", "4bit")
 SCORINGS = ("auto", "classification", "text")
 
 

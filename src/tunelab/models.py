@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from tunelab import TunelabError
+from tunelab import TunelabError, device
 from tunelab.config import ModelConfig
 
 
@@ -116,20 +116,25 @@ def resolve(cfg: ModelConfig) -> str:
 
 
 def load_model(cfg: ModelConfig):
-    """Load (model, tokenizer) for generation and training; returns them in eval mode."""
+    """Load (model, tokenizer) for generation and training, on the device model.device
+    resolves to (device.py); returns them in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if cfg.dtype not in DTYPES:
         raise TunelabError(f"Unknown dtype '{cfg.dtype}'. Available: {', '.join(DTYPES)}")
     dtype = DTYPES[cfg.dtype]
+    dev = device.resolve(cfg.device)
+    placed = device.load_kwargs(cfg, dev)  # before the weights load: a refusal comes first
     source = resolve(cfg)
     kwargs = {"trust_remote_code": cfg.trust_remote_code}
     try:
         if source.endswith(".gguf"):
+            if cfg.quantize != "none":
+                raise TunelabError(f"model.quantize: a .gguf file is already quantized ({source})")
             model, tok = _from_gguf(Path(source), dtype)
         else:
             tok = AutoTokenizer.from_pretrained(source, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs, **placed)
     except OSError as e:
         raise TunelabError(
             f"model '{cfg.name}' not found: not a packaged model ({', '.join(PACKAGED)}), "
@@ -137,6 +142,9 @@ def load_model(cfg: ModelConfig):
             f"({str(e).splitlines()[0]})"
         ) from None
     prepare_tokenizer(tok)
+    if not device.is_quantized(model):  # bitsandbytes placed it already (device_map)
+        model.to(dev)
+    device.placed(dev)
     model.eval()
     return model, tok
 

@@ -9,6 +9,11 @@ step, that the bf16 loss equals the fp32 one (`loss_agrees`) and falls back to f
 it drifts. The decision and its figures are stored with the
 run. bf16 here is autocast: master weights, optimizer state and the loss stay fp32, and
 evaluation always runs the fp32 weights.
+
+On a CUDA card nothing is timed (the CPU checks above say nothing about a GPU): auto takes
+bf16 where the card has native bf16 (compute capability 8.0+), still checks the loss on
+the validation examples, and training then also holds the frozen weights in bf16
+(device.frozen_in). On Apple MPS auto stays fp32 (not measured here).
 """
 
 from __future__ import annotations
@@ -128,15 +133,23 @@ def block_shape(model) -> tuple[int, int]:
     return 576, 1536  # no linear layer: SmolLM2-135M's MLP
 
 
-def choose(requested: str = "auto", hidden: int = 576, inner: int = 1536) -> Decision:
-    """The precision to train in. auto on CPU: measured once per process and model shape
-    (hidden, intermediate size; default SmolLM2-135M's), well under a second either way."""
+def choose(requested: str = "auto", hidden: int = 576, inner: int = 1536,
+           device: torch.device | None = None) -> Decision:
+    """The precision to train in on `device` (the model's; None: the CPU). auto on CPU:
+    measured once per process and model shape (hidden, intermediate size; default
+    SmolLM2-135M's), well under a second either way; on CUDA: the card's bf16 support."""
+    from tunelab.device import cuda_bf16, describe
+
     if requested != "auto":
         return Decision(requested, "set in the config")
-    if torch.cuda.is_available():
-        if torch.cuda.is_bf16_supported():
-            return Decision("bf16", "CUDA device supports bf16")
-        return Decision("fp32", "CUDA device without bf16")
+    device = device or torch.device("cpu")
+    if device.type == "cuda":
+        cap = ".".join(map(str, torch.cuda.get_device_capability(device)))
+        if cuda_bf16(device):
+            return Decision("bf16", f"{describe(device)} has native bf16 (compute capability {cap})")
+        return Decision("fp32", f"{describe(device)} has no native bf16 (compute capability {cap})")
+    if device.type != "cpu":
+        return Decision("fp32", f"bf16 not measured on {device.type}; fp32")
     return _measured(hidden, inner)
 
 
@@ -149,9 +162,11 @@ def loss_agrees(fp32_loss: float, bf16_loss: float) -> bool:
     return abs(bf16_loss - fp32_loss) <= MAX_LOSS_DRIFT * abs(fp32_loss)
 
 
-def autocast(precision: str):
-    """The context a forward (and its backward) runs in for this precision."""
+def autocast(precision: str, at=None):
+    """The context a forward (and its backward) runs in for this precision, on the device
+    of `at` (a model, tensor or device; None: CUDA where present, else the CPU)."""
     if precision != "bf16":
         return contextlib.nullcontext()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.autocast(device, dtype=torch.bfloat16)
+    from tunelab.device import autocast_type
+
+    return torch.autocast(autocast_type(at), dtype=torch.bfloat16)

@@ -14,7 +14,7 @@ import functools
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -76,6 +76,9 @@ def load_source(store_path: str | Path, run_id: str) -> Source:
                            "that is not saved; it cannot be exported")
     cfg = from_dict(RunConfig, stored, "stored config")
     model_cfg = from_dict(ModelConfig, cell["model"], "stored model") if "model" in cell else cfg.model
+    # the device is where this machine runs it, not part of what was trained: the export
+    # and its re-scoring run on this machine's own (auto), whatever the training one had
+    model_cfg = replace(model_cfg, device="auto")
     artifact = find_artifact(Path(store_path), run, cfg, SAVED[method.name])
     return Source(store, run, cfg, method, model_cfg, get_task(cfg.task), artifact)
 
@@ -107,7 +110,8 @@ def trained_model(src: Source):
         raise TunelabError(f"run {src.run['id']}: {name} cannot be merged into the weights "
                            "(a soft prompt is not a weight change); export --format adapter")
     if name == "full":
-        return load_model(ModelConfig(name=str(src.artifact), dtype=src.model_cfg.dtype))
+        return load_model(ModelConfig(name=str(src.artifact), dtype=src.model_cfg.dtype,
+                                      device=src.model_cfg.device))
     from peft import PeftModel
 
     base, tok = load_model(src.model_cfg)

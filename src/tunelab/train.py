@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from tunelab import TunelabError
 from tunelab.config import DEFAULT_LR, TrainConfig
+from tunelab.device import Tensors, cuda_bf16, frozen_in, of, tensors
 from tunelab.precision import Decision, autocast, block_shape, choose, loss_agrees
 from tunelab.prompt import render
 from tunelab.stopping import (
@@ -177,15 +178,18 @@ def micro_batches(items: list[Encoded], max_tokens: int = MICRO_TOKENS) -> list[
     return out
 
 
-def collate(items: list[Encoded], pad_id: int):
+def collate(items: list[Encoded], pad_id: int, at=None):
+    """Right-padded (ids, attention mask, supervised mask), on the device of `at` (the
+    model; None: torch's default device)."""
     width = max(len(e.ids) for e in items)
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    att = torch.zeros((len(items), width), dtype=torch.long)
-    sup = torch.zeros((len(items), width), dtype=torch.bool)
+    make = tensors(at) if at is not None else Tensors(None)
+    ids = make.full((len(items), width), pad_id)
+    att = make.zeros((len(items), width))
+    sup = make.zeros((len(items), width), dtype=torch.bool)
     for j, e in enumerate(items):
-        ids[j, : len(e.ids)] = torch.tensor(e.ids)
+        ids[j, : len(e.ids)] = make.tensor(e.ids)
         att[j, : len(e.ids)] = 1
-        sup[j, : len(e.ids)] = torch.tensor(e.supervised)
+        sup[j, : len(e.ids)] = make.tensor(e.supervised)
     return ids, att, sup
 
 
@@ -245,8 +249,9 @@ class Shard:
         if model is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             from accelerate import Accelerator
 
-            # On CPU accelerate must be told, or it ignores WORLD_SIZE and runs alone.
-            self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+            # On CPU accelerate must be told, or it ignores WORLD_SIZE and runs alone; on
+            # CUDA it uses LOCAL_RANK's card, where load_model (device.resolve) put the model.
+            self.accelerator = Accelerator(cpu=of(model).type == "cpu")
             self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
             if fsdp:  # accelerate's FSDP is GPU-only; torch's fully_shard also runs over gloo
                 from torch.distributed.fsdp import fully_shard
@@ -282,7 +287,8 @@ class Shard:
         """Sum of a per-process number over all processes."""
         if self.accelerator is None:
             return x
-        return float(self.accelerator.reduce(torch.tensor([x]), reduction="sum")[0])
+        x = tensors(self.accelerator.device).tensor([x])  # NCCL reduces CUDA tensors only
+        return float(self.accelerator.reduce(x, reduction="sum")[0])
 
 
 class _LossModule(torch.nn.Module):
@@ -311,8 +317,8 @@ def accumulate(model, batches: list[list[Encoded]], pad_id: int,
         mine = b[shard.rank :: world]
         # A process with nothing left still joins the gradient all-reduce, with zero weight.
         weight = 1.0 if mine else 0.0
-        ids, att, sup = collate(mine or b[:1], pad_id)
-        with autocast(precision):  # the forward only: backward follows the forward's dtypes
+        ids, att, sup = collate(mine or b[:1], pad_id, model)
+        with autocast(precision, model):  # the forward only: backward follows the forward's dtypes
             loss = shard.loss_sum(model, ids, att, sup) * (weight * world / max(1, n_sup))
         loss.backward()
         total += loss.item() / world
@@ -326,7 +332,7 @@ def validation_loss(shard: Shard, items: list[Encoded], pad_id: int, micro_token
     total, n_sup = 0.0, 0
     for b in micro_batches(items, micro_tokens):
         mine = b[shard.rank :: shard.world]
-        ids, att, sup = collate(mine or b[:1], pad_id)
+        ids, att, sup = collate(mine or b[:1], pad_id, shard.module)
         loss = shard.loss_sum(shard.module, ids, att, sup)
         if mine:
             total += float(loss.detach())
@@ -342,7 +348,7 @@ PROBE = 16
 def decide_precision(cfg: TrainConfig, shard: Shard, probe: list[Encoded], pad_id: int) -> Decision:
     """train.precision resolved: auto keeps bf16 only if every process measured it faster
     and its loss on `probe` equals fp32's (precision.loss_agrees)."""
-    d = choose(cfg.precision, *block_shape(shard.module))
+    d = choose(cfg.precision, *block_shape(shard.module), of(shard.module))
     if cfg.precision != "auto":
         return d
     if shard.total(1.0 if d.precision == "bf16" else 0.0) < shard.world:  # every rank votes
@@ -351,7 +357,7 @@ def decide_precision(cfg: TrainConfig, shard: Shard, probe: list[Encoded], pad_i
     was_training = shard.module.training
     shard.module.eval()
     f32, n = validation_loss(shard, probe, pad_id, cfg.micro_tokens)
-    with autocast("bf16"):
+    with autocast("bf16", shard.module):
         b16, _ = validation_loss(shard, probe, pad_id, cfg.micro_tokens)
     shard.module.train(was_training)
     f32, b16 = f32 / max(1, n), b16 / max(1, n)
@@ -398,7 +404,7 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
     stats.precision, stats.precision_reason = prec.precision, prec.reason
 
     def val_loss(items):
-        with autocast(prec.precision):
+        with autocast(prec.precision, shard.module):
             return validation_loss(shard, items, pad_id, cfg.micro_tokens)
 
     def no_room() -> bool:  # the same answer on every process (a collective, so all call it)
@@ -414,7 +420,9 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
         stopper.evaluate(0)
     setup = time.perf_counter() - t0  # the step-0 validation: not part of a step's mean time
     shard.module.train()
-    with progress() as bar:
+    # On a bf16 CUDA card the frozen weights train in bf16 (device.frozen_in); FSDP owns its copy.
+    half = prec.precision == "bf16" and cuda_bf16(of(model)) and shard.kind != "fsdp"
+    with progress() as bar, frozen_in(shard.module, torch.bfloat16 if half else None):
         task = bar.add_task(label, total=total, info="")
         while stats.steps < total:
             if not micro:

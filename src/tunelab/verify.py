@@ -35,7 +35,7 @@ def fmt_label(fmt: str, gguf_type: str) -> str:
 def load_artifact(src: Source, path: Path):
     """The exported artifact, loaded back as its user would."""
     if path.suffix == ".gguf":
-        return load_model(ModelConfig(name=str(path)))
+        return load_model(ModelConfig(name=str(path), device=src.model_cfg.device))
     if (path / "adapter_config.json").exists():
         from peft import PeftModel
 
@@ -49,7 +49,7 @@ def load_artifact(src: Source, path: Path):
             model = tuned.merge_and_unload()
         model.eval()
         return model, tok
-    return load_model(ModelConfig(name=str(path), dtype=src.model_cfg.dtype))
+    return load_model(ModelConfig(name=str(path), dtype=src.model_cfg.dtype, device=src.model_cfg.device))
 
 
 def divergence(model, tok, prompt: str, stored: str, max_new: int = 256, top_k: int = 20) -> dict:
@@ -61,8 +61,10 @@ def divergence(model, tok, prompt: str, stored: str, max_new: int = 256, top_k: 
     answer's end, keeping to it means stopping (EOS or a newline). {} if it never leaves."""
     import torch
 
-    ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
-    ids = ids.to(next(model.parameters()).device)
+    from tunelab.device import tensors
+
+    make = tensors(model)  # on the device of the artifact's weights
+    ids = make.tensor([tok(prompt, add_special_tokens=False)["input_ids"]])
     gen: list[int] = []
     eos = tok.eos_token_id
 
@@ -80,7 +82,7 @@ def divergence(model, tok, prompt: str, stored: str, max_new: int = 256, top_k: 
             if top == eos or len(done) >= len(stored):
                 return {}
             gen.append(top)
-            ids = torch.cat([ids, torch.tensor([[top]], device=ids.device)], dim=1)
+            ids = torch.cat([ids, make.tensor([[top]])], dim=1)
             continue
         ok = [int(t) for t in logits.topk(top_k).indices if keeps(int(t), done)]
         best = max(ok, key=lambda t: float(logits[t])) if ok else None

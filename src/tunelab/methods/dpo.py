@@ -21,6 +21,7 @@ import torch
 from tunelab import TunelabError
 from tunelab.cache import cached_json, digest
 from tunelab.data import Example
+from tunelab.device import of, out_of_memory
 from tunelab.generate import generate
 from tunelab.methods.base import Context, MethodSpec, Prompted, chat_predictor, instruction
 from tunelab.methods.finetune import trainable_copy
@@ -67,8 +68,8 @@ def fingerprint(model) -> str:
     with torch.no_grad():
         for name, p in model.state_dict().items():
             h.update(name.encode())
-            h.update(p.flatten()[:32].float().numpy().tobytes())
-            h.update(p.float().sum().numpy().tobytes())
+            h.update(p.flatten()[:32].float().cpu().numpy().tobytes())
+            h.update(p.float().sum().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -96,8 +97,9 @@ def _trainer(ctx: Context, model, data: list[dict]):
         max_steps=steps, warmup_steps=int(steps * cfg.warmup_ratio), weight_decay=cfg.weight_decay,
         max_length=cfg.max_length, seed=ctx.seed, logging_steps=1, save_strategy="no",
         report_to=[], disable_tqdm=True, dataloader_num_workers=0,
-        # bf16 is TRL's default and hundreds of times slower on CPUs without bf16 units
-        bf16=False, fp16=False, use_cpu=not torch.cuda.is_available(),
+        # bf16 is TRL's default and hundreds of times slower on CPUs without bf16 units;
+        # the trainer runs where model.device put the model (device.resolve)
+        bf16=False, fp16=False, use_cpu=of(model).type == "cpu",
         activation_checkpointing=False,
     )
     return DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(data),
@@ -117,7 +119,10 @@ def tune(ctx: Context, system: str | None = None, user=None):
                            "no preference pairs to train on")
     trainer = _trainer(ctx, model, data)
     t0 = time.perf_counter()
-    trainer.train()
+    t = ctx.train_cfg
+    with out_of_memory(model, "dpo training", f"train.batch_size ({t.batch_size}) or "
+                       f"train.max_length ({t.max_length})"):
+        trainer.train()
     seconds = time.perf_counter() - t0
     tuned = trainer.model
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]

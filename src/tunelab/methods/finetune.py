@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 
 from tunelab.data import sample
+from tunelab.device import out_of_memory
 from tunelab.methods.base import Context, instruction
 from tunelab.prompt import messages, render
 from tunelab.train import encode, train_loop
@@ -58,7 +59,10 @@ def fine_tune(ctx: Context, model, label: str, system: str | None = None,
     if cfg.epochs == "auto" and not val:
         console.print(f"[yellow]warning:[/] {label}: no validation examples, so epochs auto "
                       "trains one epoch (give the task a validation split)", highlight=False)
-    stats = train_loop(model, ctx.tok, data, cfg, ctx.seed, label=label, val=val)
+    lower = (f"train.batch_size ({cfg.batch_size}), train.micro_tokens ({cfg.micro_tokens}) "
+             f"or train.max_length ({cfg.max_length})")
+    with out_of_memory(model, f"training ({label})", lower):
+        stats = train_loop(model, ctx.tok, data, cfg, ctx.seed, label=label, val=val)
     info = {
         **stats_info(stats),
         "supervised_tokens": stats.supervised_tokens,

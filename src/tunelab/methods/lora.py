@@ -4,9 +4,10 @@ The adapter is saved with the run; for evaluation it is merged into the private 
 so generation costs the same as the base model. `tune` is also the `sft` training stage.
 """
 
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
 from tunelab.config import TrainConfig
+from tunelab.device import is_quantized
 from tunelab.methods.base import Context, MethodSpec, Prompted, chat_predictor
 from tunelab.methods.finetune import fine_tune, trainable_copy
 from tunelab.predictor import Predictor
@@ -21,13 +22,17 @@ def lora_config(cfg: TrainConfig) -> LoraConfig:
 def tune(ctx: Context, system: str | None = None, user=None):
     """Train a LoRA adapter on ctx.train; returns (merged model, info, system prompt)."""
     cfg = ctx.train_cfg
-    model = get_peft_model(trainable_copy(ctx.model), lora_config(cfg))
+    base = trainable_copy(ctx.model)
+    if is_quantized(base):  # QLoRA: norms in fp32, inputs that carry gradients (peft)
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+    model = get_peft_model(base, lora_config(cfg))
     system, info = fine_tune(ctx, model, f"lora n={len(ctx.train)}", system, user)
     if cfg.save:
         path = ctx.run_dir / "adapter"
         model.save_pretrained(path)
         info["artifact"] = str(path)
-    return model.merge_and_unload(), info, system
+    # a quantized base keeps the adapter beside it: merging into 8/4-bit weights rounds it
+    return (model if is_quantized(base) else model.merge_and_unload()), info, system
 
 
 def build(ctx: Context) -> Predictor:

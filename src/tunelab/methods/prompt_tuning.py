@@ -16,6 +16,7 @@ from typing import ClassVar
 import torch
 from peft import PromptTuningConfig, get_peft_model
 
+from tunelab.device import tensors
 from tunelab.generate import CACHE_KW
 from tunelab.methods.base import Context, MethodSpec, Prompted, chat_predictor
 from tunelab.methods.finetune import fine_tune, trainable_copy
@@ -85,7 +86,7 @@ def init_from_text(peft_model, tok, text: str) -> None:
     table = peft_model.get_base_model().get_input_embeddings().weight
     enc = peft_model.prompt_encoder[peft_model.active_adapter].embedding
     with torch.no_grad():
-        enc.weight.copy_(table[torch.tensor(ids)])
+        enc.weight.copy_(table[tensors(table).tensor(ids)])
 
 
 def build(ctx: Context) -> Predictor:

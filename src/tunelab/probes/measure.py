@@ -66,7 +66,7 @@ def _target_logprobs(model, rows: list[Encoded], batch_size: int, reduce, label:
         task = bar.add_task(label, total=len(rows), info="", visible=bool(label))
         for s in range(0, len(order), batch_size):
             batch = order[s : s + batch_size]
-            ids, att, sup = collate([rows[i] for i in batch], pad_id=0)
+            ids, att, sup = collate([rows[i] for i in batch], pad_id=0, at=model)
             logp = F.log_softmax(model(input_ids=ids, attention_mask=att).logits[:, :-1].float(), -1)
             picked = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
             for j, i in enumerate(batch):
@@ -108,7 +108,7 @@ def sample(model, tok, prompt: str, n: int, max_new_tokens: int, seed: int,
            temperature: float = 0.8) -> list[str]:
     """n sampled continuations of a plain-text prompt (seeded)."""
     torch.manual_seed(seed)
-    enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
     out = model.generate(**enc, do_sample=True, temperature=temperature, top_p=0.95,
                          max_new_tokens=max_new_tokens, num_return_sequences=n,
                          pad_token_id=tok.pad_token_id or tok.eos_token_id)
