@@ -409,7 +409,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: checks that it starts")
     ap.add_argument("--device", default="auto", help="model.device for the check (default auto)")
-    ap.add_argument("--out", default=str(ROOT / "results" / "bench_gpu_check.json"))
+    ap.add_argument("--out", default=None, help="result file (default results/bench_gpu_check.json, "
+                    "or results/bench_gpu_check_dry_run.json with --dry-run, so a CPU dry run never "
+                    "stands in for the GPU figures)")
     a = ap.parse_args()
     from tunelab.device import resolve
 
@@ -427,10 +429,13 @@ def main() -> int:
             except Exception as e:  # the next part still runs; the error is a row
                 rows.append({"part": name, "what": "failed", "error": f"{type(e).__name__}: {e}",
                              "trace": traceback.format_exc(limit=5)})
-    result = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "version": version(),
+    from tunelab.payload import provenance
+
+    prov = {**provenance(sys.argv[1:], "python bench/gpu_check.py"), "machine": machine(dev)}
+    result = {"provenance": prov, "command": prov["command"], "version": version(),
               "machine": machine(dev), "device": str(dev), "dry_run": a.dry_run, "sizes": size,
               "seconds": round(time.perf_counter() - t0, 1), "rows": rows}
-    out = Path(a.out)
+    out = Path(a.out or ROOT / "results" / f"bench_gpu_check{'_dry_run' if a.dry_run else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     table(result)
