@@ -1,0 +1,79 @@
+"""Every interval printed anywhere (terminal/log table, report.md, report.html, --json) is
+the one computed from the per-example scores: never zero width where the scores spread."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+from typer.testing import CliRunner
+
+from tunelab import payload
+from tunelab.arms import load_arms
+from tunelab.cli import app
+from tunelab.data import read_examples
+from tunelab.report import build, results_markdown
+from tunelab.store import Store
+
+CI = re.compile(r"(\d\.\d{3}) \[(\d\.\d{3}), (\d\.\d{3})\]")
+
+
+def _run(store: Store, method: str, f1: list[float], ids: list[str], trained: bool) -> None:
+    """A run stored as a one-line JSON array's records were: every example id alike."""
+    cell = {"method": {"name": method}, "train_size": 0, "seed": 0, "trained": trained,
+            "primary": "exact_match"}
+    store.begin(method, {"task": "jsonl", "model": "m", "method": method, "label": method,
+                         "train_size": 0, "n_train": 0, "seed": 0,
+                         "config": {"task": {"name": "jsonl"}, "cell": cell}})
+    rows = [{"idx": i, "example_id": e, "input": f"q{i}", "target": f"t{i}", "prediction": f"p{i}",
+             "scores": {"exact_match": 0.0, "token_f1": s}, "prompt_tokens": 1, "gen_tokens": 1,
+             "latency_s": 0.1} for i, (e, s) in enumerate(zip(ids, f1, strict=True))]
+    m = float(np.mean(f1))
+    store.finish(method, {"info": {}, "eval_seconds": 1.0},
+                 {"exact_match": (0.0, 0.0, 0.0), "token_f1": (m, m - 0.07, m + 0.07)},
+                 {"exact_match": True, "token_f1": True}, rows)
+
+
+def _store(tmp_path) -> str:
+    rng = np.random.default_rng(0)
+    s = Store(tmp_path / "s.db")
+    ids = ["alpaca.json:1"] * 40
+    _run(s, "zero_shot", rng.uniform(0.0, 0.5, 40).tolist(), ids, False)
+    _run(s, "lora", rng.uniform(0.1, 0.6, 40).tolist(), ids, True)
+    return str(tmp_path / "s.db")
+
+
+def _no_zero_width(text: str, where: str) -> None:
+    found = [(m, lo, hi) for m, lo, hi in CI.findall(text) if m != "0.000"]
+    assert found, where
+    for m, lo, hi in found:
+        assert float(lo) < float(m) < float(hi), f"{where}: {m} [{lo}, {hi}]"
+
+
+def test_intervals_with_spread_are_never_zero_width_anywhere(tmp_path):
+    path = _store(tmp_path)
+    arms = load_arms(Store(path, create=False))
+    for a in arms:
+        m, lo, hi = a.ci["token_f1"]
+        assert hi - lo > 0.05, (a.name, a.ci)
+        assert len(a.scores["token_f1"]) == 40  # 40 examples, not one id averaged
+    _no_zero_width(results_markdown(arms), "log table")
+    md, html = build(path, tmp_path / "r")
+    _no_zero_width(md.read_text().split("## Results")[1], "report.md")
+    _no_zero_width(html.read_text(), "report.html")
+    for a in arms:
+        ci = payload.arm(a)["metrics"]["token_f1"]
+        assert ci["lo"] < ci["mean"] < ci["hi"] and ci["hi"] - ci["lo"] > 0.05, ci
+    r = CliRunner().invoke(app, ["report", path, "-o", str(tmp_path / "r2")])
+    assert r.exit_code == 0, r.output
+    _no_zero_width(r.stdout, "tunelab report")
+    json.dumps([payload.arm(a) for a in arms])
+
+
+def test_a_one_line_json_array_gives_each_record_its_own_id(tmp_path):
+    path = tmp_path / "alpaca.json"
+    recs = [{"instruction": f"do {i}", "input": "", "output": f"answer {i}"} for i in range(5)]
+    path.write_text(json.dumps(recs))  # one line, as json.dump writes it
+    ids = [e.id for e in read_examples(path)]
+    assert len(set(ids)) == 5 and ids[0] == "alpaca.json:1", ids
