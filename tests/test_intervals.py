@@ -77,3 +77,30 @@ def test_a_one_line_json_array_gives_each_record_its_own_id(tmp_path):
     path.write_text(json.dumps(recs))  # one line, as json.dump writes it
     ids = [e.id for e in read_examples(path)]
     assert len(set(ids)) == 5 and ids[0] == "alpaca.json:1", ids
+
+
+def test_a_metric_that_cannot_move_decides_nothing(tmp_path):
+    """Exact match 0.000 for every arm on every example once read "Recommendation: prompt;
+    fine-tuning is within 2 points of it". Now the verdict says it decides nothing and is
+    drawn on the next metric that varies (token F1), in every output."""
+    from tunelab.verdict import recommend
+
+    path = _store(tmp_path)
+    arms = load_arms(Store(path, create=False))
+    lines = recommend(arms, "exact_match")
+    assert lines[0] == ("exact_match decides nothing here: every arm scores 0.000 on every test "
+                        "example (the floor), so it cannot tell the arms apart; the findings below "
+                        "are drawn on token_f1, the first of the task's other metrics that varies "
+                        "across test examples.")
+    assert not any("on exact_match" in x for x in lines) and any("on token_f1" in x for x in lines[1:])
+    md, _ = build(path, tmp_path / "r")
+    assert "exact_match decides nothing here" in md.read_text()
+    assert "## Results (token_f1 is" in md.read_text()
+    r = CliRunner().invoke(app, ["report", path, "-o", str(tmp_path / "r2")])
+    assert "exact_match decides nothing here" in r.stdout
+    for a in arms:
+        a.scores = {"exact_match": a.scores["exact_match"]}
+    assert recommend(arms, "exact_match") == [
+        "exact_match decides nothing here: every arm scores 0.000 on every test example (the "
+        "floor), and no other metric of this task varies either, so no verdict can be drawn from "
+        "these arms."]

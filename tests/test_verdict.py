@@ -360,8 +360,8 @@ def test_verdict_in_a_log_is_full_width(tmp_path):
     lines = text.splitlines()
     assert (f"| {model} | dynamic_few_shot | 50 | 1 | 0.400 [0.310, 0.490] | 0.400 [0.310, 0.490] "
             "| — | — |") in lines, text
-    assert ("- lora n=50 beats dynamic_few_shot by 40.0 points (95% CI 31.0 to 49.0) on "
-            "slot_f1.") in lines, text
+    assert ("- lora n=50 beats dynamic_few_shot by 40.0 points (simultaneous 95% CI 31.0 to "
+            "49.0) on slot_f1.") in lines, text
     assert ("- dynamic_few_shot is within 5 points of few_shot (+1.0 points, 90% CI "
             "+0.0 to +3.0) on slot_f1.") in lines, text
     assert "…" not in text

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from tunelab import TunelabError
+from tunelab.decisive import deciding
 from tunelab.metrics import paired_bootstrap
 from tunelab.simultaneous import METHOD, max_t
 
@@ -366,9 +367,13 @@ def recommend(arms: list[Arm], metric: str, margin: float = MARGIN) -> list[str]
     if len(arms) == 1:
         return [f"Only one arm ran ({arms[0].name}): there is nothing to compare it with, so "
                 "no recommendation. Add a baseline (e.g. zero_shot) or another method."]
+    decided_on, note = deciding(arms, metric)
+    if decided_on is None:
+        return [note]
+    metric, lines = decided_on, [note] if note else []
+    first = len(lines)
     prompted = [a for a in arms if not a.trained]
     tuned = [a for a in arms if a.trained]
-    lines = []
     if tuned and prompted:
         lines += headline(tuned, prompted, metric, margin)
     lines += unconverged(arms, lines)
@@ -378,7 +383,7 @@ def recommend(arms: list[Arm], metric: str, margin: float = MARGIN) -> list[str]
         found = None if any(a.collapsed for a in curve) else size_finding(curve, metric, margin)
         lines += [found] if found else []
     lines += cross_model(arms, metric, margin)
-    if len(prompted) > 1 or not lines:
+    if len(prompted) > 1 or len(lines) == first:
         pool = prompted if len(prompted) > 1 else arms
         ranked = sorted(pool, key=lambda a: (-a.ci[metric][0], -a.n_train))
         pairs = [(x, y) for i, x in enumerate(ranked) for y in ranked[i + 1:]]  # the top two first
