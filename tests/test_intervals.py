@@ -104,3 +104,34 @@ def test_a_metric_that_cannot_move_decides_nothing(tmp_path):
         "exact_match decides nothing here: every arm scores 0.000 on every test example (the "
         "floor), and no other metric of this task varies either, so no verdict can be drawn from "
         "these arms."]
+
+
+def _coverage_bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "bench" / "coverage.py"
+    spec = importlib.util.spec_from_file_location("coverage_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_coverage_bench_measures_the_four_intervals():
+    """bench/coverage.py: every method's interval holds the slice mean, the t-interval is
+    the textbook one, and on a population of normal-ish differences all four cover near 95%."""
+    from scipy import stats
+
+    bench = _coverage_bench()
+    d = bench.synthetic(100, 0.1, np.random.default_rng(0))
+    cis = bench.intervals(d, 500, 0)
+    assert set(cis) == set(bench.METHODS)
+    for lo, hi in cis.values():
+        assert lo < d.mean() < hi
+    half = stats.t.ppf(0.975, 99) * d.std(ddof=1) / 10
+    assert np.allclose(cis["t"], (d.mean() - half, d.mean() + half))
+    rows = bench.coverage(bench.synthetic(5000, 0.05, np.random.default_rng(1)), [40], 40, 300, 0)
+    assert [r["method"] for r in rows] == list(bench.METHODS)
+    assert all(0.8 <= r["coverage"] <= 1.0 and r["mean_width"] > 0 for r in rows), rows
+    flat = bench.coverage(np.zeros(50), [40], 5, 100, 0)  # no spread: zero width, always covers
+    assert all(r["coverage"] == 1.0 and r["mean_width"] == 0.0 for r in flat)
