@@ -98,6 +98,9 @@ def test_a_metric_that_cannot_move_decides_nothing(tmp_path):
     assert "## Results (token_f1 is" in md.read_text()
     r = CliRunner().invoke(app, ["report", path, "-o", str(tmp_path / "r2")])
     assert "exact_match decides nothing here" in r.stdout
+    said = payload.verdict(arms, "exact_match")  # --json
+    assert said["metric"] == "token_f1" and "decides nothing" in said["why_not_primary"]
+    assert said["headline_pairs"] == 1 and said["correction"] is None
     for a in arms:
         a.scores = {"exact_match": a.scores["exact_match"]}
     assert recommend(arms, "exact_match") == [
