@@ -146,8 +146,11 @@ def test_label_set_is_in_the_zero_shot_prompt(tmp_path, tiny):
 def test_scoring_follows_the_data_and_the_override(tmp_path):
     text = get_task(TaskConfig(name="jsonl", train=str(_text_file(tmp_path))))
     text.load()
-    assert text.scoring.kind == "text" and text.primary == "exact_match" and not text.corpus_metrics
+    # 9-word answers: long free text, scored by overlap and meaning, not exact match
+    assert text.scoring.kind == "long_text" and text.primary == "rouge_l" and not text.corpus_metrics
+    assert text.metric_names == ["rouge_l", "token_f1", "semantic_sim", "exact_match"]
     assert "60" not in text.instruction and "distinct completions" in text.scoring.why
+    assert "average 9.0 words" in text.scoring.why and "more than 5 words is long_text" in text.scoring.why
     forced = get_task(TaskConfig(name="jsonl", train=str(_label_file(tmp_path)), scoring="text"))
     forced.load()
     assert forced.scoring.kind == "text" and forced.primary == "exact_match"
@@ -189,7 +192,7 @@ def test_init_on_messages_csv_and_bad_files(tmp_path):
         for i in range(30)))
     cfg, r = _init(tmp_path, chat)
     assert r.exit_code == 0, r.output
-    assert "format messages" in r.stdout and "scoring: text" in r.stdout
+    assert "format messages" in r.stdout and "scoring: long_text" in r.stdout  # 11-word answers
     assert yaml.safe_load(cfg.read_text())["task"]["train"] == str(chat)
 
     csv = tmp_path / "l.csv"
@@ -238,6 +241,34 @@ def test_classification_scoring_enters_the_cell_key():
     cfg = RunConfig(task=TaskConfig(name="jsonl", train="x.jsonl"))
     assert cells(cfg, 10)[0].key == cells(cfg, 10, "text")[0].key
     assert cells(cfg, 10)[0].key != cells(cfg, 10, "classification")[0].key
+    assert cells(cfg, 10)[0].key != cells(cfg, 10, "long_text")[0].key  # new metrics
+
+
+def test_long_free_text_gets_metrics_that_move(tmp_path):
+    """Alpaca-like answers: init chooses ROUGE-L first and says why in the config; the task
+    scores meaning with the packaged sentence encoder, so a paraphrase beats a wrong answer
+    where exact match gives both 0."""
+    from tunelab.data import Example
+
+    out = "Item {} is a small red box made of wood, used to store letters."
+    recs = [{"instruction": f"Describe item {i}.", "input": "", "output": out.format(i)} for i in range(40)]
+    data = tmp_path / "alpaca.json"
+    data.write_text(json.dumps(recs))
+    cfg, r = _init(tmp_path, data)
+    assert r.exit_code == 0, r.output
+    text = cfg.read_text()
+    assert "auto decides here: long_text" in text and "# metric: rouge_l" in text
+    assert "more than 5 words is long_text" in " ".join(text.replace("#", " ").split())
+    task = get_task(load_config(cfg).task)
+    task.load()
+    assert task.primary == "rouge_l"
+    ref = "The capital of France is Paris, a large city on the Seine."
+    ex = [Example("q", ref, id=str(i)) for i in range(2)]
+    right, wrong = task.score_all(["Paris, on the river Seine, is the French capital.",
+                                   "Bananas are yellow fruit rich in potassium."], ex)
+    assert right["exact_match"] == wrong["exact_match"] == 0.0
+    assert right["semantic_sim"] > wrong["semantic_sim"] + 0.3
+    assert list(right) == task.metric_names
 
 
 def test_classify_task_points_a_prompt_completion_file_to_jsonl(tmp_path):

@@ -164,19 +164,29 @@ CASES = {
         "No recommendation yet: at 50 test examples fine-tuning (lora n=50) and prompting "
         "(few_shot) can neither be told apart nor shown within 2 points of each other."]),
     "fine-tuning worse than untuned": (fine_tuning_worse, [
-        "lora n=50 is worse than few_shot by 40.0 points (95% CI 31.0 to 50.0) on mr_exact.",
+        "lora n=50 is worse than few_shot by 40.0 points (simultaneous 95% CI 29.3 to 50.7) on "
+        "mr_exact.",
         "Recommendation: prompt (few_shot); the best fine-tuned arm (lora n=50) is clearly "
         "behind on this task.",
+        "The intervals of lora n=50 vs few_shot hold simultaneously for every one of the 2 "
+        "fine-tuned x prompting pairs it could have picked (correction: max-|t| paired "
+        "bootstrap, Westfall & Young 1993; Romano & Wolf 2005), so picking the best on "
+        "the same test examples does not inflate the lead.",
         "Fine-tuning lost ground against the untuned model: lora n=50 is worse than zero_shot "
         "by 30.0 points (95% CI 21.0 to 40.0) on mr_exact; check its learning rate and training "
         "length before trusting a verdict against fine-tuning.",
         "few_shot beats zero_shot by 10.0 points (95% CI 5.0 to 17.0) on mr_exact."]),
     "fine-tuning did not converge": (fine_tuning_not_converged, [
-        "lora n=50 is worse than few_shot by 40.0 points (95% CI 31.0 to 49.0) on mr_exact.",
+        "lora n=50 is worse than few_shot by 40.0 points (simultaneous 95% CI 30.0 to 50.0) on "
+        "mr_exact.",
         "No reliable recommendation against fine-tuning: its best arm (lora n=50) did not "
         "converge (validation loss still falling when the budget ran out (0.800 after 1.000)), so "
         "the gap may be its training budget's, not the method's; give it a larger budget "
         "(train.max_epochs, min_budget, max_steps or max_seconds).",
+        "The intervals of lora n=50 vs few_shot hold simultaneously for every one of the 2 "
+        "fine-tuned x prompting pairs it could have picked (correction: max-|t| paired "
+        "bootstrap, Westfall & Young 1993; Romano & Wolf 2005), so picking the best on "
+        "the same test examples does not inflate the lead.",
         "lora n=25 did not converge (validation loss still falling when the budget ran out (0.800 "
         "after 1.000)): a verdict against it is not reliable.",
         "More examples helped: lora n=25 is worse than lora n=50 by 10.0 points (95% CI 5.0 to "
@@ -189,12 +199,17 @@ CASES = {
         "(0.800 after 1.000)): its score is what the training budget bought, not its ceiling; "
         "the recommendation for it stands without more training."]),
     "collapsed arms": (collapsed_arms, [
-        "lora n=100 is worse than few_shot by 9.0 points (95% CI 4.0 to 15.0) on mr_exact.",
+        "lora n=100 is worse than few_shot by 9.0 points (simultaneous 95% CI 4.0 to 14.0) on "
+        "mr_exact.",
         "No reliable recommendation against fine-tuning: its best arm (lora n=100) has collapsed "
         "(one answer ('give_opinion') to 95 of 100 test examples, whose references hold 9 "
         "different ones), which points at its training settings, not the method (a learning "
         "rate too high for them is the usual cause); lower train.lr or search it (search: {lr: "
         "[...]}).",
+        "The intervals of lora n=100 vs few_shot hold simultaneously for every one of the 2 "
+        "fine-tuned x prompting pairs it could have picked (correction: max-|t| paired "
+        "bootstrap, Westfall & Young 1993; Romano & Wolf 2005), so picking the best on "
+        "the same test examples does not inflate the lead.",
         "lora n=50 has collapsed: one answer ('give_opinion') to 100 of 100 test examples, whose "
         "references hold 9 different ones. Its score says nothing about the method at other "
         "settings, and a comparison that holds only such arms is not evidence."]),
@@ -212,9 +227,14 @@ CASES = {
         "More examples did not help: few_shot n=50 beats few_shot n=100 by 20.0 points (95% CI "
         "14.5 to 25.5) on mr_exact."]),
     "across models": (across_models, [
-        "small lora n=50 beats small zero_shot by 30.0 points (95% CI 21.0 to 39.0) on mr_exact.",
+        "small lora n=50 beats small zero_shot by 30.0 points (simultaneous 95% CI 20.0 to 40.0) "
+        "on mr_exact.",
         "Recommendation: fine-tune (small lora n=50); the best prompting arm (small zero_shot) is "
         "clearly behind on this task.",
+        "The intervals of small lora n=50 vs small zero_shot hold simultaneously for every one of the 2 "
+        "fine-tuned x prompting pairs it could have picked (correction: max-|t| paired "
+        "bootstrap, Westfall & Young 1993; Romano & Wolf 2005), so picking the best on "
+        "the same test examples does not inflate the lead.",
         "Across models: small lora n=50 beats big few_shot by 70.0 points (95% CI 61.0 to 79.0) "
         "on mr_exact.",
         "small zero_shot beats big few_shot by 40.0 points (95% CI 31.0 to 49.0) on mr_exact."]),
@@ -242,7 +262,8 @@ def test_stated_amounts_agree_with_their_intervals(tmp_path):
         design(s)
         arms = load_arms(s)
         for line in recommend(arms, "mr_exact"):
-            for x, lo, hi in re.findall(r"by (\S+) points \(95% CI (\S+) to ([^)]+)\)", line):
+            amounts = r"by (\S+) points \((?:simultaneous )?95% CI (\S+) to ([^)]+)\)"
+            for x, lo, hi in re.findall(amounts, line):
                 assert float(lo) <= float(x) <= float(hi), line
         for a in arms:
             for b in arms:
@@ -339,8 +360,8 @@ def test_verdict_in_a_log_is_full_width(tmp_path):
     lines = text.splitlines()
     assert (f"| {model} | dynamic_few_shot | 50 | 1 | 0.400 [0.310, 0.490] | 0.400 [0.310, 0.490] "
             "| — | — |") in lines, text
-    assert ("- lora n=50 beats dynamic_few_shot by 40.0 points (95% CI 31.0 to 49.0) on "
-            "slot_f1.") in lines, text
+    assert ("- lora n=50 beats dynamic_few_shot by 40.0 points (simultaneous 95% CI 31.0 to "
+            "49.0) on slot_f1.") in lines, text
     assert ("- dynamic_few_shot is within 5 points of few_shot (+1.0 points, 90% CI "
             "+0.0 to +3.0) on slot_f1.") in lines, text
     assert "…" not in text
@@ -405,3 +426,13 @@ def test_the_table_says_how_training_ended(tmp_path):
             for line in md.read_text().splitlines() if line.startswith("| m | ") and "[" in line}
     assert rows == {"lora50": "40 steps, 6.4 ep, budget; NOT CONVERGED |",
                     "lora100": "52 steps, 4.2 ep, early stop |", "zero_shot0": "— |"}
+
+
+def test_equal_arms_rarely_get_a_winner():
+    """Ten arms of one true score, nine fine-tuned against one prompting arm, 400 draws: the
+    headline calls one better than another in at most 5% of draws. Without the simultaneous
+    intervals (the picked pair alone) it does so in about 12%: the check has teeth."""
+    from tunelab.simultaneous import draws_with_a_winner
+
+    assert draws_with_a_winner(draws=400) <= 0.05
+    assert draws_with_a_winner(draws=200, corrected=False) > 0.05

@@ -186,13 +186,14 @@ def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
                 arm.higher[name] = bool(m["higher_is_better"])
                 arm.seed_means.setdefault(name, []).append(m["value"])
                 stored[name].append((m["value"], m["lo"], m["hi"]))
-            preds = store.predictions(r["id"])
+            preds = predictions(store, r["id"])
             arm.examples = arm.examples or preds
             for p in preds:
+                eid = p["example_id"]
                 for name, v in p["scores"].items():
                     if isinstance(v, int | float):  # tasks may keep a note, e.g. an SQL error
-                        per[name][p["example_id"]].append(v)
-                        arm.seed_scores.setdefault(name, {}).setdefault(r["seed"], {})[p["example_id"]] = v
+                        per[name][eid].append(v)
+                        arm.seed_scores.setdefault(name, {}).setdefault(r["seed"], {})[eid] = v
         arm.scores = {k: {e: float(np.mean(v)) for e, v in d.items()} for k, d in per.items()}
         arm.ci = {k: bootstrap_ci(list(d.values())) for k, d in arm.scores.items()}
         for name, vals in stored.items():  # corpus metrics (e.g. macro-F1): no per-example score
@@ -207,6 +208,30 @@ def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
         a.show_model = several
         a.sized = len(sizes[a.curve]) > 1
     return sorted(arms, key=lambda a: (a.model, a.trained, a.label, a.n_train))
+
+
+def predictions(store: Store, run_id: str) -> list[dict]:
+    """A run's stored predictions, their example ids made unique (unique_ids)."""
+    preds = store.predictions(run_id)
+    ids = unique_ids([p["example_id"] for p in preds])
+    return [{**p, "example_id": i} for p, i in zip(preds, ids, strict=True)]
+
+
+def unique_ids(ids: list[str]) -> list[str]:
+    """Example ids made unique by their order of occurrence. Runs stored while a one-line
+    JSON array gave every record the id `file:1` hold one id for the whole test slice:
+    keyed by id, their scores averaged into one "example" and every interval had zero
+    width. The slice's order is the same for every seed and arm, so repeats still pair.
+
+    >>> unique_ids(["a", "b", "a", "a"])
+    ['a', 'b', 'a#2', 'a#3']
+    """
+    seen: Counter = Counter()
+    out = []
+    for i in ids:
+        seen[i] += 1
+        out.append(i if seen[i] == 1 else f"{i}#{seen[i]}")
+    return out
 
 
 def run_info(run: dict) -> dict:

@@ -53,7 +53,7 @@ def cells(cfg: RunConfig, n_train_pool: int, scoring: str | None = None,
     enters the cell key, so such cells never resume from results scored the old way.
     `task`: the task's identity in the key (keys.task_identity; default: its name only)."""
     task = dict(task or {"name": cfg.task.name})
-    if scoring == "classification":
+    if scoring in ("classification", "long_text"):  # as keys.task_identity
         task["scoring"] = scoring
     out = []
     for m_order, model in enumerate(grid_models(cfg)):

@@ -11,6 +11,7 @@ import io
 import json
 import random
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,6 +293,7 @@ def read_examples(path: str | Path, fmt: str = "auto",
     if fmt != "auto" and fmt not in FORMATS:
         raise TunelabError(f"Unknown format '{fmt}'. Available: auto, {', '.join(FORMATS)}")
     out = []
+    on_line: Counter = Counter()  # a one-line JSON array puts every record on line 1
     for line, rec in read_records(path, errors):
         where = f"{path}:{line}"
         try:
@@ -302,7 +304,9 @@ def read_examples(path: str | Path, fmt: str = "auto",
         except DataError as e:
             _bad(e, errors)
             continue
-        ex.id = str(rec.get("id", f"{Path(path).name}:{line}"))
+        on_line[line] += 1  # ids must be unique: arms pair and average scores by id
+        at = f"{Path(path).name}:{line}" + (f".{on_line[line]}" if on_line[line] > 1 else "")
+        ex.id = str(rec.get("id", at))
         ex.meta["line"] = line
         if "gold_passages" in rec:  # for retrieval recall (rag)
             gold = rec["gold_passages"]

@@ -64,7 +64,7 @@ def task_identity(task, splits, scoring: str | None) -> dict:
              "instruction": task.cfg.instruction, "metric": task.cfg.metric}
     if task.cfg.corpus:
         parts["corpus"] = corpus_hash(task.path(task.cfg.corpus))
-    if scoring == "classification":
+    if scoring in ("classification", "long_text"):  # scorings that change metrics or prompt
         parts["scoring"] = scoring
     return parts
 

@@ -312,6 +312,25 @@ def answer_match(pred: str, ref: str) -> float:
     return 0.0
 
 
+def semantic_similarities(preds: list[str], refs: list[str]) -> list[float]:
+    """Cosine similarity of each prediction's and its reference's sentence embeddings
+    (all-MiniLM-L6-v2, packaged: tunelab.embed, offline), clipped to [0, 1]. Meaning, not
+    wording: a correct paraphrase scores near 1 where token overlap is low. One batch for
+    a whole test set (Jsonl.score_all); an empty prediction scores 0."""
+    from tunelab.embed import embed
+
+    if not preds:
+        return []
+    vecs = embed(list(preds) + list(refs), use_cache=False)
+    sims = (vecs[: len(preds)] * vecs[len(preds):]).sum(axis=1)
+    return [float(min(max(s, 0.0), 1.0)) if p.strip() else 0.0 for s, p in zip(sims, preds, strict=True)]
+
+
+def semantic_sim(pred: str, ref: str) -> float:
+    """One example of semantic_similarities."""
+    return semantic_similarities([pred], [ref])[0]
+
+
 METRICS: dict[str, Metric] = {
     "exact_match": Metric(exact_match),
     "token_f1": Metric(token_f1),
@@ -324,6 +343,7 @@ METRICS: dict[str, Metric] = {
     "rouge_l": Metric(rouge_l),
     "label_match": Metric(label_match),
     "answer_match": Metric(answer_match),
+    "semantic_sim": Metric(semantic_sim),
 }
 CORPUS_METRICS: dict[str, Metric] = {"macro_f1": Metric(macro_f1)}
 """Metrics over a whole set (preds, refs) -> float; their CI resamples examples."""

@@ -37,7 +37,21 @@ def outlook(arms, metric: str, margin: float, target: float | None = None) -> di
 
     ahead = [{k: v for k, v in f.items() if k != "band"}
              for f in forecasts(arms, metric, target, margin)]
-    return {"flips": report_flips(arms, metric, show=None), "forecast": _finite(ahead)}
+    return {"flips": report_flips(arms, metric, show=None), "forecast": _finite(ahead),
+            "verdict": verdict(arms, metric)}
+
+
+def verdict(arms, metric: str) -> dict:
+    """What the recommendation was drawn on: the metric (the primary, or the first that
+    moves where it cannot: decisive.py) and the correction of the headline's intervals for
+    picking the best arm of each side (simultaneous.py), with how many pairs it covers."""
+    from tunelab.decisive import deciding
+    from tunelab.simultaneous import METHOD
+
+    decided_on, note = deciding(arms, metric)
+    pairs = sum(a.trained for a in arms) * sum(not a.trained for a in arms)
+    return {"metric": decided_on, "why_not_primary": note,
+            "headline_pairs": pairs, "correction": METHOD if pairs > 1 else None}
 
 
 def _finite(x):

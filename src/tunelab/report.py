@@ -33,6 +33,7 @@ from tunelab.config import CostConfig  # noqa: E402
 from tunelab.confusion import breakdown  # noqa: E402
 from tunelab.cost import stored_cost  # noqa: E402
 from tunelab.cost import table as cost_table  # noqa: E402
+from tunelab.decisive import deciding  # noqa: E402
 from tunelab.distilled import rows as distilled_rows  # noqa: E402
 from tunelab.examples import side_by_side  # noqa: E402
 from tunelab.flips import report_flips  # noqa: E402
@@ -165,7 +166,8 @@ def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = N
     if len(tasks) > 1:
         raise TunelabError(f"{store_path}: runs of several tasks ({', '.join(sorted(tasks))}); "
                            "report one store per task")
-    metric = primary_metric(arms)
+    primary = primary_metric(arms)
+    metric = deciding(arms, primary)[0] or primary  # the verdict's metric: one that moves
     margin = stored_margin(arms) if margin is None else margin
     target = stored_target(arms) if target is None else target
     ahead = forecasts(arms, metric, target, margin)
@@ -189,7 +191,7 @@ def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = N
     tuned = [a for a in arms if a.trained and a.runs[0].get("info")]
     ctx = {
         "task": arms[0].runs[0]["task"], "metric": metric, "metrics": shared_metrics(arms),
-        "arms": arms, "margin": margin, "findings": recommend(arms, metric, margin),
+        "arms": arms, "margin": margin, "findings": recommend(arms, primary, margin),
         "reach": cost_to_reach(arms, metric), "costs": costs,
         "flips": report_flips(arms, metric), "forecasts": ahead,
         "best": best, "side": side_by_side(arms, metric), "scoring": scoring, "classes": classes,

@@ -8,6 +8,7 @@ so the config it writes behaves as it says.
 from __future__ import annotations
 
 import json
+import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 from tunelab import TunelabError
 from tunelab.config import METHOD_LR
 from tunelab.data import DataError, Example, detect_format, read_examples, read_records, split
-from tunelab.scoring import Scoring, choose
+from tunelab.scoring import KIND_METRICS, Scoring, choose
 
 MIN_RECORDS = 10
 
@@ -95,7 +96,8 @@ task:
   # validation: my_val.jsonl  # optional: your own validation file (else made like test)
   format: auto              # per record: prompt_completion, messages, alpaca, label (text/label), or auto
   scoring: auto             # auto | classification | text; auto decides here: {kind}
-                            # why: {why}
+{why}
+{metric_line}
   split_fraction: {fraction}       # share held out for test, then (of the rest) for validation
   split_seed: 0             # seed of those splits and of the test slice
   n_test: {n_test}               # test examples scored (the made test split has {n_test}); more: tighter CIs
@@ -130,9 +132,14 @@ def render(p: Profile, config: str | Path) -> str:
     longest = max(p.words("input")[1] + p.words("target")[1], 1)
     max_length = 256 if longest < 120 else 512 if longest < 300 else 1024  # ~1.5 tokens a word
     classify = p.scoring.kind == "classification"
+    metrics = ["label_match", "macro_f1"] if classify else KIND_METRICS[p.scoring.kind]
+    why = textwrap.wrap(f"why: {p.scoring.why}", 90)
     return TEMPLATE.format(
         config=config, path=p.path, path_yaml=json.dumps(str(p.path)), n=len(p.examples), fmt=p.fmt,
-        kind=p.scoring.kind, why=p.scoring.why, fraction=p.split_fraction, n_test=p.sizes["test"],
+        kind=p.scoring.kind, why="\n".join(f"{'':28}# {w}" for w in why),
+        metric_line=f"  # metric: {metrics[0]}".ljust(27) + f" # the primary metric (the verdict's); "
+                    f"{p.scoring.kind} scores {', '.join(metrics)}",
+        fraction=p.split_fraction, n_test=p.sizes["test"],
         instruction_note="lists the labels, asks for one" if classify else "reply with the answer only",
         lr_note=", ".join(f"{m} {v:g}" for m, v in METHOD_LR.items()), max_length=max_length, k=k,
         few=min(pool, 100), sizes=", ".join(map(str, sizes)),

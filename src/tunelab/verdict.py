@@ -23,7 +23,9 @@ from typing import Protocol
 import numpy as np
 
 from tunelab import TunelabError
+from tunelab.decisive import deciding
 from tunelab.metrics import paired_bootstrap
+from tunelab.simultaneous import METHOD, max_t
 
 Z90, Z95 = NormalDist().inv_cdf(0.95), NormalDist().inv_cdf(0.975)
 """Half-widths of two-sided 90% and 95% normal intervals, in standard errors."""
@@ -60,6 +62,26 @@ class Arm(Protocol):
 
 
 @dataclass
+class SimArm:
+    """The least an arm needs for a comparison: simulations (simultaneous.py) build these."""
+
+    name: str
+    trained: bool
+    per_example: dict[str, float]
+    """example_id -> score, of the one metric `score`."""
+    n_train: int = 0
+
+    @property
+    def scores(self) -> dict[str, dict[str, float]]:
+        return {"score": self.per_example}
+
+    @property
+    def ci(self) -> dict[str, tuple[float, float, float]]:
+        m = float(np.mean(list(self.per_example.values())))
+        return {"score": (m, m, m)}  # best() ranks by the mean alone
+
+
+@dataclass
 class Comparison:
     a: str
     b: str
@@ -76,6 +98,20 @@ class Comparison:
     """Test examples both arms were scored on."""
     sd: float
     """Standard deviation of the per-example differences."""
+    z95: float = Z95
+    z90: float = Z90
+    """Half-widths of the 95% and 90% intervals in standard errors: normal ones, or the
+    simultaneous critical values of a family of pairs (simultaneous.max_t)."""
+    family: int = 1
+    """Pairs the intervals hold for at once (1: this pair alone)."""
+
+    @property
+    def ci95(self) -> str:
+        return "95% CI" if self.family == 1 else "simultaneous 95% CI"
+
+    @property
+    def ci90(self) -> str:
+        return "90% CI" if self.family == 1 else "simultaneous 90% CI"
 
     @property
     def kind(self) -> str:
@@ -97,9 +133,9 @@ class Comparison:
         m, d = self.margin / 100, abs(self.d)
         ns = []
         if d > 0:
-            ns.append((Z95 * self.sd / d) ** 2)
+            ns.append((self.z95 * self.sd / d) ** 2)
         if d < m:
-            ns.append((Z90 * self.sd / (m - d)) ** 2)
+            ns.append((self.z90 * self.sd / (m - d)) ** 2)
         if not ns:  # d == 0 and no margin: nothing would settle it
             return None
         # The normal approximation can land at or below n where the bootstrap interval
@@ -110,16 +146,17 @@ class Comparison:
         a, b, metric, p = self.a, self.b, self.metric, _p
         kind = self.kind
         if kind == "better":
-            return f"{a} beats {b} by {p(self.d)} points (95% CI {p(self.lo)} to {p(self.hi)}) on {metric}"
+            return (f"{a} beats {b} by {p(self.d)} points ({self.ci95} {p(self.lo)} to {p(self.hi)}) "
+                    f"on {metric}")
         if kind == "worse":  # "worse by" a positive amount: negate the interval with it
-            return (f"{a} is worse than {b} by {p(-self.d)} points (95% CI {p(-self.hi)} to "
+            return (f"{a} is worse than {b} by {p(-self.d)} points ({self.ci95} {p(-self.hi)} to "
                     f"{p(-self.lo)}) on {metric}")
         if kind == "equivalent":
-            return (f"{a} is within {self.margin:g} points of {b} ({_s(self.d)} points, 90% CI "
+            return (f"{a} is within {self.margin:g} points of {b} ({_s(self.d)} points, {self.ci90} "
                     f"{_s(self.lo90)} to {_s(self.hi90)}) on {metric}")
         n = self.needed()
         more = f"; about {n:,} test examples would settle it (now {self.n})" if n else ""
-        return (f"{a} vs {b} is undecided on {metric}: {_s(self.d)} points (95% CI {_s(self.lo)} "
+        return (f"{a} vs {b} is undecided on {metric}: {_s(self.d)} points ({self.ci95} {_s(self.lo)} "
                 f"to {_s(self.hi)}) is too wide to call either better or within {self.margin:g} "
                 f"points{more}")
 
@@ -143,6 +180,35 @@ def compare(a: Arm, b: Arm, metric: str, margin: float = MARGIN) -> Comparison:
     _, lo90, hi90 = paired_bootstrap(x, y, alpha=0.10)
     sd = float(np.std(np.subtract(x, y), ddof=1)) if len(common) > 1 else 0.0
     return Comparison(a.name, b.name, metric, margin, d, lo, hi, lo90, hi90, len(common), sd)
+
+
+def in_family(pairs: list[tuple[Arm, Arm]], metric: str, margin: float = MARGIN) -> Comparison:
+    """The first pair of `pairs`, a - b, with intervals that hold simultaneously for every
+    pair of the list (simultaneous.max_t) on the test examples all their arms share."""
+    arms = {id(x): x for pair in pairs for x in pair}.values()
+    common = sorted(set.intersection(*(set(x.scores[metric]) for x in arms)))
+    if not common:
+        raise TunelabError(f"{pairs[0][0].name} and {pairs[0][1].name}: the arms share no test examples")
+    diffs = np.array([[a.scores[metric][e] - b.scores[metric][e] for a, b in pairs] for e in common])
+    fam = max_t(diffs)
+    lo, hi = fam.interval(0, 0.05)
+    lo90, hi90 = fam.interval(0, 0.10)
+    sd = float(np.std(diffs[:, 0], ddof=1)) if len(common) > 1 else 0.0
+    return Comparison(pairs[0][0].name, pairs[0][1].name, metric, margin, float(fam.d[0]), lo, hi,
+                      lo90, hi90, len(common), sd, fam.crit[0.05], fam.crit[0.10], len(pairs))
+
+
+def headline_comparison(tuned: list[Arm], prompted: list[Arm], metric: str, margin: float = MARGIN,
+                        corrected: bool = True) -> Comparison:
+    """The best fine-tuned arm against the best prompting arm. Both are picked by their
+    means on the test examples they are compared on, so with more than one pair to pick
+    from, the intervals hold for every fine-tuned x prompting pair at once (no winner's
+    curse: simultaneous.py); `corrected=False` (simulations only) compares the pair alone."""
+    bt, bp = best(tuned, metric), best(prompted, metric)
+    if not corrected or len(tuned) * len(prompted) == 1:
+        return compare(bt, bp, metric, margin)
+    others = [(t, p) for t in tuned for p in prompted if (t, p) != (bt, bp)]
+    return in_family([(bt, bp), *others], metric, margin)
 
 
 def best(arms: list[Arm], metric: str) -> Arm:
@@ -195,9 +261,10 @@ def size_finding(curve: list[Arm], metric: str, margin: float = MARGIN) -> str |
     return f"More examples {'helped' if c.kind == 'worse' else 'did not help'}: {c.sentence()}."
 
 
-def headline(bt: Arm, bp: Arm, metric: str, margin: float = MARGIN) -> list[str]:
+def headline(tuned: list[Arm], prompted: list[Arm], metric: str, margin: float = MARGIN) -> list[str]:
     """The best fine-tuned arm against the best prompting arm, and what to do about it."""
-    c = compare(bt, bp, metric, margin)
+    bt, bp = best(tuned, metric), best(prompted, metric)
+    c = headline_comparison(tuned, prompted, metric, margin)
     advice = {
         "better": f"Recommendation: fine-tune ({bt.name}); the best prompting arm ({bp.name}) "
                   "is clearly behind on this task.",
@@ -219,7 +286,16 @@ def headline(bt: Arm, bp: Arm, metric: str, margin: float = MARGIN) -> list[str]
                           f"({bt.name}) has collapsed ({bt.collapsed}), which points at its "
                           "training settings, not the method (a learning rate too high for them "
                           "is the usual cause); lower train.lr or search it (search: {lr: [...]}).")
-    return [c.sentence() + ".", advice[c.kind]]
+    return [c.sentence() + ".", advice[c.kind], *corrected(c, "fine-tuned x prompting pairs")]
+
+
+def corrected(c: Comparison, pairs: str) -> list[str]:
+    """What a simultaneous interval corrects, and how (nothing for a single pair)."""
+    if c.family == 1:
+        return []
+    return [f"The intervals of {c.a} vs {c.b} hold simultaneously for every one of the "
+            f"{c.family} {pairs} it could have picked (correction: {METHOD}), so picking the "
+            "best on the same test examples does not inflate the lead."]
 
 
 def unconverged(arms: list[Arm], said: list[str]) -> list[str]:
@@ -291,11 +367,15 @@ def recommend(arms: list[Arm], metric: str, margin: float = MARGIN) -> list[str]
     if len(arms) == 1:
         return [f"Only one arm ran ({arms[0].name}): there is nothing to compare it with, so "
                 "no recommendation. Add a baseline (e.g. zero_shot) or another method."]
+    decided_on, note = deciding(arms, metric)
+    if decided_on is None:
+        return [note]
+    metric, lines = decided_on, [note] if note else []
+    first = len(lines)
     prompted = [a for a in arms if not a.trained]
     tuned = [a for a in arms if a.trained]
-    lines = []
     if tuned and prompted:
-        lines += headline(best(tuned, metric), best(prompted, metric), metric, margin)
+        lines += headline(tuned, prompted, metric, margin)
     lines += unconverged(arms, lines)
     lines += collapsed(arms, lines)
     lines += tuned_worse(arms, metric, margin, lines)
@@ -303,10 +383,12 @@ def recommend(arms: list[Arm], metric: str, margin: float = MARGIN) -> list[str]
         found = None if any(a.collapsed for a in curve) else size_finding(curve, metric, margin)
         lines += [found] if found else []
     lines += cross_model(arms, metric, margin)
-    if len(prompted) > 1 or not lines:
+    if len(prompted) > 1 or len(lines) == first:
         pool = prompted if len(prompted) > 1 else arms
-        first, second = sorted(pool, key=lambda a: (-a.ci[metric][0], -a.n_train))[:2]
-        said = compare(first, second, metric, margin).sentence()
+        ranked = sorted(pool, key=lambda a: (-a.ci[metric][0], -a.n_train))
+        pairs = [(x, y) for i, x in enumerate(ranked) for y in ranked[i + 1:]]  # the top two first
+        c = in_family(pairs, metric, margin) if len(pairs) > 1 else compare(*pairs[0], metric, margin)
+        said = c.sentence()
         if not any(said in line for line in lines):  # a size finding may have said it
-            lines.append(said + ".")
+            lines += [said + ".", *corrected(c, "pairs of these arms")]
     return lines

@@ -8,16 +8,19 @@ files named in the config; missing validation/test splits are made from train wi
 Scoring follows the data (task.scoring: auto): when the training completions look like
 labels (tunelab.scoring.RULE), it is classification: label accuracy per example,
 macro-F1 over the test set, and the instruction lists the label set so that prompting
-arms answer a label rather than a paraphrase. Otherwise free text: exact match and
-token F1. The choice and its reason are stored with every run and shown in the report.
+arms answer a label rather than a paraphrase. Otherwise free text: short answers
+(scoring.LONG_WORDS) by exact match and token F1, long ones by ROUGE-L, token F1 and
+meaning similarity (sentence embeddings), where exact match would sit at 0 for every arm.
+The choice and its reason are stored with every run and shown in the report.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tunelab.metrics import CORPUS_METRICS, Metric
-from tunelab.scoring import choose
+from tunelab.data import Example
+from tunelab.metrics import CORPUS_METRICS, Metric, semantic_similarities
+from tunelab.scoring import KIND_METRICS, choose
 from tunelab.tasks.base import Splits, Task
 from tunelab.tasks.classify import INSTRUCTION, SHORT_INSTRUCTION
 
@@ -34,7 +37,27 @@ class Jsonl(Task):
         self.scoring = choose([e.target for e in s.train], self.cfg.scoring)
         if self.scoring.kind == "classification":
             self._as_classification(self.scoring.labels)
+        elif self.scoring.kind in KIND_METRICS:
+            self._as_text(KIND_METRICS[self.scoring.kind])
         return s
+
+    def _as_text(self, names: list[str]) -> None:
+        """Free text: the kind's metrics, the user's primary metric (task.metric) first."""
+        self.metric_names = list(dict.fromkeys([*([self.cfg.metric] if self.cfg.metric else []), *names]))
+        self.primary = self.metric_names[0]
+
+    def score_all(self, predictions: list[str], examples: list[Example]) -> list[dict]:
+        """As Task.score_all, with meaning similarity embedded in one batch."""
+        names = self.metric_names
+        if "semantic_sim" not in names:
+            return super().score_all(predictions, examples)
+        self.metric_names = [n for n in names if n != "semantic_sim"]
+        try:
+            rows = super().score_all(predictions, examples)
+        finally:
+            self.metric_names = names
+        sims = semantic_similarities([self.clean(p) for p in predictions], [e.target for e in examples])
+        return [{n: {**r, "semantic_sim": x}[n] for n in names} for r, x in zip(rows, sims, strict=True)]
 
     def _as_classification(self, labels: list[str]) -> None:
         self.metric_names = ["label_match"]
@@ -59,4 +82,5 @@ class Jsonl(Task):
     def describe(self) -> str:
         return ("your own JSONL/JSON/CSV (prompt/completion, alpaca, messages, text/label); "
                 "classification (accuracy, macro-F1) if the completions look like labels, "
-                "else exact match, token F1")
+                "else free text: exact match, token F1 for short answers; ROUGE-L, token F1, "
+                "meaning similarity for long ones")
