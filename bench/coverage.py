@@ -17,7 +17,7 @@ population's mean difference (the difference a run on every example would measur
     python bench/coverage.py --synthetic --delta 0.05 --reps 400
     python bench/coverage.py --store runs/ref.db --a "lora n=100" --b few_shot --name viggo
 
-Writes results/coverage_<name>.json (the command, code version, machine in words, every
+Writes results/bench_coverage_<name>.json (the command, code version, machine in words, every
 row) and prints the table.
 """
 
@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import warnings
 from pathlib import Path
@@ -131,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reps", type=int, default=400)
     ap.add_argument("--boot", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--name", default=None, help="results/coverage_<name>.json")
+    ap.add_argument("--name", default=None, help="results/bench_coverage_<name>.json")
     args = ap.parse_args(argv)
     if args.store:
         if not (args.a and args.b):
@@ -143,13 +141,12 @@ def main(argv: list[str] | None = None) -> None:
         source = f"synthetic 0/1 scores, Beta(2, 2) difficulty, delta {args.delta}, {pop.size} examples"
     rows = coverage(pop, args.sizes, args.reps, args.boot, args.seed)
     name = args.name or ("synthetic" if args.synthetic else Path(args.store).stem)
-    from tunelab.provenance import git_commit
+    from tunelab.payload import provenance
 
-    out = {"command": "python bench/coverage.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "code_version": git_commit(), "machine": f"{os.cpu_count()} CPU cores, {platform.system()}",
+    out = {"provenance": provenance(argv if argv is not None else sys.argv[1:], "python bench/coverage.py"),
            "source": source, "truth": float(pop.mean()), "nominal": 0.95,
            "sampling": "slices drawn with replacement from the population", "rows": rows}
-    path = Path("results") / f"coverage_{name}.json"
+    path = Path("results") / f"bench_coverage_{name}.json"
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"{source}; true difference {out['truth']:+.4f}; nominal 95%; {args.reps} slices per size")
