@@ -432,7 +432,7 @@ def test_equal_arms_rarely_get_a_winner():
     """Ten arms of one true score, nine fine-tuned against one prompting arm, 400 draws: the
     headline calls one better than another in at most 5% of draws. Without the simultaneous
     intervals (the picked pair alone) it does so in about 12%: the check has teeth."""
-    from tunelab.simultaneous import draws_with_a_winner
+    from tunelab.equal_arms import draws_with_a_winner
 
     assert draws_with_a_winner(draws=400) <= 0.05
     assert draws_with_a_winner(draws=200, corrected=False) > 0.05

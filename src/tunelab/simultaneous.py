@@ -74,31 +74,3 @@ def max_t(diffs, alphas=(0.05, 0.10), n_resamples: int = 1000, seed: int = 0) ->
     t = np.abs(means[:, spread] - d[spread]) / se[spread]
     top = t.max(axis=1)
     return Family(d, se, {a: float(np.quantile(top, 1 - a)) for a in alphas})
-
-
-def draws_with_a_winner(n_arms: int = 10, n_tuned: int = 9, n: int = 100, draws: int = 400,
-                        seed: int = 0, corrected: bool = True) -> float:
-    """Share of simulated draws in which the headline calls one arm better than another
-    when all arms have the same true score.
-
-    Each draw: n test examples of varying difficulty (a per-example success probability),
-    n_arms arms whose per-example scores are independent 0/1 draws at that probability
-    (the same true score, different mistakes), n_tuned of them fine-tuned; the headline
-    (verdict.headline_comparison) picks and compares as in a report. The curse is worst
-    where one side has many arms and the other few (best of 9 against 1: the 9's best is
-    biased up; best of 5 against best of 5 is biased alike on both sides). `corrected=False`
-    compares the picked pair alone, as before the correction.
-    """
-    from tunelab.verdict import SimArm, headline_comparison
-
-    rng = np.random.default_rng(seed)
-    wins = 0
-    for _ in range(draws):
-        p = rng.beta(2, 2, size=n)
-        arms = [SimArm(f"arm{i}", i < n_tuned,
-                       {f"e{j}": float(v) for j, v in enumerate(rng.random(n) < p)})
-                for i in range(n_arms)]
-        tuned, prompted = arms[:n_tuned], arms[n_tuned:]
-        c = headline_comparison(tuned, prompted, "score", corrected=corrected)
-        wins += c.kind in ("better", "worse")
-    return wins / draws

@@ -62,26 +62,6 @@ class Arm(Protocol):
 
 
 @dataclass
-class SimArm:
-    """The least an arm needs for a comparison: simulations (simultaneous.py) build these."""
-
-    name: str
-    trained: bool
-    per_example: dict[str, float]
-    """example_id -> score, of the one metric `score`."""
-    n_train: int = 0
-
-    @property
-    def scores(self) -> dict[str, dict[str, float]]:
-        return {"score": self.per_example}
-
-    @property
-    def ci(self) -> dict[str, tuple[float, float, float]]:
-        m = float(np.mean(list(self.per_example.values())))
-        return {"score": (m, m, m)}  # best() ranks by the mean alone
-
-
-@dataclass
 class Comparison:
     a: str
     b: str
