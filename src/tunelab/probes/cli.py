@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -82,8 +81,9 @@ def substitute_cmd(
     from tunelab.probes.substitute import SubstituteSettings
 
     try:
-        data = Path(os.environ.get("TUNELAB_DATA_DIR", "../shared/data"))
-        corpus = corpus or data / "tiny_shakespeare" / "input.txt"
+        from tunelab.datasource import resolve
+
+        corpus = corpus or resolve("tiny_shakespeare") / "input.txt"
         s = SubstituteSettings(corpus=str(corpus), old=old, new=new, model=model, methods=_methods(methods),
                                steps=_ints(steps, "--steps"), scope=scope, samples=samples, seed=seed)
         _run("substitute", s, store, out)
