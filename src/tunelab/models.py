@@ -20,6 +20,7 @@ import torch
 
 from tunelab import TunelabError
 from tunelab.config import ModelConfig
+from tunelab.ui import quiet_transformers
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ def _assembled(alias: str, pkg: Packaged) -> Path:
 def _from_gguf(gguf: Path, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_transformers()
+
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
     return model, tok
@@ -118,6 +121,8 @@ def resolve(cfg: ModelConfig) -> str:
 def load_model(cfg: ModelConfig):
     """Load (model, tokenizer) for generation and training; returns them in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quiet_transformers()
 
     if cfg.dtype not in DTYPES:
         raise TunelabError(f"Unknown dtype '{cfg.dtype}'. Available: {', '.join(DTYPES)}")
