@@ -33,7 +33,7 @@ from tunelab.stopping import (
     schedule_position,
     train_budget,
 )
-from tunelab.ui import console, progress
+from tunelab.ui import budget_text, console, train_progress
 
 
 @dataclass
@@ -414,8 +414,8 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
         stopper.evaluate(0)
     setup = time.perf_counter() - t0  # the step-0 validation: not part of a step's mean time
     shard.module.train()
-    with progress() as bar:
-        task = bar.add_task(label, total=total, info="")
+    with train_progress() as bar:
+        task = bar.add_task(label, total=total, budget=budget_text(0, total, 0.0, cfg.max_seconds), info="")
         while stats.steps < total:
             if not micro:
                 micro = _batches([len(e.ids) for e in data], cfg.batch_size, rng)
@@ -446,7 +446,11 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
                 # last (already validated), not one more step and a second validation
                 if not last:
                     out_of_time = no_room()
-            bar.update(task, advance=1, info=f"loss {step_loss:.3f}{val_info}  {rate:.0f} tok/s")
+            spent = time.perf_counter() - t0  # the bar: the budget that binds (schedule_position)
+            done = min(total, schedule_position(stats.steps, total, spent, cfg.max_seconds))
+            bar.update(task, completed=done,
+                       budget=budget_text(stats.steps, total, spent, cfg.max_seconds),
+                       info=f"loss {step_loss:.3f}{val_info}  {rate:.0f} tok/s")
             if on_step is not None:
                 paused = time.perf_counter()
                 stats.seconds = paused - t0

@@ -81,6 +81,35 @@ def quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
+def train_progress() -> Progress:
+    """The training bar: its completion is the share of the budget that binds (steps, or
+    seconds under max_seconds), so its total and ETA are that budget's."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[budget]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=False,
+    )
+
+
+def budget_text(step: int, total: int, elapsed: float, max_seconds: float) -> str:
+    """What the training bar counts: seconds when the seconds budget will end first (at this
+    pace), else steps.
+
+    >>> budget_text(453, 2000, 359.0, 360.0)
+    '359/360 s, step 453'
+    >>> budget_text(50, 100, 10.0, 360.0), budget_text(5, 100, 1.0, 0.0)
+    ('50/100 steps', '5/100 steps')
+    """
+    if max_seconds and elapsed / max_seconds * total > step:
+        return f"{min(elapsed, max_seconds):.0f}/{max_seconds:.0f} s, step {step}"
+    return f"{step}/{total} steps"
+
+
 def fail(e: Exception) -> None:
     """Print an error as one line and exit 2 (the CLI's way out for a TunelabError)."""
     console.print(f"[red]error:[/] {str(e).splitlines()[0]}", highlight=False, soft_wrap=True)
