@@ -390,7 +390,7 @@ def test_two_entries_of_one_method_in_a_run_stay_apart(tmp_path, tiny_model_dir,
     assert CliRunner().invoke(app, ["run", str(other)]).exit_code == 0
     arms = {a.name: len(a.runs) for a in load_arms(Store(store))}
     assert arms == {"lora (lr=0.001) n=8": 1, "lora (lr=0.01) n=4": 1, "lora (lr=0.01) n=8": 1}
-    assert "| lora (lr=0.001) | 8 | 1 |" in r.output and "| lora (lr=0.01) | 8 | 1 |" in r.output
+    assert "| lora (lr=0.001) n=8 |" in r.output and "| lora (lr=0.01) n=8 |" in r.output  # compact table
 
 
 def test_the_table_says_how_training_ended(tmp_path):
