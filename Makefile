@@ -9,7 +9,6 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 LOCK := requirements.lock
-export TUNELAB_DATA_DIR ?= $(abspath ../shared/data)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false

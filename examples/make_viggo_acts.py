@@ -1,7 +1,7 @@
 """Make examples/viggo_acts.jsonl: 200 prompt/completion records for dialogue-act classification.
 
 Run from the repository root:
-    TUNELAB_DATA_DIR=../shared/data python examples/make_viggo_acts.py
+    python examples/make_viggo_acts.py
 
 prompt = a ViGGO sentence (`ref`), completion = the dialogue act of its meaning
 representation (`mr`, the name before the parenthesis: inform, request, ...). A seeded
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -22,7 +21,9 @@ PER_ACT, EXTRA_INFORM, SEED = 22, 2, 0
 
 
 def main() -> None:
-    src = Path(os.environ.get("TUNELAB_DATA_DIR", "../shared/data")) / "viggo" / "train.csv"
+    from tunelab.datasource import resolve
+
+    src = resolve("viggo") / "train.csv"  # the mirror if $TUNELAB_DATA_DIR has one, else shipped
     by_act = defaultdict(list)
     with open(src, newline="") as f:
         for row in csv.DictReader(f):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import pytest
 
-DATA = Path(os.environ.get("TUNELAB_DATA_DIR", Path(__file__).parents[1] / "../shared/data"))
+DATA = Path(__file__).parents[1] / "src" / "tunelab" / "datasets"
+"""The data shipped in the repository (the tests never read a mirror or the network)."""
 
 CHATML = (
     "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"

@@ -161,8 +161,9 @@ def test_every_cell_failed_exits_non_zero_naming_the_count_and_first_error(
     assert last.startswith("error: 2 of 2 cells failed; first: ")
     assert "has no attribute 'dtype'" in last
 
-    fails = {"few_shot"}  # one of two: the report is written, with a warning line
+    fails = {"few_shot"}  # one of two: the report is written, with a warning line, and exit 1
     cfg = write_config(tmp_path / "d.yaml", tiny_model_dir, viggo_dir, tmp_path / "b.db", methods)
     r = runner.invoke(app, ["run", str(cfg)])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output
     assert "warning: 1 of 2 cells failed; first: few_shot" in " ".join(r.output.split())
+    assert "1 of 2 cells failed (the report has the others" in " ".join(r.stderr.split())

@@ -251,12 +251,12 @@ def _synthetic_store(path, target):
 def test_target_from_the_runs_the_flag_and_bad_values(tmp_path):
     db, rep = tmp_path / "s.db", tmp_path / "rep"
     _synthetic_store(db, 0.65)
-    r = runner.invoke(app, ["report", str(db), "-o", str(rep)])
+    r = runner.invoke(app, ["report", "--store", str(db), "-o", str(rep)])
     assert r.exit_code == 0, r.output
     assert "0.650 (report.target)" in (rep / "report.md").read_text()
-    r = runner.invoke(app, ["report", str(db), "-o", str(rep), "--target", "0.7"])
+    r = runner.invoke(app, ["report", "--store", str(db), "-o", str(rep), "--target", "0.7"])
     assert r.exit_code == 0 and "0.700 (report.target)" in (rep / "report.md").read_text()
-    bad = runner.invoke(app, ["report", str(db), "-o", str(rep), "--target", "75"])
+    bad = runner.invoke(app, ["report", "--store", str(db), "-o", str(rep), "--target", "75"])
     lines = [x for x in bad.output.splitlines() if x.strip()]
     assert bad.exit_code != 0 and len(lines) == 1, bad.output
     assert "--target: must be a score between 0 and 1 (e.g. 0.75), got 75" in lines[0]

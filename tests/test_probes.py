@@ -318,6 +318,14 @@ def test_facts_probe_with_replay_end_to_end(tmp_path, tiny_model_dir):
     assert "Replay (60% of the mix, 6 general instruction examples) in lora 2 ep" in md
     assert "Replay (60% of the mix, 6 general instruction examples) in full 2 ep" in md
     assert "Confidence on unanswerable questions" in md and "after lora 2 ep" in md
+    # verdicts are results: stdout, as `probe report --json` gives them
+    rep = CliRunner().invoke(app, ["probe", "report", "--store", str(store), "-o", str(tmp_path / "r2"),
+                                   "--json"])
+    assert rep.exit_code == 0, rep.output
+    data = json.loads(rep.stdout)
+    assert data["verdicts"] and all(f"- {v}" in r.stdout for v in data["verdicts"])
+    assert not any(v in r.stderr for v in data["verdicts"])
+    assert (tmp_path / "r2" / "facts_vs_form.md").exists()
 
 
 def test_probe_rejects_a_replay_share_of_one_or_more(tmp_path):

@@ -199,7 +199,7 @@ def test_rerun_reproduces_a_stored_run_and_ls_shows_states(tmp_path, woken_model
     cfg = write_config(tmp_path / "c.yaml", woken_model_dir, viggo_dir, store,
                        "  - {name: lora, train_sizes: [8], train: {lr: 0.002}}\n"
                        "  - {name: few_shot, k: 50, train_sizes: [8]}\n")
-    assert runner.invoke(app, ["run", str(cfg)]).exit_code == 0
+    assert runner.invoke(app, ["run", str(cfg)]).exit_code == 1  # few_shot fails (k > pool): exit 1
     s = Store(store)
     lora = s.runs("done")[0]["id"]
     r = runner.invoke(app, ["rerun", lora[:8], "--store", str(store), "--out", str(tmp_path / "re")])

@@ -77,7 +77,9 @@ def test_side_by_side_puts_each_arms_mistakes_first(tmp_path):
     side = side_by_side(arms, "label_match", per_arm=1, total=2)  # every arm's mistake beats total
     inputs = [r["input"] for r in side["rows"]]
     assert inputs[0] == "sentence 0"  # two arms wrong
-    assert set(inputs) == {"sentence 0", "sentence 5"}  # lora's only mistake is shown
+    # arms in table order (zero_shot, few_shot, lora): zero_shot's e0, then few_shot's first
+    # mistake not yet shown (e1), and lora's only mistake (e5)
+    assert set(inputs) == {"sentence 0", "sentence 1", "sentence 5"}
     assert len(side["rows"][0]["cells"]) == 3
 
 

@@ -67,7 +67,7 @@ def test_init_config_runs_classification_end_to_end(tmp_path, tiny_model_dir):
     run = runner.invoke(app, ["run", str(cfg)])
     assert run.exit_code == 0, run.output
     # results on stdout, progress and logs on stderr
-    table = "| model | method | train examples | seeds | label_match | macro_f1 |"  # not a tty: markdown
+    table = "| arm | label_match (95% CI) | macro_f1 | training |"  # not a tty: markdown, compact
     assert table in run.stdout and "Recommendation" in run.stdout
     assert "report: " in run.stdout and "report.html" in run.stdout
     assert "cells" in run.stderr and table not in run.stderr

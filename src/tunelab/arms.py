@@ -207,7 +207,18 @@ def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
     for a in arms:
         a.show_model = several
         a.sized = len(sizes[a.curve]) > 1
-    return sorted(arms, key=lambda a: (a.model, a.trained, a.label, a.n_train))
+    return sorted(arms, key=arm_order)
+
+
+PROMPT_COST = {"zero_shot": 0, "few_shot": 1, "dynamic_few_shot": 2, "rag": 3, "prompt_search": 4}
+"""Prompting methods from cheapest to dearest (prompt tokens, extra calls): the order they
+are listed in; any other untrained method comes after them."""
+
+
+def arm_order(a: Arm) -> tuple:
+    """Per model: prompting arms by cost, then trained arms by training-set size."""
+    rank = 0 if a.trained else PROMPT_COST.get(a.method, len(PROMPT_COST))
+    return a.model, a.trained, rank, a.n_train, a.label
 
 
 def predictions(store: Store, run_id: str) -> list[dict]:

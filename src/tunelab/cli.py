@@ -1,4 +1,11 @@
-"""tunelab command line: thin wrappers that parse, call one function, and print."""
+"""tunelab command line: thin wrappers that parse, call one function, and print.
+
+One grammar: every command that reads a results store takes `--store` (found as
+tunelab.cli_store says when not given); `-o/--out` is the path a command writes (a folder
+where it writes several files, a file where it writes one; each option's help says which);
+`--json` prints the results as JSON on stdout; results go to stdout, progress and logs to
+stderr. Exit codes: 0 done, 1 done but something failed (a cell, a check, a reproduction),
+2 could not run (bad input: one line on stderr)."""
 
 from __future__ import annotations
 
@@ -10,29 +17,61 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from tunelab import TunelabError
+from tunelab import TunelabError, __version__
+from tunelab.cli_data import data_app
+from tunelab.cli_output import print_json, run_json, table
+from tunelab.cli_store import pick_store, report_dir
 from tunelab.probes.cli import probe_app
-from tunelab.ui import console, out, say
+from tunelab.ui import console, out, quiet_third_party, say
 from tunelab.ui import fail as _fail
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="Should I fine-tune, prompt, or retrieve? Measured, with error bars.")
 
-DEFAULT_STORE = "runs/tunelab.db"
+STORE_HELP = ("Results store (default: the `store:` of the one config in this folder, else the "
+              "most recent *.db under runs/; a line on stderr says which).")
+JSON_HELP = "Print the results as JSON on stdout."
+
+
+def _store_opt():
+    return typer.Option(None, "--store", help=STORE_HELP)
+
+
+def _json_opt(help: str = JSON_HELP):
+    return typer.Option(False, "--json", help=help)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"tunelab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Show third-party progress bars, "
+                                 "logs and deprecation warnings (transformers, datasets, hub)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+):
+    quiet_third_party(verbose)
 
 
 @app.command()
 def run(
     config: Path = typer.Argument(..., help="YAML run config (see configs/)."),
-    store: str = typer.Option(None, help="Results store (overrides the config)."),
+    store: str = typer.Option(None, "--store", help="Results store (overrides the config's `store:`)."),
     fail_fast: bool = typer.Option(False, help="Stop at the first failed cell."),
-    report_dir: str = typer.Option(None, help="Where to write the report (default: <out_dir>/report)."),
+    out_dir: str = typer.Option(None, "-o", "--out", help="Folder to write the report into "
+                                "(default: <out_dir>/report of the config)."),
+    report_dir_old: str = typer.Option(None, "--report-dir", hidden=True, help="Old name of --out."),
     allow_leakage: bool = typer.Option(False, "--allow-leakage",
                                        help="Run even if test inputs (near-)duplicate training inputs."),
-    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
+    as_json: bool = _json_opt(),
 ):
     """Run every cell of a config (finished cells are skipped), then write the report.
-    Results (table, recommendation, report path) go to stdout; progress and logs to stderr."""
+    Results (table, recommendation, report path) go to stdout; progress and logs to stderr.
+    Exits 1 when a cell failed (after running the others), 2 when the run could not start."""
     from tunelab import report
     from tunelab.config import load_config
     from tunelab.grid import run_grid
@@ -49,66 +88,35 @@ def run(
             from tunelab.verify import ship_best
 
             ship_best(cfg, keys)
-        arms = report.load_arms(Store(cfg.store), set(keys))
+        db = Store(cfg.store)
+        arms = report.load_arms(db, set(keys))
         if not as_json:
-            _table(arms, cfg.report.margin)
-        md, html = report.build(cfg.store, report_dir or Path(cfg.out_dir) / "report", set(keys),
-                                cfg.report.margin, cfg.report.target, cfg.cost)
+            table(arms, cfg.report.margin)
+        md, html = report.build(cfg.store, out_dir or report_dir_old or Path(cfg.out_dir) / "report",
+                                set(keys), cfg.report.margin, cfg.report.target, cfg.cost)
+        failed = [r for r in db.runs("failed") if r["id"] in set(keys)]
     except TunelabError as e:
         _fail(e)
     if as_json:
-        _print_json(_run_json(arms, md, html, cfg.report.margin, cfg.report.target))
+        print_json({**run_json(arms, md, html, cfg.report.margin, cfg.report.target),
+                    "cells": len(keys), "failed": [r["id"] for r in failed]})
     else:
         out.print(f"report: {html} (and {md})", highlight=False, soft_wrap=True)
     console.print(f"wall time: {time.perf_counter() - t0:.0f} s")
-
-
-def _print_json(data) -> None:
-    # plain print, not rich: no wrapping or markup in what a script parses
-    print(json.dumps(data, indent=2, default=str))
-
-
-def _run_json(arms, md: Path, html: Path, margin: float, target: float | None = None) -> dict:
-    from tunelab import payload
-    from tunelab.report import primary_metric, recommend
-
-    metric = primary_metric(arms)
-    return {"primary": metric, "scoring": arms[0].cell.get("scoring"), "arms": [payload.arm(a) for a in arms],
-            "recommendation": recommend(arms, metric, margin), "report": {"html": str(html), "md": str(md)},
-            **payload.outlook(arms, metric, margin, target), "provenance": payload.provenance()}
-
-
-def _table(arms, margin: float) -> None:
-    """The results and the recommendation, on stdout: a table drawn to the terminal's width,
-    or, where there is no terminal (`> log`), the markdown table, full width, never cut to
-    80 columns."""
-    from tunelab.report import primary_metric, recommend, results_markdown
-
-    if not arms:
-        return
-    findings = [f"- {line}" for line in recommend(arms, primary_metric(arms), margin)]
-    if not out.is_terminal:
-        say("\n".join([results_markdown(arms), *findings]))
-        return
-    metrics = list(arms[0].ci)
-    t = Table(title="results (95% bootstrap CI)")
-    for col in ["model", "method", "n train", *metrics, "prompt tok/ex", "train s", "eval s"]:
-        t.add_column(col)
-    for a in arms:
-        cis = [f"{a.ci[m][0]:.3f} [{a.ci[m][1]:.3f}, {a.ci[m][2]:.3f}]" for m in metrics]
-        t.add_row(a.model, a.label, str(a.n_train), *cis, f"{a.mean('prompt_tokens_mean'):.0f}",
-                  f"{a.mean('train_seconds'):.0f}", f"{a.mean('eval_seconds'):.0f}")
-    out.print(t)
-    for line in findings:
-        say(line)
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(keys)} cells failed[/] (the report has the others; "
+                      f"errors: tunelab ls --store {cfg.store}); exit 1", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command()
 def init(
     data: Path = typer.Argument(..., help="Your data: .jsonl, .json or .csv (prompt/completion, "
                                 "OpenAI messages, alpaca or text/label records)."),
-    config: Path = typer.Option(None, "-o", "--out", help="Config to write (default: <file stem>.yaml)."),
+    config: Path = typer.Option(None, "-o", "--out", help="File: the config to write "
+                                "(default: <file stem>.yaml)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing config."),
+    as_json: bool = _json_opt(),
 ):
     """Look at your data file (format, size, labels or free text) and write a runnable,
     commented config for it, with splits and methods that fit; prints what it found."""
@@ -119,6 +127,9 @@ def init(
         profile = write_config(data, config, force)
     except TunelabError as e:
         _fail(e)
+    if as_json:
+        print_json({"config": str(config), "found": profile.lines()})
+        return
     for line in profile.lines():
         say(line)
     out.print(f"wrote {config}; run it with: tunelab run {config}", highlight=False, soft_wrap=True)
@@ -126,8 +137,12 @@ def init(
 
 @app.command("report")
 def report_cmd(
-    store: str = typer.Argument(DEFAULT_STORE, help="Results store."),
-    out_dir: str = typer.Option("runs/report", "-o", "--out", help="Output folder."),
+    store_arg: str = typer.Argument(None, hidden=True, metavar="[STORE]",
+                                    help="Deprecated: the store as an argument; use --store."),
+    store: str = _store_opt(),
+    out_dir: str = typer.Option(None, "-o", "--out", help="Folder to write report.md and report.html "
+                                "into (default: where `tunelab run` wrote: the runs' out_dir/report, "
+                                "else report/ beside the store)."),
     margin: float = typer.Option(None, help="Equivalence margin in points (default: the "
                                  "runs' report.margin, else 2)."),
     target: float = typer.Option(None, help="Score (0-1) the forecast says how many more examples "
@@ -135,6 +150,7 @@ def report_cmd(
                                  "arm's upper 95% bound)."),
     prices: Path = typer.Option(None, "--prices", help="A run config whose `cost` block prices the "
                                 "cost table (default: the block stored with the runs, if any)."),
+    as_json: bool = _json_opt(),
 ):
     """Write report.md and a self-contained report.html from a results store; print the
     results and the recommendation."""
@@ -143,32 +159,39 @@ def report_cmd(
     from tunelab.store import Store
 
     try:
+        if store_arg:
+            console.print("note: `tunelab report STORE` is deprecated; use `tunelab report --store STORE`")
+        store = pick_store(store or store_arg)
         try:  # checked as the config keys are
             ReportConfig(2.0 if margin is None else margin, target)
         except TunelabError as e:
             raise TunelabError(f"--{e}") from None
         cost = load_config(prices).cost if prices else None
-        md, html = report.build(store, out_dir, margin=margin, target=target, prices=cost)
+        md, html = report.build(store, out_dir or report_dir(store), margin=margin, target=target,
+                                prices=cost)
         arms = report.load_arms(Store(store, create=False))
-        _table(arms, report.stored_margin(arms) if margin is None else margin)
+        margin = report.stored_margin(arms) if margin is None else margin
     except TunelabError as e:
         _fail(e)
+    if as_json:
+        print_json(run_json(arms, md, html, margin, report.stored_target(arms) if target is None else target))
+        return
+    table(arms, margin)
     out.print(f"wrote {md} and {html}", highlight=False, soft_wrap=True)
 
 
 @app.command("ls")
-def ls_cmd(store: str = typer.Option(DEFAULT_STORE, help="Results store."),
-           as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON on stdout.")):
+def ls_cmd(store: str = _store_opt(), as_json: bool = _json_opt("Print the runs as JSON on stdout.")):
     """List stored runs with their status (failed ones with their error)."""
     from tunelab import payload
     from tunelab.store import Store
 
     try:
-        rows = Store(store, create=False).runs()
+        rows = Store(pick_store(store), create=False).runs()
     except TunelabError as e:
         _fail(e)
     if as_json:
-        _print_json([payload.run_summary(r) for r in rows])
+        print_json([payload.run_summary(r) for r in rows])
         return
     t = Table()
     for col in ["id", "status", "task", "model", "method", "n train", "seed", "error"]:
@@ -181,31 +204,32 @@ def ls_cmd(store: str = typer.Option(DEFAULT_STORE, help="Results store."),
 
 
 @app.command()
-def show(run_id: str, store: str = typer.Option(DEFAULT_STORE, help="Results store."),
-         as_json: bool = typer.Option(False, "--json", help="Print the run (config, metrics, every "
-                                      "prediction) as JSON on stdout.")):
+def show(run_id: str = typer.Argument(..., help="Run id (or a unique prefix), from `tunelab ls`."),
+         store: str = _store_opt(),
+         as_json: bool = _json_opt("Print the run (config, metrics, every prediction) as JSON on stdout.")):
     """Show one run: config, metrics with CIs, costs, and a few predictions."""
     from tunelab import payload
     from tunelab.store import Store
 
     try:
-        s = Store(store, create=False)
+        s = Store(pick_store(store), create=False)
         r = s.run(run_id)
+        metrics, preds = s.metrics(r["id"]), s.predictions(r["id"])
     except TunelabError as e:
         _fail(e)
     if as_json:
-        _print_json(payload.run_detail(r, s.metrics(r["id"]), s.predictions(r["id"])))
+        print_json(payload.run_detail(r, metrics, preds))
         return
     out.print(f"[bold]{r['id']}[/] {r['status']}: {r['task']} / {r['model']} / {r['label']} "
-                  f"n={r['n_train']} seed={r['seed']}")
-    for name, m in s.metrics(r["id"]).items():
+              f"n={r['n_train']} seed={r['seed']}")
+    for name, m in metrics.items():
         out.print(f"  {name}: {m['value']:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]")
     for k in ["train_seconds", "eval_seconds", "train_tokens", "trainable_params",
               "prompt_tokens_mean", "gen_tokens_mean", "peak_rss_mb", "git_commit"]:
         out.print(f"  {k}: {r[k]}")
     if r["error"]:
         out.print(f"  error: {r['error']}")
-    for p in s.predictions(r["id"])[:3]:
+    for p in preds[:3]:
         out.print(f"  > {p['input'][:80]!r}\n    ref  {p['target']!r}\n    pred {p['prediction']!r}")
     out.print(f"  config: {json.dumps(payload.run_config(r))}")
 
@@ -217,32 +241,65 @@ def cell_cmd(
     size: int = typer.Option(..., help="Training-set size of the cell."),
     seed: int = typer.Option(0, help="Seed of the cell."),
     model: str = typer.Option(None, help="Model of the cell (if the grid has several)."),
+    store: str = typer.Option(None, "--store", help="Results store (overrides the config's `store:`)."),
+    as_json: bool = _json_opt("Print the cell's key and stored metrics as JSON on stdout."),
 ):
-    """Run one cell. Under `accelerate launch` its training is data-parallel (DDP)."""
+    """Run one cell. Under `accelerate launch` its training is data-parallel (DDP).
+    Exits 1 when the cell failed."""
+    from tunelab import payload
     from tunelab.config import load_config
     from tunelab.grid import run_cell
+    from tunelab.store import Store
 
     try:
-        key = run_cell(load_config(config), method, size, seed, model)
+        cfg = load_config(config)
+        if store:
+            cfg.store = store
+        key = run_cell(cfg, method, size, seed, model)
+        db = Store(cfg.store) if key else None
+        row, metrics = (db.run(key), db.metrics(key)) if db else (None, {})
     except TunelabError as e:
         _fail(e)
-    if key:
-        console.print(f"cell {key} done")
+    if not key:  # a non-zero rank of a data-parallel run: rank 0 reports
+        return
+    if as_json:
+        print_json({"id": key, "status": row["status"], "store": cfg.store, "error": row["error"],
+                    "metrics": {n: payload.ci((m["value"], m["lo"], m["hi"])) for n, m in metrics.items()}})
+    else:
+        say(f"cell {key} {row['status']}" + "".join(f"; {n} {m['value']:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]"
+                                                     for n, m in metrics.items()))
+    if row["status"] != "done":
+        raise typer.Exit(1)
 
 
 @app.command("rerun")
 def rerun_cmd(
     run_id: str = typer.Argument(..., help="Run id (or a unique prefix), from `tunelab ls`."),
-    store: str = typer.Option(DEFAULT_STORE, help="Results store."),
-    out_dir: str = typer.Option("runs/rerun", "--out", help="Where the re-run's own store goes."),
+    store: str = _store_opt(),
+    out_dir: str = typer.Option("runs/rerun", "-o", "--out", help="Folder for the re-run's own store."),
+    as_json: bool = _json_opt(),
 ):
-    """Re-run a stored run from its stored config and compare metrics and predictions."""
+    """Re-run a stored run from its stored config and compare metrics and predictions.
+    Exits 1 when it is not reproduced exactly."""
     from tunelab.rerun import rerun
 
     try:
-        c = rerun(store, run_id, out_dir)
+        c = rerun(pick_store(store), run_id, out_dir)
     except TunelabError as e:
         _fail(e)
+    if as_json:
+        print_json({"run_id": c.run_id, "identical": c.identical, "new_store": str(c.new_store),
+                    "metrics": [{"name": n, "stored": a, "rerun": b} for n, a, b in c.metrics],
+                    "predictions_same": c.predictions_same, "predictions_total": c.predictions_total,
+                    "losses_same": None if c.losses[0] is None else c.losses[0] == c.losses[1],
+                    "drift": c.drift})
+    else:
+        _print_rerun(c)
+    if not c.identical:
+        raise typer.Exit(1)
+
+
+def _print_rerun(c) -> None:
     for name, old, new in c.metrics:
         mark = "same" if old == new else "DIFFERS"
         out.print(f"  {name}: stored {old:.4f}  rerun {new:.4f}  {mark}")
@@ -253,29 +310,35 @@ def rerun_cmd(
     for d in c.drift:
         out.print(f"  environment changed: {d}")
     out.print(f"{c.run_id}: {'reproduced exactly' if c.identical else 'NOT reproduced'} "
-                  f"(rerun stored in {c.new_store})")
-    if not c.identical:
-        raise typer.Exit(1)
+              f"(rerun stored in {c.new_store})")
 
 
 @app.command("export")
 def export_cmd(
     run_id: str = typer.Argument(..., help="Run id (or a unique prefix) of a trained cell."),
-    store: str = typer.Option(DEFAULT_STORE, help="Results store."),
+    store: str = _store_opt(),
     fmt: str = typer.Option("adapter", "--format", help="adapter (PEFT folder), merged "
                             "(safetensors + tokenizer + chat template) or gguf."),
-    dest: Path = typer.Option(..., "-o", "--out", help="Folder to write into."),
+    dest: Path = typer.Option(..., "-o", "--out", help="Folder to write the export into."),
     gguf_type: str = typer.Option("f16", "--gguf-type", help="GGUF tensor type: f32, f16 or q8_0."),
     verify: bool = typer.Option(False, "--verify", help="Load the export back, re-score it on the "
                                 "cell's test slice and store it (the report's 'as shipped' row)."),
+    as_json: bool = _json_opt(),
 ):
     """Export a trained cell (template-linted first); with --verify, re-score what ships."""
     from tunelab.verify import export_and_verify
 
     try:
-        path, v = export_and_verify(store, run_id, fmt, dest, gguf_type, verify)
+        path, v = export_and_verify(pick_store(store), run_id, fmt, dest, gguf_type, verify)
     except TunelabError as e:
         _fail(e)
+    if as_json:
+        from tunelab import payload
+
+        print_json({"path": str(path), "format": fmt, "verified": None if v is None else {
+            "run_id": v.key, "same": v.same, "n": v.n, "near_ties": v.near_ties, "as_trained": v.stored,
+            "as_shipped": {n: payload.ci(m) for n, m in v.metrics.items()}}})
+        return
     say(f"wrote {path}")
     if v is not None:
         for name, (m, lo, hi) in v.metrics.items():
@@ -289,132 +352,25 @@ def export_cmd(
 
 
 @app.command()
-def tasks(name: str = typer.Argument(None, help="Show one task in full.")):
+def tasks(name: str = typer.Argument(None, help="Show one task in full."),
+          as_json: bool = _json_opt("Print the task list (or the one task) as JSON on stdout.")):
     """List the tasks tunelab ships (one line each), or show one: instruction, prompt,
     metrics, how its splits are made, and its config keys with what they do."""
-    import inspect
+    from tunelab.cli_tasks import show_task, task_json, task_list
 
-    from tunelab.config import TaskConfig
-    from tunelab.tasks import TASKS, get_task
-
-    if name is None:
-        for n, cls in TASKS.items():
-            t = cls(TaskConfig(name=n))
-            out.print(f"{n:10s} {t.describe()} (primary: {t.primary})", highlight=False, soft_wrap=True)
-        return
     try:
-        t = get_task(TaskConfig(name=name))
+        if as_json:
+            print_json(task_json(name))
+        elif name is None:
+            task_list()
+        else:
+            show_task(name)
     except TunelabError as e:
         _fail(e)
-    say(f"{name}: {t.describe()}")
-    say(f"instruction (system prompt):\n{t.instruction}")
-    say("prompt: the tokenizer's chat template over [system: instruction, (shots), user: input]; "
-        f"fine-tuned methods use the short instruction: {t.short_instruction!r}")
-    for n, m in t.all_metrics.items():
-        star = " (primary)" if n == t.primary else ""
-        say(f"metric {n}: higher_is_better={m.higher_is_better}{star}")
-    say(inspect.getdoc(inspect.getmodule(type(t))) or "")
-    _config_keys(name)
-
-
-def _config_keys(name: str) -> None:
-    from dataclasses import asdict
-
-    from tunelab.config import RunConfig, TaskConfig, field_docs
-
-    defaults = asdict(TaskConfig(name=name))
-    say("\nconfig keys under `task:` (default in brackets):")
-    for key, doc in field_docs(TaskConfig).items():
-        say(f"  {key} [{defaults[key]}]: {doc}")
-    say("other top-level keys: " + ", ".join(field_docs(RunConfig))
-        + " (a commented example: configs/your_data.yaml; `tunelab init FILE` writes one for your file)")
 
 
 app.add_typer(probe_app, name="probe")
-
-data_app = typer.Typer(no_args_is_help=True, help="Check training data; turn logs into a training set.")
 app.add_typer(data_app, name="data")
-
-
-@data_app.command("check")
-def data_check(
-    train: Path = typer.Argument(..., help="Training file (.jsonl, .json or .csv)."),
-    test: Path = typer.Option(None, "--test", help="Test file: checked for leakage into train."),
-    task: str = typer.Option(None, "--task", help="Read records in this task's format."),
-    model: str = typer.Option(None, "--model", help="Count tokens with this model's tokenizer."),
-    max_tokens: int = typer.Option(None, "--max-tokens", help="Flag longer records (needs --model)."),
-):
-    """Bad records (file:line: field: problem), duplicates, train/test leakage, a summary.
-
-    Exit codes: 0 OK (duplicates are only a warning); 1 the data failed: bad records, a
-    file refused (missing, unreadable, tool calls), records over --max-tokens, or test
-    records leaked into train (the last line counts each); 2 the check could not run
-    (bad option, unknown task, tokenizer not found)."""
-    from tunelab.check import check
-
-    try:
-        reader = None
-        if task:
-            from tunelab.config import TaskConfig
-            from tunelab.tasks import get_task
-
-            reader = get_task(TaskConfig(name=task)).read_file
-        tok = None
-        if model:
-            from tunelab.models import load_tokenizer
-
-            tok = load_tokenizer(model)
-        elif max_tokens:
-            raise TunelabError("--max-tokens needs --model to count tokens")
-        rep = check(train, test, reader, tok, max_tokens)
-    except TunelabError as e:
-        _fail(e)
-    for line in rep.lines():  # the check's result: stdout
-        say(line)
-    if not rep.ok:
-        raise typer.Exit(1)
-
-
-def _fractions(text: str) -> tuple[float, float, float]:
-    try:
-        parts = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3 or min(parts) < 0 or abs(sum(parts) - 1) > 1e-6:
-        raise TunelabError(f"--split: expected three fractions summing to 1 like 0.8,0.1,0.1, got {text!r}")
-    return parts
-
-
-@data_app.command("from-logs")
-def data_from_logs(
-    logs: list[Path] = typer.Argument(..., help="JSONL log files."),
-    dest: Path = typer.Option(..., "-o", "--out", help="Output JSONL of {messages: [...]}."),
-    min_rating: float = typer.Option(None, help="Keep only records whose rating field is >= this."),
-    rating_field: str = typer.Option("rating", help="Field holding the user rating (dots for nesting)."),
-    drop_regex: str = typer.Option(None, help="Drop conversations with a message matching this regex."),
-    dedupe: bool = typer.Option(True, help="Drop exact duplicate conversations."),
-    redact: bool = typer.Option(True, help="Replace e-mail addresses and phone numbers."),
-    split: str = typer.Option(None, help="train,val,test fractions, e.g. 0.8,0.1,0.1."),
-    seed: int = typer.Option(0, help="Seed of the split."),
-):
-    """Turn chat-completions logs, message lists or prompt/completion pairs into a training set."""
-    import re
-
-    from tunelab.logs import from_logs
-
-    try:
-        if drop_regex:
-            try:
-                re.compile(drop_regex)
-            except re.error as e:
-                raise TunelabError(f"--drop-regex: invalid regular expression: {e}") from None
-        fractions = _fractions(split) if split else None
-        summary = from_logs(list(logs), dest, rating_field if min_rating is not None else None,
-                            min_rating, drop_regex, dedupe, redact, fractions, seed)
-    except TunelabError as e:
-        _fail(e)
-    for line in summary.lines():
-        say(line)
 
 
 def main() -> None:  # pragma: no cover

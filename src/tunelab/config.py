@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
-import os
 import textwrap
 import types
 import typing
@@ -68,7 +67,8 @@ class TaskConfig:
     name: str = "viggo"
     """Task name (see `tunelab tasks`)."""
     data_dir: str | None = None
-    """Folder with the task's files; default: $TUNELAB_DATA_DIR/<task's folder>."""
+    """Folder with the task's files; default: $TUNELAB_DATA_DIR/<task's folder> if it exists, else
+    the copy shipped with tunelab, else the public dataset (fetched through `datasets`)."""
     train: str | None = None
     """Training file (jsonl task): path, absolute or relative to data_dir."""
     validation: str | None = None
@@ -519,4 +519,7 @@ def method_train(cfg: RunConfig, method: MethodConfig) -> TrainConfig:
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("TUNELAB_DATA_DIR", "../shared/data"))
+    """Where relative data paths are looked up: $TUNELAB_DATA_DIR, else the shipped data."""
+    from tunelab.datasource import data_root
+
+    return data_root()

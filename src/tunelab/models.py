@@ -20,6 +20,7 @@ import torch
 
 from tunelab import TunelabError, device
 from tunelab.config import ModelConfig
+from tunelab.ui import quiet_transformers
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ def _assembled(alias: str, pkg: Packaged) -> Path:
 def _from_gguf(gguf: Path, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_transformers()
+
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
     return model, tok
@@ -119,6 +122,8 @@ def load_model(cfg: ModelConfig):
     """Load (model, tokenizer) for generation and training, on the device model.device
     resolves to (device.py); returns them in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quiet_transformers()
 
     if cfg.dtype not in DTYPES:
         raise TunelabError(f"Unknown dtype '{cfg.dtype}'. Available: {', '.join(DTYPES)}")

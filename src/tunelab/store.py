@@ -46,6 +46,36 @@ class StoreError(TunelabError):
     already stored is touched."""
 
 
+def damaged(path: Path, e: Exception) -> TunelabError:
+    """One line for a store SQLite cannot read (a corrupted page, not an SQLite file)."""
+    return TunelabError(f"{path}: results store is damaged ({e}): move it aside and run again "
+                        f"(finished cells are redone), or restore a copy; `sqlite3 {path} .recover` "
+                        "may save its rows")
+
+
+DAMAGE = ("malformed", "not a database", "file is encrypted")
+"""SQLite's words for a damaged file (as opposed to a locked, read-only or full one)."""
+
+
+def _is_damage(e: sqlite3.Error) -> bool:
+    return isinstance(e, sqlite3.DatabaseError) and any(w in str(e) for w in DAMAGE)
+
+
+def _reads(fn):
+    """Turn a damaged file met while reading into one line naming the store."""
+
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            if _is_damage(e):
+                raise damaged(self.path, e) from None
+            raise
+
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
 def _writes(fn):
     """Turn SQLite write failures into one clear line naming the store."""
 
@@ -53,6 +83,8 @@ def _writes(fn):
         try:
             return fn(self, *args, **kwargs)
         except sqlite3.Error as e:
+            if _is_damage(e):
+                raise damaged(self.path, e) from None
             raise StoreError(f"{self.path}: cannot write results store: {e}") from None
 
     wrapper.__doc__ = fn.__doc__
@@ -72,9 +104,13 @@ class Store:
             self.db.execute("PRAGMA foreign_keys=ON")
             if self.db.execute("SELECT name FROM sqlite_master WHERE name='runs'").fetchone() is None:
                 self.db.executescript(SCHEMA)
-        except (sqlite3.Error, OSError) as e:
+        except sqlite3.Error as e:
+            raise (damaged(self.path, e) if _is_damage(e) else
+                   TunelabError(f"{self.path}: cannot open results store: {e}")) from None
+        except OSError as e:
             raise TunelabError(f"{self.path}: cannot open results store: {e}") from None
 
+    @_reads
     def status(self, key: str) -> str | None:
         row = self.db.execute("SELECT status FROM runs WHERE id=?", (key,)).fetchone()
         return row["status"] if row else None
@@ -135,16 +171,19 @@ class Store:
             self.db.execute("CREATE TABLE IF NOT EXISTS aliases (key TEXT PRIMARY KEY, run_id TEXT)")
             self.db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?)", (key, run_id))
 
+    @_reads
     def aliases(self) -> dict[str, str]:
         """Cell key -> the run id it is stored under, for cells found by an older key."""
         if self.db.execute("SELECT name FROM sqlite_master WHERE name='aliases'").fetchone() is None:
             return {}
         return dict(self.db.execute("SELECT key, run_id FROM aliases").fetchall())
 
+    @_reads
     def runs(self, status: str | None = None) -> list[dict]:
         q = "SELECT * FROM runs" + (" WHERE status=?" if status else "") + " ORDER BY started"
         return [dict(r) for r in self.db.execute(q, (status,) if status else ())]
 
+    @_reads
     def run(self, prefix: str) -> dict:
         rows = self.db.execute("SELECT * FROM runs WHERE id LIKE ?", (prefix + "%",)).fetchall()
         if not rows:  # a current cell key whose run is stored under an older key
@@ -154,10 +193,12 @@ class Store:
             raise TunelabError(f"run '{prefix}': {'no' if not rows else 'ambiguous'} match in {self.path}")
         return dict(rows[0])
 
+    @_reads
     def metrics(self, run_id: str) -> dict[str, dict]:
         rows = self.db.execute("SELECT * FROM metrics WHERE run_id=?", (run_id,))
         return {r["name"]: dict(r) for r in rows}
 
+    @_reads
     def predictions(self, run_id: str) -> list[dict]:
         rows = self.db.execute("SELECT * FROM predictions WHERE run_id=? ORDER BY idx", (run_id,))
         return [{**dict(r), "scores": json.loads(r["scores"])} for r in rows]

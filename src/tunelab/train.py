@@ -34,7 +34,7 @@ from tunelab.stopping import (
     schedule_position,
     train_budget,
 )
-from tunelab.ui import console, progress
+from tunelab.ui import budget_text, console, train_progress
 
 
 @dataclass
@@ -422,8 +422,8 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
     shard.module.train()
     # On a bf16 CUDA card the frozen weights train in bf16 (device.frozen_in); FSDP owns its copy.
     half = prec.precision == "bf16" and cuda_bf16(of(model)) and shard.kind != "fsdp"
-    with progress() as bar, frozen_in(shard.module, torch.bfloat16 if half else None):
-        task = bar.add_task(label, total=total, info="")
+    with train_progress() as bar, frozen_in(shard.module, torch.bfloat16 if half else None):
+        task = bar.add_task(label, total=total, budget=budget_text(0, total, 0.0, cfg.max_seconds), info="")
         while stats.steps < total:
             if not micro:
                 micro = _batches([len(e.ids) for e in data], cfg.batch_size, rng)
@@ -454,7 +454,11 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
                 # last (already validated), not one more step and a second validation
                 if not last:
                     out_of_time = no_room()
-            bar.update(task, advance=1, info=f"loss {step_loss:.3f}{val_info}  {rate:.0f} tok/s")
+            spent = time.perf_counter() - t0  # the bar: the budget that binds (schedule_position)
+            done = min(total, schedule_position(stats.steps, total, spent, cfg.max_seconds))
+            bar.update(task, completed=done,
+                       budget=budget_text(stats.steps, total, spent, cfg.max_seconds),
+                       info=f"loss {step_loss:.3f}{val_info}  {rate:.0f} tok/s")
             if on_step is not None:
                 paused = time.perf_counter()
                 stats.seconds = paused - t0

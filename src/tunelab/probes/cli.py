@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import typer
 
 from tunelab import TunelabError
-from tunelab.ui import console
+from tunelab.ui import console, say
 from tunelab.ui import fail as _fail
 
 probe_app = typer.Typer(no_args_is_help=True,
@@ -39,7 +38,35 @@ def _methods(text: str) -> list[str]:
     return out
 
 
-def _run(probe: str, settings, store: str, out: str) -> None:
+OUT_HELP = "Folder to write the probe report (report.md, report.html) into."
+JSON_HELP = "Print the verdicts and the report's paths as JSON on stdout."
+
+
+def _verdicts(db, probe: str | None) -> list[str]:
+    """The probe's verdict lines (both probes' when `probe` is None)."""
+    from tunelab.probes import summary
+
+    lines = []
+    if probe in (None, "facts"):
+        lines += summary.facts_lines(summary.load(db, "facts"))
+    if probe in (None, "substitute"):
+        lines += summary.substitute_lines(summary.load(db, "substitute"))
+    return lines
+
+
+def _results(lines: list[str], md, html, as_json: bool) -> None:
+    """Verdicts and report paths: results, so on stdout."""
+    if as_json:
+        from tunelab.cli_output import print_json
+
+        print_json({"verdicts": lines, "report": {"html": str(html), "md": str(md)}})
+        return
+    for line in lines:
+        say(f"- {line}")
+    say(f"report: {html} (and {md})")
+
+
+def _run(probe: str, settings, store: str, out: str, as_json: bool = False) -> None:
     """Load the model, run the probe into the store, rebuild the report, print verdicts."""
     import importlib
 
@@ -56,11 +83,7 @@ def _run(probe: str, settings, store: str, out: str) -> None:
     console.print(f"model {settings.model} loaded in {secs:.1f} s")
     importlib.import_module(PROBES[probe]).run(settings, model, tok, db)
     md, html = summary.build(store, out)
-    lines = summary.substitute_lines(summary.load(db, "substitute")) if probe == "substitute" \
-        else summary.facts_lines(summary.load(db, "facts"))
-    for line in lines:
-        console.print(f"- {line}", highlight=False, markup=False, soft_wrap=True)
-    console.print(f"report: {html} (and {md})")
+    _results(_verdicts(db, probe), md, html, as_json)
     console.print(f"wall time: {time.perf_counter() - t0:.0f} s")
 
 
@@ -75,18 +98,20 @@ def substitute_cmd(
     scope: str = typer.Option("play", help="play: the stretch naming the character; all: everything."),
     samples: int = typer.Option(20, help="Samples per generation prompt."),
     seed: int = typer.Option(0),
-    store: str = typer.Option(STORE, help="Results store."),
-    out: str = typer.Option(OUT, help="Report folder."),
+    store: str = typer.Option(STORE, "--store", help="Results store the probe writes."),
+    out: str = typer.Option(OUT, "-o", "--out", help=OUT_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Rename a character, fine-tune, and measure which level moved: form, surface, fact."""
     from tunelab.probes.substitute import SubstituteSettings
 
     try:
-        data = Path(os.environ.get("TUNELAB_DATA_DIR", "../shared/data"))
-        corpus = corpus or data / "tiny_shakespeare" / "input.txt"
+        from tunelab.datasource import resolve
+
+        corpus = corpus or resolve("tiny_shakespeare") / "input.txt"
         s = SubstituteSettings(corpus=str(corpus), old=old, new=new, model=model, methods=_methods(methods),
                                steps=_ints(steps, "--steps"), scope=scope, samples=samples, seed=seed)
-        _run("substitute", s, store, out)
+        _run("substitute", s, store, out, as_json)
     except TunelabError as e:
         _fail(e)
 
@@ -110,8 +135,9 @@ def facts_cmd(
     replay_data: Path = typer.Option(None, help="Replay examples, JSON/JSONL with instruction, input, output "
                                      "(default: $TUNELAB_DATA_DIR/alpaca/alpaca_5000.json)."),
     seed: int = typer.Option(0),
-    store: str = typer.Option(STORE, help="Results store."),
-    out: str = typer.Option(OUT, help="Report folder."),
+    store: str = typer.Option(STORE, "--store", help="Results store the probe writes."),
+    out: str = typer.Option(OUT, "-o", "--out", help=OUT_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Teach invented facts by fine-tuning, in context and by retrieval; score near, paraphrase,
     reversal, hallucination and forgetting."""
@@ -127,19 +153,22 @@ def facts_cmd(
         for name, path in (("kb", kb), ("unanswerable", unanswerable), ("general", general)):
             if path:
                 setattr(s, name, str(path))
-        _run("facts", s, store, out)
+        _run("facts", s, store, out, as_json)
     except TunelabError as e:
         _fail(e)
 
 
 @probe_app.command("report")
-def report_cmd(store: str = typer.Option(STORE, help="Results store."),
-               out: str = typer.Option(OUT, help="Report folder.")):
-    """Rebuild the facts-vs-form report from the stored probe runs."""
+def report_cmd(store: str = typer.Option(STORE, "--store", help="Results store of the probes."),
+               out: str = typer.Option(OUT, "-o", "--out", help=OUT_HELP),
+               as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+    """Rebuild the facts-vs-form report from the stored probe runs; print the verdicts."""
     from tunelab.probes import summary
+    from tunelab.store import Store
 
     try:
         md, html = summary.build(store, out)
+        lines = _verdicts(Store(store, create=False), None)
     except TunelabError as e:
         _fail(e)
-    console.print(f"report: {html} (and {md})")
+    _results(lines, md, html, as_json)

@@ -50,7 +50,7 @@ class FactsSettings:
     general: str = str(DATA / "general_qa.jsonl")
     general_text: str = ""
     """Held-out general text for perplexity (JSON/JSONL with `output` or `text`); default:
-    $TUNELAB_DATA_DIR/alpaca/alpaca_5000.json."""
+    $TUNELAB_DATA_DIR/alpaca/alpaca_5000.json (else the public Alpaca set)."""
     model: str = "smollm2-135m"
     methods: list[str] = field(default_factory=lambda: ["lora", "full"])
     epochs: list[int] = field(default_factory=lambda: [2, 5, 10])
@@ -73,7 +73,8 @@ class FactsSettings:
     """Share of general instruction examples in the training mix of an extra arm per
     fine-tune, "<method> + replay", at the last epoch count (0: no such arm)."""
     replay_data: str = ""
-    """Where they are drawn from; default $TUNELAB_DATA_DIR/alpaca/alpaca_5000.json."""
+    """Where they are drawn from; default $TUNELAB_DATA_DIR/alpaca/alpaca_5000.json (else the
+    public Alpaca set)."""
     seed: int = 0
 
 

@@ -4,8 +4,9 @@ remedy for forgetting, so the probe can measure what it buys.
 `replay` r is the share of the training mix made of general examples: with n fact
 sentences, round(n * r / (1 - r)) examples are drawn (r = 0.5: as many as facts), seeded,
 from an Alpaca-style file (JSON/JSONL records with `instruction`, optional `input`,
-`output`; default $TUNELAB_DATA_DIR/alpaca/alpaca_5000.json). They are trained as chat
-turns with the loss on the reply only, the format the probe's questions are asked in.
+`output`; default $TUNELAB_DATA_DIR/alpaca/alpaca_5000.json, else the public Alpaca set
+through `datasets`). They are trained as chat turns with the loss on the reply only, the
+format the probe's questions are asked in.
 
 The draw never includes what measures forgetting: a record whose reply is one of the
 held-out general texts (perplexity), or one that holds every content word of a general
@@ -14,7 +15,6 @@ question together with its answer ("Name the capital of Norway." -> "... Oslo").
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from pathlib import Path
@@ -34,7 +34,10 @@ STOP = frozenset("what which where when who whom whose does many much name calle
 
 
 def default_path() -> Path:
-    return Path(os.environ.get("TUNELAB_DATA_DIR", "../shared/data")) / "alpaca" / "alpaca_5000.json"
+    """alpaca_5000.json from the local mirror, else exported from the public Alpaca set."""
+    from tunelab.datasource import resolve
+
+    return resolve("alpaca") / "alpaca_5000.json"
 
 
 def replay_count(n_train: int, fraction: float) -> int:

@@ -9,6 +9,7 @@ from typing import ClassVar
 from tunelab import TunelabError
 from tunelab.config import TaskConfig, data_dir
 from tunelab.data import DataError, Example, read_examples, sample, split
+from tunelab.datasource import resolve
 from tunelab.metrics import METRICS, Metric, first_line, get_metric
 from tunelab.scoring import Scoring
 
@@ -77,7 +78,10 @@ class Task:
         return {**self.metrics, **self.corpus_metrics}
 
     def root(self) -> Path:
-        return Path(self.cfg.data_dir) if self.cfg.data_dir else data_dir() / self.folder
+        """task.data_dir, else the task's folder found by tunelab.datasource.resolve."""
+        if self.cfg.data_dir:
+            return Path(self.cfg.data_dir)
+        return resolve(self.folder) if self.folder else data_dir()
 
     def path(self, name: str) -> Path:
         p = Path(name)
