@@ -41,21 +41,21 @@ RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 def machine() -> str:
     """The machine in words (no model name) and torch's threads."""
-    from tunelab.provenance import machine_kind
+    from tunelab.core.provenance import machine_kind
 
     return f"{machine_kind()}, torch {torch.__version__} ({torch.get_num_threads()} threads)"
 
 
 def load(name: str = MODEL):
-    from tunelab.config import ModelConfig
-    from tunelab.models import load_model
+    from tunelab.backends.local_model import load_model
+    from tunelab.core.config import ModelConfig
 
     return load_model(ModelConfig(name=name))
 
 
 def viggo():
     """ViGGO splits from $TUNELAB_DATA_DIR (no test sampling: benches pick their own)."""
-    from tunelab.config import TaskConfig
+    from tunelab.core.config import TaskConfig
     from tunelab.tasks import get_task
 
     return get_task(TaskConfig(name="viggo")).splits()
@@ -74,7 +74,7 @@ def emit(figures: dict[str, object], rows: list[dict] | None = None) -> Path:
     """The parseable tail every benchmark ends with (one `name: value` per line), and its
     result file results/bench_<script>.json: the figures, the per-arm rows if any, and
     where they came from. Returns the file's path."""
-    from tunelab.payload import _finite, provenance
+    from tunelab.report.json_results import _finite, provenance
 
     figures = {k: v for k, v in figures.items() if k != "machine"}  # provenance names it
     for k, v in figures.items():

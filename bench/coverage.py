@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from tunelab.metrics import paired_bootstrap
+from tunelab.tasks.metrics import paired_bootstrap
 
 SIZES = (40, 100, 200)
 METHODS = ("percentile", "bca", "studentized", "t")
@@ -50,8 +50,8 @@ def synthetic(n: int, delta: float, rng) -> np.ndarray:
 
 def from_store(path: str, a: str, b: str, metric: str | None) -> tuple[np.ndarray, str]:
     """Per-example differences a - b of two arms of a store, and the metric's name."""
-    from tunelab.arms import load_arms, primary_metric
-    from tunelab.store import Store
+    from tunelab.core.store import Store
+    from tunelab.decide.arms import load_arms, primary_metric
 
     arms = {x.name: x for x in load_arms(Store(path, create=False))}
     missing = [n for n in (a, b) if n not in arms]
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         source = f"synthetic 0/1 scores, Beta(2, 2) difficulty, delta {args.delta}, {pop.size} examples"
     rows = coverage(pop, args.sizes, args.reps, args.boot, args.seed)
     name = args.name or ("synthetic" if args.synthetic else Path(args.store).stem)
-    from tunelab.payload import provenance
+    from tunelab.report.json_results import provenance
 
     out = {"provenance": provenance(argv if argv is not None else sys.argv[1:], "python bench/coverage.py"),
            "source": source, "truth": float(pop.mean()), "nominal": 0.95,

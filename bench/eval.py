@@ -1,4 +1,4 @@
-"""Few-shot evaluation speed: tunelab.generate vs a naive loop of model.generate.
+"""Few-shot evaluation speed: tunelab.backends.generate vs a naive loop of model.generate.
 
 Run from the repository root with the venv activated, alone on the machine:
     python bench/eval.py [--n 200] [--naive 40] [--batch 16]   # writes results/bench_eval.json
@@ -30,11 +30,11 @@ def main() -> None:
     ap.add_argument("--naive", type=int, default=40)
     ap.add_argument("--batch", type=int, default=16)
     a = ap.parse_args()
-    from tunelab.config import TaskConfig
-    from tunelab.data import sample
-    from tunelab.generate import generate
-    from tunelab.models import stop_ids
-    from tunelab.prompt import messages, render, shots_of
+    from tunelab.backends.generate import generate
+    from tunelab.backends.local_model import stop_ids
+    from tunelab.backends.prompt import messages, render, shots_of
+    from tunelab.core.config import TaskConfig
+    from tunelab.data.readers import sample
     from tunelab.tasks import get_task
 
     model, tok = load()

@@ -21,7 +21,7 @@ import numpy as np
 from common import emit
 from scipy.stats import norm
 
-from tunelab.curvefit import candidates, spanned
+from tunelab.decide.curvefit import candidates, spanned
 
 SIZES = [25, 50, 100, 200, 400]
 SHAPES = {

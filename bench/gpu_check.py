@@ -16,7 +16,7 @@ Parts (each runs even when an earlier one failed; a failure is a row with its er
             (train.accumulate, precision as `train.precision: auto` decides on the device)
             against TRL's SFTTrainer on the same batches in the same precision; the final
             losses side by side (equal loss check).
-  generate  tokens/s of tunelab.generate against plain model.generate (greedy), and how
+  generate  tokens/s of tunelab.backends.generate against plain model.generate (greedy), and how
             many of their outputs are equal.
 
 Prints one table and writes results/bench_gpu_check.json: the command line, the code version,
@@ -86,7 +86,7 @@ def tokenizer(texts: list[str]):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from tunelab.models import prepare_tokenizer
+    from tunelab.backends.local_model import prepare_tokenizer
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -135,14 +135,14 @@ def reset_peak(dev: torch.device) -> None:
 
 def grid_part(dev: torch.device, work: Path) -> list[dict]:
     """The tests' tiny grid on the device; raises if any cell or forward ran elsewhere."""
-    import tunelab.executors as executors
-    import tunelab.generate as gen
-    import tunelab.train as train
-    from tunelab import report
-    from tunelab.config import load_config
-    from tunelab.device import of
-    from tunelab.grid import run_grid
-    from tunelab.verify import ship_best
+    import tunelab.backends.generate as gen
+    import tunelab.run.executors as executors
+    import tunelab.train.loop as train
+    from tunelab.backends.device import of
+    from tunelab.core.config import load_config
+    from tunelab.report import build as report
+    from tunelab.run.grid import run_grid
+    from tunelab.ship.verify import ship_best
 
     data, model_dir = work / "data", work / "tiny-model"
     data.mkdir(parents=True)
@@ -197,7 +197,7 @@ def grid_part(dev: torch.device, work: Path) -> list[dict]:
 def batches(size: dict, vocab: int, n: int) -> list:
     """n steps of `batch` copy-task sequences (the completion repeats the prompt's start,
     so the loss falls), as tunelab Encoded items; the same items feed both loops."""
-    from tunelab.train import Encoded
+    from tunelab.train.loop import Encoded
 
     g = torch.Generator().manual_seed(0)
     out = []
@@ -212,7 +212,7 @@ def batches(size: dict, vocab: int, n: int) -> list:
 def trainable(model, method: str):
     from peft import get_peft_model
 
-    from tunelab.config import TrainConfig
+    from tunelab.core.config import TrainConfig
     from tunelab.methods.lora import lora_config
 
     if method == "lora":
@@ -227,10 +227,10 @@ def trainable(model, method: str):
 def tunelab_arm(model, items, size, method, dev) -> dict:
     """tunelab's optimizer step (train.accumulate, micro-batched, precision auto on the
     device, frozen weights in bf16 where train_loop holds them so) on fixed batches."""
-    from tunelab.config import TrainConfig
-    from tunelab.device import cuda_bf16, frozen_in
-    from tunelab.precision import choose
-    from tunelab.train import accumulate, micro_batches
+    from tunelab.backends.device import cuda_bf16, frozen_in
+    from tunelab.core.config import TrainConfig
+    from tunelab.train.loop import accumulate, micro_batches
+    from tunelab.train.precision import choose
 
     prec = choose("auto", device=dev) if dev.type == "cuda" else choose("fp32")
     params = [p for p in model.parameters() if p.requires_grad]
@@ -333,8 +333,8 @@ def train_part(dev: torch.device, size: dict, tok) -> list[dict]:
 # ---- part 3: generation throughput ------------------------------------------------------
 
 def generate_part(dev: torch.device, size: dict, tok) -> list[dict]:
-    from tunelab.generate import generate
-    from tunelab.prompt import messages, render
+    from tunelab.backends.generate import generate
+    from tunelab.backends.prompt import messages, render
 
     shape = size["models"][0]
     model = random_model(shape, tok, dev)
@@ -359,7 +359,7 @@ def generate_part(dev: torch.device, size: dict, tok) -> list[dict]:
     sync(dev)
     plain_s = time.perf_counter() - t
     same = sum(a.text.strip() == p.strip() for a, p in zip(ours, plain, strict=True))
-    return [{"part": "generate", "what": f"{shape} tunelab.generate", "arm": "tunelab",
+    return [{"part": "generate", "what": f"{shape} tunelab.backends.generate", "arm": "tunelab",
              "tokens_per_s": round(sum(g.gen_tokens for g in ours) / ours_s), "same_outputs": same,
              "of": len(prompts)},
             {"part": "generate", "what": f"{shape} model.generate", "arm": "hf",
@@ -382,7 +382,7 @@ def version() -> str:
 
 
 def machine(dev: torch.device) -> str:
-    from tunelab.device import describe
+    from tunelab.backends.device import describe
 
     return (f"{describe(dev)}; {os.cpu_count()} CPUs ({platform.machine()}); torch {torch.__version__}"
             f"{', CUDA ' + str(torch.version.cuda) if dev.type == 'cuda' else ''}")
@@ -413,7 +413,7 @@ def main() -> int:
                     "or results/bench_gpu_check_dry_run.json with --dry-run, so a CPU dry run never "
                     "stands in for the GPU figures)")
     a = ap.parse_args()
-    from tunelab.device import resolve
+    from tunelab.backends.device import resolve
 
     dev = torch.device("cpu") if a.dry_run else resolve(a.device)
     size = DRY if a.dry_run else FULL
@@ -429,7 +429,7 @@ def main() -> int:
             except Exception as e:  # the next part still runs; the error is a row
                 rows.append({"part": name, "what": "failed", "error": f"{type(e).__name__}: {e}",
                              "trace": traceback.format_exc(limit=5)})
-    from tunelab.payload import provenance
+    from tunelab.report.json_results import provenance
 
     prov = {**provenance(sys.argv[1:], "python bench/gpu_check.py"), "machine": machine(dev)}
     result = {"provenance": prov, "command": prov["command"], "version": version(),

@@ -6,7 +6,7 @@ Run from the repository root with the venv activated, alone on the machine:
 Each load runs in a fresh process (as a user's `tunelab run` would) with TUNELAB_CACHE
 pointing at a new empty folder, so the first load really is the first; wall time of
 load_model() and the process's peak RSS are reported. The import of transformers' Llama
-code and tunelab.models is timed separately first (`*_import_s`): every process pays it
+code and tunelab.backends.local_model is timed separately first (`*_import_s`): every process pays it
 once, whatever model it loads; `*_load_s` is the model itself (read, build, tokenizer).
 """
 
@@ -28,7 +28,7 @@ def main() -> None:
         with Timer() as imp:  # the libraries, imported once per process whatever is loaded
             import transformers.models.llama.modeling_llama  # noqa: F401
 
-            import tunelab.models  # noqa: F401
+            import tunelab.backends.local_model  # noqa: F401
         with Timer() as t:
             load()
         print("RESULT " + json.dumps({"s": t.s, "import_s": imp.s, "peak": peak_rss_gb()}))

@@ -32,7 +32,7 @@ CASES = [(128, 8, "640"), (256, 8, "640"), (512, 8, "640"), (256, 4, "640"), (25
 def child(length: int, batch: int, budget: str) -> dict:
     from peft import LoraConfig, get_peft_model
 
-    from tunelab.train import Encoded, accumulate, micro_batches
+    from tunelab.train.loop import Encoded, accumulate, micro_batches
 
     torch.manual_seed(0)
     model, tok = load()

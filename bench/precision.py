@@ -12,7 +12,7 @@ The arms take their steps in turn (fp32 step 1, bf16 step 1, fp32 step 2, ...), 
 slowdown of the machine hits both alike. The first step of each arm is warm-up. Printed:
 median s/step, real tokens/s, the speed ratio, every step's training loss, held-out loss
 after training (the same 16 validation examples), and the start-up check's own decision
-(tunelab.precision.choose) with its matmul figures.
+(tunelab.train.precision.choose) with its matmul figures.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def interleaved(models: dict, precisions: dict, data: list, steps: int, batch: i
     """The same LoRA steps on every arm, taken in turn (arm 1 step 1, arm 2 step 1, ...), so
     a slowdown of the machine hits all alike: each arm's seconds and loss per step, and the
     real tokens of the steps after the first `warm`."""
-    from tunelab.train import accumulate, micro_batches
+    from tunelab.train.loop import accumulate, micro_batches
 
     opts = {name: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-3,
                                     fused=True) for name, m in models.items()}
@@ -69,8 +69,8 @@ def interleaved(models: dict, precisions: dict, data: list, steps: int, batch: i
 
 
 def main() -> None:
-    from tunelab.precision import autocast, choose
-    from tunelab.train import Shard, validation_loss
+    from tunelab.train.loop import Shard, validation_loss
+    from tunelab.train.precision import autocast, choose
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=8)

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 from common import emit
 
+from tunelab.eval.predictor import prompt_text
 from tunelab.methods.base import chat_predictor
-from tunelab.predictor import prompt_text
-from tunelab.ship import load_source
-from tunelab.verify import load_artifact
+from tunelab.ship.export import load_source
+from tunelab.ship.verify import load_artifact
 
 
 def differing(store: str, run_id: str, a: str, b: str) -> list[str]:

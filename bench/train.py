@@ -12,7 +12,7 @@ Each arm runs in its own process, so its peak RSS is its own. The first step is 
 and excluded from step time and tokens/s. Real tokens are non-padding tokens.
 
 Arms:
-  tunelab   tunelab.train.accumulate (supervised-only LM head, length-sorted micro-batches)
+  tunelab   tunelab.train.loop.accumulate (supervised-only LM head, length-sorted micro-batches)
   tunelab_onebatch  the same without micro-batching (the step's 8 examples padded together)
   plain     model(input_ids, attention_mask, labels=...) on a dynamically padded batch
   trl       SFTTrainer, bf16=False, its other defaults (gradient checkpointing on)
@@ -45,9 +45,9 @@ RUNS = {
 
 
 def encoded(tok, examples, max_length):
-    from tunelab.prompt import messages
+    from tunelab.backends.prompt import messages
     from tunelab.tasks.viggo import SHORT_INSTRUCTION
-    from tunelab.train import encode
+    from tunelab.train.loop import encode
 
     return [encode(tok, messages(SHORT_INSTRUCTION, e.input), e.target, max_length, e.id) for e in examples]
 
@@ -71,7 +71,7 @@ def setup(method: str, n_train: int, max_length: int):
 
 
 def heldout_loss(model, tok, held) -> float:
-    from tunelab.train import collate, completion_loss_sum
+    from tunelab.train.loop import collate, completion_loss_sum
 
     model.eval()
     ids, att, sup = collate(held, tok.pad_token_id)
@@ -94,19 +94,19 @@ def loop(model, tok, train, batch, lr, step_fn) -> tuple[list[float], list[float
 
 
 def tunelab_step(model, items, pad_id) -> float:
-    from tunelab.train import accumulate, micro_batches
+    from tunelab.train.loop import accumulate, micro_batches
 
     return accumulate(model, micro_batches(items), pad_id)[0]
 
 
 def onebatch_step(model, items, pad_id) -> float:
-    from tunelab.train import accumulate
+    from tunelab.train.loop import accumulate
 
     return accumulate(model, [items], pad_id)[0]
 
 
 def plain_step(model, items, pad_id) -> float:
-    from tunelab.train import collate
+    from tunelab.train.loop import collate
 
     ids, att, sup = collate(items, pad_id)
     labels = torch.where(sup, ids, torch.full_like(ids, -100))

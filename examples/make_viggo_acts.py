@@ -21,7 +21,7 @@ PER_ACT, EXTRA_INFORM, SEED = 22, 2, 0
 
 
 def main() -> None:
-    from tunelab.datasource import resolve
+    from tunelab.data.datasource import resolve
 
     src = resolve("viggo") / "train.csv"  # the mirror if $TUNELAB_DATA_DIR has one, else shipped
     by_act = defaultdict(list)

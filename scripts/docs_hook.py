@@ -55,7 +55,7 @@ def _default(f: dataclasses.Field) -> str:
 def inherited_docs(cls) -> dict[str, str]:
     """field_docs over the class and its dataclass bases (a method's settings inherit
     `prompt` and `k` from base classes)."""
-    from tunelab.config import field_docs
+    from tunelab.core.config import field_docs
 
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
@@ -83,12 +83,12 @@ def _table(rows) -> list[str]:
 
 
 def config_reference() -> str:
-    from tunelab import config
+    from tunelab.core import config
     from tunelab.methods import METHODS
     from tunelab.methods.base import COMMON
 
     lines = ["# Configuration reference", "",
-             "Generated from the config dataclasses' field docstrings (`src/tunelab/config.py`) "
+             "Generated from the config dataclasses' field docstrings (`src/tunelab/core/config.py`) "
              "and each method's own settings (`src/tunelab/methods/`). An unknown key fails when "
              "the config is read, naming the file and the key.", ""]
     for where, name, about in SECTIONS:
@@ -140,11 +140,11 @@ def _command_docs(cmd, path: str, level: int) -> list[str]:
 def cli_reference() -> str:
     import typer
 
-    from tunelab.cli import app
+    from tunelab.cli.main import app
 
     root = typer.main.get_command(app)
     lines = ["# Command-line reference", "",
-             "Generated from the typer app (`src/tunelab/cli.py`); `tunelab COMMAND --help` prints "
+             "Generated from the typer app (`src/tunelab/cli/main.py`); `tunelab COMMAND --help` prints "
              "the same.", ""]
     lines += _command_docs(root, "tunelab", 1)[2:]  # the app's help, then its commands
     return "\n".join(lines)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).parents[1] / "src" / "tunelab" / "datasets"
+DATA = Path(__file__).parents[1] / "src" / "tunelab" / "data" / "datasets"
 """The data shipped in the repository (the tests never read a mirror or the network)."""
 
 CHATML = (
@@ -83,8 +83,8 @@ def woken_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny(tiny_model_dir):
-    from tunelab.config import ModelConfig
-    from tunelab.models import load_model
+    from tunelab.backends.local_model import load_model
+    from tunelab.core.config import ModelConfig
 
     return load_model(ModelConfig(name=str(tiny_model_dir)))
 

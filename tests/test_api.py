@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import viggo_rows
-from tunelab.cli import app
+from tunelab.cli.main import app
 
 KEY = "sk-test-secret-1234"
 runner = CliRunner()

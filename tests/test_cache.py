@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tunelab import cache
+from tunelab.core import cache
 
 
 def test_cached_json_computes_once(tmp_path):

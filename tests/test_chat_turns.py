@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tunelab.config import MethodConfig, TaskConfig, TrainConfig
-from tunelab.data import Example
+from tunelab.core.config import MethodConfig, TaskConfig, TrainConfig
+from tunelab.data.readers import Example
 from tunelab.tasks import get_task
 
 HISTORY = [{"role": "user", "content": "My name is Ada."},

@@ -9,8 +9,8 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from tests.conftest import viggo_rows, write_config
-from tunelab.cli import app
-from tunelab.metrics import bootstrap_ci
+from tunelab.cli.main import app
+from tunelab.tasks.metrics import bootstrap_ci
 
 METHODS = (
     "  - {name: zero_shot}\n"
@@ -29,11 +29,11 @@ def _runs(db):
 def _half_right(monkeypatch):
     """Every arm answers the gold MR for 3 of the 6 test sentences: the tiny model alone scores
     0 everywhere (value = CI low = CI high = 0), which no check of the stored CIs can tell apart."""
-    import tunelab.evaluate
+    import tunelab.eval.evaluate
 
     gold = {r["ref"]: r["mr"] for r in viggo_rows("test", 6)}
     right = sorted(gold)[:3]
-    real = tunelab.evaluate.generate
+    real = tunelab.eval.evaluate.generate
 
     def generate(model, tok, prompts, *args, **kwargs):
         gens = real(model, tok, prompts, *args, **kwargs)
@@ -41,7 +41,7 @@ def _half_right(monkeypatch):
             g.text = next((gold[ref] for ref in right if ref in p), g.text)
         return gens
 
-    monkeypatch.setattr(tunelab.evaluate, "generate", generate)
+    monkeypatch.setattr(tunelab.eval.evaluate, "generate", generate)
 
 
 def test_run_store_report_and_resume(tmp_path, tiny_model_dir, viggo_dir, monkeypatch):
@@ -144,7 +144,7 @@ def test_leaked_test_set_is_refused(tmp_path, tiny_model_dir, viggo_dir):
 
 def test_every_cell_failed_exits_non_zero_naming_the_count_and_first_error(
         tmp_path, tiny_model_dir, viggo_dir, monkeypatch):
-    import tunelab.executors as grid  # where executors call compute_cell
+    import tunelab.run.executors as grid  # where executors call compute_cell
 
     def broken(cfg, cell, *a, **k):
         if cell.method.name in fails:

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from tests.conftest import write_config
 from tunelab import __version__
-from tunelab.cli import app
-from tunelab.store import Store
+from tunelab.cli.main import app
+from tunelab.core.store import Store
 
 runner = CliRunner()
 
@@ -78,7 +78,7 @@ def test_damaged_store_is_one_line_naming_the_file(tmp_path):
 
 
 def test_arms_listed_prompting_by_cost_then_trained_by_size():
-    from tunelab.arms import Arm, arm_order
+    from tunelab.decide.arms import Arm, arm_order
 
     def arm(method: str, n: int, trained: bool) -> Arm:
         return Arm("m", method, method, n, [{"config": json.dumps({"cell": {"trained": trained}})}])
@@ -128,7 +128,7 @@ def test_every_result_command_prints_valid_json(tmp_path, tiny_model_dir, viggo_
 
 def test_run_with_a_failed_cell_finishes_the_others_and_exits_1(tmp_path, tiny_model_dir, viggo_dir,
                                                                  monkeypatch):
-    import tunelab.executors as grid  # where executors call compute_cell
+    import tunelab.run.executors as grid  # where executors call compute_cell
 
     real = grid.compute_cell
 

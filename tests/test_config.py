@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tunelab import TunelabError
-from tunelab.config import RunConfig, from_dict, load_config, method_train, to_dict
+from tunelab.core.config import RunConfig, from_dict, load_config, method_train, to_dict
 from tunelab.methods import METHODS
 from tunelab.tasks import TASKS
 
@@ -54,7 +54,7 @@ def test_bad_micro_token_budget_is_named_with_its_file(tmp_path):
 
 
 def test_each_training_method_gets_its_own_default_lr():
-    from tunelab.config import METHOD_LR, MethodConfig, RunConfig, TrainConfig, method_train
+    from tunelab.core.config import METHOD_LR, MethodConfig, RunConfig, TrainConfig, method_train
 
     cfg = RunConfig()
     got = {m: method_train(cfg, MethodConfig(name=m)).lr for m in ("lora", "full", "prompt_tuning", "dpo")}

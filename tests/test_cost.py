@@ -12,12 +12,20 @@ import pytest
 
 from tests.test_api import KEY, _config, server  # noqa: F401 (server: the loopback API fixture)
 from tunelab import TunelabError
-from tunelab.config import CostConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig, load_config, to_dict
-from tunelab.cost import Usage, break_even, device, evens, oneoff_usd, pareto, per_1k_usd, table
-from tunelab.grid import cells
-from tunelab.report import build, load_arms
-from tunelab.store import Store
-from tunelab.verdict import compare
+from tunelab.core.config import (
+    CostConfig,
+    MethodConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    load_config,
+    to_dict,
+)
+from tunelab.core.store import Store
+from tunelab.decide.cost import Usage, break_even, device, evens, oneoff_usd, pareto, per_1k_usd, table
+from tunelab.decide.verdict import compare
+from tunelab.report.build import build, load_arms
+from tunelab.run.grid import cells
 
 CPU = CostConfig(cpu_usd_per_hour=3.6, gpu_usd_per_hour=36.0)
 """3.6 $/h = 0.001 $/s on the CPU, ten times that on a GPU: figures easy to check by hand."""
@@ -208,7 +216,7 @@ def test_priced_run_reuses_every_cell_and_reports_dollars(tmp_path, tiny_model_d
     from typer.testing import CliRunner
 
     from tests.conftest import write_config
-    from tunelab.cli import app
+    from tunelab.cli.main import app
 
     store = tmp_path / "runs" / "t.db"
     methods = "  - {name: zero_shot}\n  - {name: lora, train_sizes: [8]}\n"
@@ -243,7 +251,7 @@ def test_shipped_cost_config_reuses_the_demos_cells():
 def test_prices_option_of_report(tmp_path):
     from typer.testing import CliRunner
 
-    from tunelab.cli import app
+    from tunelab.cli.main import app
 
     s = Store(tmp_path / "s.db")
     add(s, "few_shot", pattern(100, 60), latency=0.5)
@@ -268,7 +276,7 @@ def test_api_arms_are_priced_by_their_tokens(tmp_path, viggo_dir, server, monkey
     own prices (20 prompt tokens x 1 $/M + 7 generated x 2 $/M per request), not by time."""
     from typer.testing import CliRunner
 
-    from tunelab.cli import app
+    from tunelab.cli.main import app
 
     monkeypatch.setenv("TL_TEST_KEY", KEY)
     cfg = _config(tmp_path, viggo_dir, server, "  - {name: zero_shot}\n")

@@ -5,8 +5,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tunelab.cli import app
-from tunelab.data import DataError, UnsupportedData, read_examples
+from tunelab.cli.main import app
+from tunelab.data.readers import DataError, UnsupportedData, read_examples
 
 runner = CliRunner()
 

@@ -5,7 +5,7 @@ import json
 from typer.testing import CliRunner
 
 from tests.conftest import write_config
-from tunelab.cli import app
+from tunelab.cli.main import app
 
 runner = CliRunner()
 

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from tunelab import TunelabError, datasource
-from tunelab.config import TaskConfig, load_config
+from tunelab import TunelabError
+from tunelab.core.config import TaskConfig, load_config
+from tunelab.data import datasource
 from tunelab.tasks import get_task
 
 ROOT = Path(__file__).parents[1]

@@ -13,13 +13,14 @@ import pytest
 import torch
 
 from tests.conftest import write_config
-from tunelab import TunelabError, device
-from tunelab.config import ModelConfig, TrainConfig
-from tunelab.generate import fast_cache_ok, generate
-from tunelab.keys import model_identity
-from tunelab.models import load_model
-from tunelab.prompt import messages
-from tunelab.train import encode, train_loop
+from tunelab import TunelabError
+from tunelab.backends import device
+from tunelab.backends.generate import fast_cache_ok, generate
+from tunelab.backends.local_model import load_model
+from tunelab.backends.prompt import messages
+from tunelab.core.config import ModelConfig, TrainConfig
+from tunelab.run.keys import model_identity
+from tunelab.train.loop import encode, train_loop
 
 ROOT = Path(__file__).parents[1]
 
@@ -75,7 +76,7 @@ def test_load_model_puts_the_weights_where_the_setting_says(tiny_model_dir, sett
 
 
 def test_the_retrieval_encoder_follows_the_placed_model(monkeypatch):
-    import tunelab.embed as embed
+    import tunelab.backends.embed as embed
 
     monkeypatch.setattr(embed, "_embedder", lambda dev: dev)
     monkeypatch.setattr(device, "_placed", [])
@@ -101,7 +102,7 @@ def test_forward_pass_tensors_are_made_on_the_models_device(woken_model_dir, mon
     without naming the model's device lands on meta and the forward fails (on a GPU, it
     would land on the CPU beside CUDA weights). Training with validation, and generation
     with a shared prefix and rows leaving the batch at different steps, run through."""
-    import tunelab.generate as gen
+    import tunelab.backends.generate as gen
 
     model, tok = load_model(ModelConfig(name=str(woken_model_dir), device="cpu"))
     for p in model.parameters():
@@ -130,7 +131,7 @@ def test_frozen_weights_train_in_bf16_and_come_back_exact():
 
 
 def test_precision_auto_on_a_cuda_card_follows_its_bf16_support(monkeypatch):
-    from tunelab.precision import choose
+    from tunelab.train.precision import choose
 
     _cuda(monkeypatch, major=8)
     d = choose("auto", device=torch.device("cuda", 0))
@@ -169,9 +170,9 @@ def test_generation_out_of_memory_is_one_line_naming_model_and_batch(tiny, monke
 
 def test_a_cell_out_of_memory_fails_alone_and_keeps_the_store(tmp_path, tiny_model_dir, viggo_dir,
                                                               monkeypatch):
-    import tunelab.train as train
-    from tunelab.config import load_config
-    from tunelab.grid import run_grid
+    import tunelab.train.loop as train
+    from tunelab.core.config import load_config
+    from tunelab.run.grid import run_grid
 
     def boom(*a, **k):
         raise torch.OutOfMemoryError("CUDA out of memory.")

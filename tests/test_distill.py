@@ -12,15 +12,15 @@ from typer.testing import CliRunner
 
 from tests.test_api import KEY, Fake, server  # noqa: F401 (server: the loopback API fixture)
 from tunelab import TunelabError
-from tunelab.cli import app
-from tunelab.config import CostConfig, MethodConfig, TrainConfig, load_config
-from tunelab.cost import table
-from tunelab.data import Example, sample
+from tunelab.cli.main import app
+from tunelab.core.config import CostConfig, MethodConfig, TrainConfig, load_config
+from tunelab.core.store import Store
+from tunelab.data.readers import Example, sample
+from tunelab.decide.cost import table
 from tunelab.methods.base import Context
 from tunelab.methods.distill import Distill, examples
-from tunelab.metrics import slot_f1
-from tunelab.report import build, load_arms
-from tunelab.store import Store
+from tunelab.report.build import build, load_arms
+from tunelab.tasks.metrics import slot_f1
 
 runner = CliRunner()
 
@@ -200,7 +200,7 @@ def test_teacher_answers_cut_off_at_the_limit_are_not_trained_on(tmp_path, viggo
 
 
 def _viggo_train(viggo_dir: Path) -> list[Example]:
-    from tunelab.config import TaskConfig
+    from tunelab.core.config import TaskConfig
     from tunelab.tasks import get_task
 
     return get_task(TaskConfig(name="viggo", data_dir=str(viggo_dir), n_test=6)).load().train
@@ -208,7 +208,7 @@ def _viggo_train(viggo_dir: Path) -> list[Example]:
 
 
 def test_an_api_teachers_tokens_are_priced_once_beside_the_training_time():
-    from tunelab.cost import Usage, oneoff_usd
+    from tunelab.decide.cost import Usage, oneoff_usd
 
     u = Usage("distill n=500", "cpu", 3600.0, 0.1, 50, 7, teacher_tokens=(2e6, 1e5),
               teacher_prices=(1.0, None))
@@ -219,7 +219,7 @@ def test_an_api_teachers_tokens_are_priced_once_beside_the_training_time():
 
 
 def test_the_teachers_endpoint_and_the_unlabelled_files_content_enter_the_cell_key(tmp_path, viggo_dir):
-    from tunelab.cells import cells
+    from tunelab.run.cells import cells
 
     logs = tmp_path / "logs.jsonl"
     logs.write_text('{"input": "Portal 2 is a puzzle game."}\n')

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import docs_hook  # noqa: E402
 import render_results  # noqa: E402
 
-from tunelab import config  # noqa: E402
+from tunelab.core import config  # noqa: E402
 
 
 def config_classes() -> list[type]:
@@ -69,7 +69,7 @@ def walk(cmd, path="tunelab"):
 def test_cli_reference_lists_every_command_and_option():
     import typer
 
-    from tunelab.cli import app
+    from tunelab.cli.main import app
 
     page = docs_hook.cli_reference()
     sections = re.split(r"^#+ ", page, flags=re.MULTILINE)
@@ -198,7 +198,8 @@ def test_hosted_config_loads_without_the_network(monkeypatch):
 
 
 def test_provenance_names_the_machine_kind_and_a_portable_command(monkeypatch):
-    from tunelab import __version__, payload
+    from tunelab import __version__
+    from tunelab.report import json_results as payload
 
     monkeypatch.chdir(ROOT)
     p = payload.provenance(["run", str(ROOT / "configs" / "demo.yaml"), "--store", "/elsewhere/x.db"])

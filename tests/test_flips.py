@@ -5,9 +5,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from tests.test_report import _Page
-from tunelab.flips import flips, report_flips
-from tunelab.report import build
-from tunelab.store import Store
+from tunelab.core.store import Store
+from tunelab.decide.flips import flips, report_flips
+from tunelab.report.build import build
 
 
 def arm(name, scores, trained=False, n=0):

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import tunelab.curvefit
+import tunelab.decide.curvefit
 from tests.conftest import write_config
 from tests.test_cli import _half_right
 from tunelab import TunelabError
-from tunelab.cli import app
-from tunelab.config import load_config
-from tunelab.forecast import ALPHA, curve_forecast, holdout, project
-from tunelab.store import Store
+from tunelab.cli.main import app
+from tunelab.core.config import load_config
+from tunelab.core.store import Store
+from tunelab.decide.forecast import ALPHA, curve_forecast, holdout, project
 
 A, B, C = 0.8, 2.0, 0.5
 SIZES = [25, 50, 100, 200, 400]
@@ -130,7 +130,7 @@ def test_no_form_is_left_out_beside_one_that_cannot_be_tested():
     never rejected; the log-linear trend is. That is no evidence for the power law, so
     both stay in the interval (on seed 1 of the ViGGO curve, 2026-12-02, keeping the power
     law alone put N=200 at 0.659 [0.564, 0.731] from N=25-100; measured 0.772)."""
-    from tunelab.curvefit import candidates
+    from tunelab.decide.curvefit import candidates
 
     per = scores(STEEP.get, seeds=1, examples=400, seed=0)[:3]
     used, found = candidates(SIZES[:3], per, n_boot=100)
@@ -161,7 +161,7 @@ def test_falls_back_to_log_linear_and_says_so(monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("Optimal parameters not found")
 
-    monkeypatch.setattr(tunelab.curvefit, "curve_fit", fail)
+    monkeypatch.setattr(tunelab.decide.curvefit, "curve_fit", fail)
     fc = curve_forecast(arms(scores(lambda n: 0.1 + 0.1 * np.log(n))), "acc", goal=0.9, why_goal="t")
     assert fc["form"] == "log" and fc["ceiling"] is None
     p, q = fc["params"]
@@ -172,7 +172,7 @@ def test_falls_back_to_log_linear_and_says_so(monkeypatch):
 def test_resamples_that_do_not_fit_are_left_out_and_counted(monkeypatch):
     """Every 4th refit fails: those resamples are counted and said, never read as a goal
     "never" reached (0.6 is below the curve at n=400, reached in every resample that fit)."""
-    real, calls = tunelab.curvefit.curve_fit, []
+    real, calls = tunelab.decide.curvefit.curve_fit, []
 
     def flaky(*args, **kwargs):
         calls.append(1)
@@ -180,7 +180,7 @@ def test_resamples_that_do_not_fit_are_left_out_and_counted(monkeypatch):
             raise RuntimeError("Optimal parameters not found")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tunelab.curvefit, "curve_fit", flaky)
+    monkeypatch.setattr(tunelab.decide.curvefit, "curve_fit", flaky)
     fc = curve_forecast(arms(scores(truth, SIZES[:3])[:3], SIZES[:3]), "acc", goal=0.3, why_goal="t",
                         n_boot=100)
     assert fc["form"] == "power" and fc["failed"] == 25

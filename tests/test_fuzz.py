@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tunelab import TunelabError
-from tunelab.check import check
-from tunelab.config import TaskConfig
-from tunelab.data import FORMATS, Example, read_examples, read_records
-from tunelab.logs import from_logs
+from tunelab.core.config import TaskConfig
+from tunelab.data.check import check
+from tunelab.data.from_logs import from_logs
+from tunelab.data.readers import FORMATS, Example, read_examples, read_records
 from tunelab.tasks import TASKS
 
 KEYS = ["prompt", "completion", "instruction", "input", "output", "messages", "conversations",

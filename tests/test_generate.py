@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-import tunelab.generate as gen
-from tunelab.generate import CACHE_KW, generate
-from tunelab.models import stop_ids
-from tunelab.prompt import messages, render
+import tunelab.backends.generate as gen
+from tunelab.backends.generate import CACHE_KW, generate
+from tunelab.backends.local_model import stop_ids
+from tunelab.backends.prompt import messages, render
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["in-place-cache", "stock-cache"])
@@ -53,8 +53,8 @@ class _Table(torch.nn.Module):
 
 
 def test_one_line_stops_after_the_first_nonempty_line_and_keeps_it(tiny):
-    from tunelab.config import TaskConfig
-    from tunelab.generate import _line_tokens
+    from tunelab.backends.generate import _line_tokens
+    from tunelab.core.config import TaskConfig
     from tunelab.tasks.viggo import Viggo
 
     _, tok = tiny

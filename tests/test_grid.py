@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tunelab import TunelabError
-from tunelab.cells import cells
-from tunelab.config import MethodConfig, ModelConfig, RunConfig, load_config
+from tunelab.core.config import MethodConfig, ModelConfig, RunConfig, load_config
+from tunelab.run.cells import cells
 
 
 def _cfg(**kw) -> RunConfig:
@@ -59,8 +59,8 @@ def test_shipped_compare_config_builds_its_grid():
 
 def test_fields_added_later_leave_existing_cell_keys_unchanged():
     # key version 2 replaced these keys; legacy_key must still reproduce them exactly
-    from tunelab.config import method_train, to_dict
-    from tunelab.keys import cell_key
+    from tunelab.core.config import method_train, to_dict
+    from tunelab.run.keys import cell_key
 
     cfg = RunConfig(methods=[MethodConfig(name="lora", train_sizes=[8])])
     old_model = {k: v for k, v in to_dict(cfg.model).items()

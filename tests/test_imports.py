@@ -80,8 +80,9 @@ def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
 
 def test_cycle_finder_finds_a_planted_cycle():
     g = graph()
-    assert "tunelab.cells" in g["tunelab.grid"]
-    g["tunelab.config"] = g["tunelab.config"] | {"tunelab.grid"}  # config -> grid -> cells -> config
+    assert "tunelab.run.cells" in g["tunelab.run.grid"]
+    # config -> grid -> cells -> config
+    g["tunelab.core.config"] = g["tunelab.core.config"] | {"tunelab.run.grid"}
     assert find_cycle(g) is not None
 
 

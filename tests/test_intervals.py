@@ -9,12 +9,12 @@ import re
 import numpy as np
 from typer.testing import CliRunner
 
-from tunelab import payload
-from tunelab.arms import load_arms
-from tunelab.cli import app
-from tunelab.data import read_examples
-from tunelab.report import build, results_markdown
-from tunelab.store import Store
+from tunelab.cli.main import app
+from tunelab.core.store import Store
+from tunelab.data.readers import read_examples
+from tunelab.decide.arms import load_arms
+from tunelab.report import json_results as payload
+from tunelab.report.build import build, results_markdown
 
 CI = re.compile(r"(\d\.\d{3}) \[(\d\.\d{3}), (\d\.\d{3})\]")
 
@@ -83,7 +83,7 @@ def test_a_metric_that_cannot_move_decides_nothing(tmp_path):
     """Exact match 0.000 for every arm on every example once read "Recommendation: prompt;
     fine-tuning is within 2 points of it". Now the verdict says it decides nothing and is
     drawn on the next metric that varies (token F1), in every output."""
-    from tunelab.verdict import recommend
+    from tunelab.decide.verdict import recommend
 
     path = _store(tmp_path)
     arms = load_arms(Store(path, create=False))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tests.conftest import write_config
-from tunelab.cells import cells
-from tunelab.config import MethodConfig, RunConfig, load_config
+from tunelab.core.config import MethodConfig, RunConfig, load_config
+from tunelab.run.cells import cells
 
 
 def _keys(cfg: RunConfig, task: dict | None = None) -> list[str]:
@@ -39,7 +39,7 @@ def test_the_budget_floor_enters_a_key_only_where_it_changes_the_budget():
     # budget already reaches it keeps the key it had before the field existed (pinned:
     # computed by main 886dbe6, the commit before min_budget), so measured stores keep
     # their finished cells; a cell it raises gets a new key (it trains longer).
-    from tunelab.config import TrainConfig
+    from tunelab.core.config import TrainConfig
 
     task = {"name": "viggo"}
     cfg = RunConfig(methods=[MethodConfig(name="lora", train_sizes=[500, 100])])
@@ -80,7 +80,7 @@ def test_a_search_whose_rungs_changed_gets_a_new_key():
 
 
 def test_task_version_and_data_enter_through_prepare(tmp_path, viggo_dir):
-    from tunelab.grid import prepare
+    from tunelab.run.grid import prepare
     from tunelab.tasks.viggo import Viggo
 
     cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, viggo_dir, tmp_path / "s.db",
@@ -97,10 +97,10 @@ def test_task_version_and_data_enter_through_prepare(tmp_path, viggo_dir):
 
 def test_a_store_written_with_legacy_keys_is_reused_not_redone(tmp_path, tiny_model_dir, viggo_dir,
                                                                 monkeypatch):
-    import tunelab.executors as executors
-    from tunelab import report
-    from tunelab.grid import prepare, run_grid
-    from tunelab.store import Store
+    import tunelab.run.executors as executors
+    from tunelab.core.store import Store
+    from tunelab.report import build as report
+    from tunelab.run.grid import prepare, run_grid
 
     methods = "  - {name: zero_shot}\n  - {name: few_shot, k: 2, train_sizes: [8]}\n"
     cfg = load_config(write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir,
@@ -130,7 +130,7 @@ def test_a_stage_trains_at_its_kinds_rate_not_its_methods():
     # an SFT stage under DPO trained at DPO's 1e-4 (20x under LoRA's default): each stage
     # now takes its own kind's default unless the stage or the whole config sets an lr; a
     # stage whose rate does not change keeps its cell key
-    from tunelab.config import StageConfig, TrainConfig
+    from tunelab.core.config import StageConfig, TrainConfig
 
     task = {"name": "viggo"}
     dpo = MethodConfig(name="dpo", train_sizes=[8], stages=[StageConfig(kind="sft")])
@@ -152,7 +152,7 @@ def test_a_stage_trains_at_its_kinds_rate_not_its_methods():
 def test_a_setting_added_later_keeps_stored_keys_at_its_unset_value():
     # few_shot's `draw` (added 2026-12-03): unset, every key is the one computed by main
     # e0248ed, before the field existed (v2 and legacy); set, the cell is another one
-    from tunelab.keys import legacy_key
+    from tunelab.run.keys import legacy_key
 
     cfg = RunConfig(methods=[MethodConfig(name="few_shot", train_sizes=[8], k=3),
                              MethodConfig(name="dynamic_few_shot", train_sizes=[8]),

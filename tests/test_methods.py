@@ -13,9 +13,9 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import write_config
-from tunelab.cli import app
-from tunelab.config import TaskConfig, TrainConfig
-from tunelab.data import Example
+from tunelab.cli.main import app
+from tunelab.core.config import TaskConfig, TrainConfig
+from tunelab.data.readers import Example
 
 runner = CliRunner()
 
@@ -99,7 +99,7 @@ def test_prompt_search_never_reads_the_test_split(tmp_path, tiny_model_dir, vigg
 
 
 def test_faiss_index_round_trips_from_disk(tmp_path):
-    from tunelab.retrieve import Index, passage_index, read_corpus
+    from tunelab.backends.retrieve import Index, passage_index, read_corpus
 
     passages = read_corpus(_corpus(tmp_path), size=80, overlap=20)
     assert {p.source for p in passages} == {"games.md", "more.txt"}
@@ -133,10 +133,10 @@ def test_dpo_pairs_only_from_wrong_outputs():
 def test_prompt_tuning_trains_and_changes_generation(tiny):
     from peft import PromptTuningConfig, get_peft_model
 
-    from tunelab.generate import generate
+    from tunelab.backends.generate import generate
+    from tunelab.backends.prompt import messages, render
     from tunelab.methods.prompt_tuning import SoftPrompted, init_from_text
-    from tunelab.prompt import messages, render
-    from tunelab.train import encode, train_loop
+    from tunelab.train.loop import encode, train_loop
 
     model, tok = tiny
     base = copy.deepcopy(model)
@@ -214,10 +214,10 @@ def test_bad_stage_kind_is_one_line(tmp_path, tiny_model_dir, viggo_dir):
 
 
 def test_few_shot_draw_chooses_which_shots_and_a_search_can_choose_it(tiny, viggo_dir):
-    from tunelab.config import MethodConfig, RunConfig, from_dict, method_train
+    from tunelab.core.config import MethodConfig, RunConfig, from_dict, method_train
     from tunelab.methods import get_method
     from tunelab.methods.base import Context
-    from tunelab.methods.sweep import default_setting
+    from tunelab.methods.search_run import default_setting
     from tunelab.tasks import get_task
 
     task = get_task(TaskConfig(name="viggo", data_dir=str(viggo_dir), n_test=6))

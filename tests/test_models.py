@@ -3,8 +3,8 @@
 import pytest
 
 from tunelab import TunelabError
-from tunelab.config import ModelConfig
-from tunelab.models import PACKAGED, Packaged, find_gguf, load_model
+from tunelab.backends.local_model import PACKAGED, Packaged, find_gguf, load_model
+from tunelab.core.config import ModelConfig
 
 
 def test_missing_package_says_how_to_install(monkeypatch):
@@ -21,8 +21,8 @@ def test_unknown_model_one_clear_error(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_packaged_smollm2_answers_sanely(tmp_path, monkeypatch):
-    from tunelab.generate import generate
-    from tunelab.prompt import messages, render
+    from tunelab.backends.generate import generate
+    from tunelab.backends.prompt import messages, render
 
     model, tok = load_model(ModelConfig(name="smollm2-135m"))
     prompt = render(tok, messages("", "What is the capital of France?"))
@@ -33,8 +33,8 @@ def test_packaged_smollm2_answers_sanely(tmp_path, monkeypatch):
 def test_plain_fallback_for_base_models_starts_with_bos_and_stops_at_next_section(tiny):
     import copy
 
-    from tunelab.models import stop_ids
-    from tunelab.prompt import messages, render
+    from tunelab.backends.local_model import stop_ids
+    from tunelab.backends.prompt import messages, render
 
     tok = copy.deepcopy(tiny[1])
     tok.chat_template = None

@@ -5,10 +5,11 @@ import copy
 
 import pytest
 
-from tunelab import precision, train
-from tunelab.config import TrainConfig
-from tunelab.prompt import messages
-from tunelab.train import encode, train_loop
+from tunelab.backends.prompt import messages
+from tunelab.core.config import TrainConfig
+from tunelab.train import loop as train
+from tunelab.train import precision
+from tunelab.train.loop import encode, train_loop
 
 
 def _data(tok, n=8):

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from tunelab import TunelabError
-from tunelab.data import DataError
+from tunelab.data.readers import DataError
 from tunelab.probes.kb import read_kb, read_questions
 
 
@@ -124,8 +124,8 @@ def test_unanswerable_scoring_counts_specific_answers_as_hallucination():
 
 
 def test_facts_probe_end_to_end(tmp_path, tiny_model_dir):
-    from tunelab.cli import app
-    from tunelab.store import Store
+    from tunelab.cli.main import app
+    from tunelab.core.store import Store
 
     kb = _write(tmp_path / "kb.jsonl", [_kb_line(i) for i in range(3)])
     unans = _write(tmp_path / "u.jsonl", [{"id": "u1", "q": "Who built Quellmoor tower 9?"}])
@@ -146,8 +146,8 @@ def test_facts_probe_end_to_end(tmp_path, tiny_model_dir):
 
 
 def test_substitute_probe_end_to_end(tmp_path, tiny_model_dir):
-    from tunelab.cli import app
-    from tunelab.store import Store
+    from tunelab.cli.main import app
+    from tunelab.core.store import Store
 
     corpus_file = tmp_path / "c.txt"
     corpus_file.write_text(corpus(8))
@@ -167,7 +167,7 @@ def test_substitute_probe_end_to_end(tmp_path, tiny_model_dir):
 
 
 def test_probe_rejects_unknown_method_in_one_line(tmp_path):
-    from tunelab.cli import app
+    from tunelab.cli.main import app
 
     r = CliRunner().invoke(app, ["probe", "facts", "--methods", "lora,magic",
                                  "--store", str(tmp_path / "x.db")])
@@ -287,8 +287,8 @@ def test_replay_draw_is_seeded_sized_and_disjoint_from_what_measures_forgetting(
 
 
 def test_facts_probe_with_replay_end_to_end(tmp_path, tiny_model_dir):
-    from tunelab.cli import app
-    from tunelab.store import Store
+    from tunelab.cli.main import app
+    from tunelab.core.store import Store
 
     kb = _write(tmp_path / "kb.jsonl", [_kb_line(i) for i in range(4)])
     unans = _write(tmp_path / "u.jsonl", [{"id": "u1", "q": "Who built Quellmoor tower 9?"}])
@@ -329,7 +329,7 @@ def test_facts_probe_with_replay_end_to_end(tmp_path, tiny_model_dir):
 
 
 def test_probe_rejects_a_replay_share_of_one_or_more(tmp_path):
-    from tunelab.cli import app
+    from tunelab.cli.main import app
 
     r = CliRunner().invoke(app, ["probe", "facts", "--replay", "1", "--store", str(tmp_path / "x.db")])
     assert r.exit_code != 0 and "replay: expected a fraction in [0, 1), got 1.0" in r.output
@@ -343,9 +343,9 @@ def test_probe_runs_are_listed_shown_and_refused_by_rerun_in_one_line(tmp_path):
 
     from typer.testing import CliRunner
 
-    from tunelab.cli import app
+    from tunelab.cli.main import app
+    from tunelab.core.store import Store
     from tunelab.probes import Result, save
-    from tunelab.store import Store
 
     @dataclass
     class Settings:

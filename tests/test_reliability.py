@@ -31,7 +31,7 @@ METHODS = (
 )
 EXTRA = "seeds: [0, 1]\n"
 N_CELLS = 2 * (1 + 1 + 2)  # seeds x (zero_shot, few_shot, lora at two sizes)
-CLI = [sys.executable, "-c", "from tunelab.cli import app; app()"]
+CLI = [sys.executable, "-c", "from tunelab.cli.main import app; app()"]
 
 
 def _start(cfg: Path) -> subprocess.Popen:
@@ -172,8 +172,8 @@ def test_two_grids_into_one_store(tmp_path, woken_model_dir, viggo_dir, referenc
 
 
 def test_same_config_and_seed_give_same_training(tmp_path, woken_model_dir, viggo_dir):
-    from tunelab.config import load_config
-    from tunelab.grid import run_grid
+    from tunelab.core.config import load_config
+    from tunelab.run.grid import run_grid
 
     snaps = []
     for name in ("a", "b", "c"):
@@ -191,8 +191,8 @@ def test_same_config_and_seed_give_same_training(tmp_path, woken_model_dir, vigg
 def test_rerun_reproduces_a_stored_run_and_ls_shows_states(tmp_path, woken_model_dir, viggo_dir):
     from typer.testing import CliRunner
 
-    from tunelab.cli import app
-    from tunelab.store import Store
+    from tunelab.cli.main import app
+    from tunelab.core.store import Store
 
     runner = CliRunner()
     store = tmp_path / "runs" / "t.db"
@@ -226,7 +226,7 @@ def test_rerun_reproduces_a_stored_run_and_ls_shows_states(tmp_path, woken_model
 
 def test_full_disk_gives_one_clear_error_and_keeps_stored_runs(tmp_path, tiny_model_dir, viggo_dir):
     from tunelab import TunelabError
-    from tunelab.store import Store, StoreError
+    from tunelab.core.store import Store, StoreError
 
     s = Store(tmp_path / "t.db")
     s.begin("a", {"method": "x"})
@@ -250,7 +250,7 @@ def test_full_disk_gives_one_clear_error_and_keeps_stored_runs(tmp_path, tiny_mo
 
 
 def test_read_only_store_gives_one_clear_error(tmp_path):
-    from tunelab.store import Store, StoreError
+    from tunelab.core.store import Store, StoreError
 
     s = Store(tmp_path / "t.db")
     # Root ignores file modes, so open the same file the way a read-only mount would.

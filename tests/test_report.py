@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from tunelab.report import build, cost_to_reach, load_arms, recommend
-from tunelab.store import Store
+from tunelab.core.store import Store
+from tunelab.report.build import build, cost_to_reach, load_arms, recommend
 
 N_TEST = 60
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from tunelab.confusion import OTHER, breakdown
-from tunelab.examples import side_by_side
-from tunelab.report import build, load_arms
-from tunelab.store import Store
+from tunelab.core.store import Store
+from tunelab.report.build import build, load_arms
+from tunelab.report.confusion import OTHER, breakdown
+from tunelab.report.side_by_side import side_by_side
 
 LABELS = ["inform", "request"]
 REFS = ["inform", "inform", "inform", "request", "request", "request"]
@@ -97,7 +97,7 @@ def test_loss_plot_carries_the_validation_curve_and_the_kept_step():
     import json
     from types import SimpleNamespace
 
-    from tunelab.plots import loss_curves, loss_series
+    from tunelab.report.plots import loss_curves, loss_series
 
     info = {"losses": [3.0, 1.0, 0.5, 0.4], "val_steps": [0, 2, 4], "val_losses": [3.3, 0.6, 0.7],
             "best_step": 2}

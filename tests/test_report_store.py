@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tunelab.store import Store
+from tunelab.core.store import Store
 
 SRC = Path(__file__).parent.parent / "src"
 
@@ -24,7 +24,7 @@ def _run(store: Store, key: str, method: str, n: int, cell_extra: dict) -> None:
 
 
 def test_trained_and_primary_come_from_the_store_with_a_fallback_for_old_runs(tmp_path):
-    from tunelab.report import load_arms, primary_metric
+    from tunelab.report.build import load_arms, primary_metric
 
     old, new = Store(tmp_path / "old.db"), Store(tmp_path / "new.db")
     _run(old, "a", "lora", 8, {})  # stored before `trained` and `primary` were
@@ -41,7 +41,7 @@ def test_report_command_imports_no_torch(tmp_path):
     store = Store(tmp_path / "s.db")
     _run(store, "a", "lora", 8, {"trained": True, "primary": "slot_f1"})
     _run(store, "b", "zero_shot", 0, {"trained": False, "primary": "slot_f1"})
-    code = ("import sys\nfrom tunelab.cli import app\n"
+    code = ("import sys\nfrom tunelab.cli.main import app\n"
             f"try:\n    app(['report', {str(tmp_path / 's.db')!r}, '-o', {str(tmp_path / 'r')!r}])\n"
             "except SystemExit as e:\n    assert not e.code, e.code\n"
             "print('TORCH' if 'torch' in sys.modules else 'NO TORCH')")

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from tunelab.jail import MEMORY_LIMIT, Jail
-from tunelab.sandbox import build, execution_match, parse_schema, run, tables
+from tunelab.tasks.sql_jail import MEMORY_LIMIT, Jail
+from tunelab.tasks.sql_sandbox import build, execution_match, parse_schema, run, tables
 
 CONTEXT = "CREATE TABLE head (age INTEGER, name VARCHAR, born VARCHAR)"
 

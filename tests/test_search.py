@@ -7,10 +7,12 @@ import sqlite3
 import pytest
 from typer.testing import CliRunner
 
+import tunelab.methods.search as search
 from tests.conftest import write_config
-from tunelab import TunelabError, evaluate, search
-from tunelab.cli import app
-from tunelab.config import MethodConfig, from_dict
+from tunelab import TunelabError
+from tunelab.cli.main import app
+from tunelab.core.config import MethodConfig, from_dict
+from tunelab.eval import evaluate
 from tunelab.methods import finetune
 
 
@@ -28,7 +30,7 @@ def test_a_bad_search_space_is_one_line_naming_the_key(space, msg):
 
 
 def test_budget_shares_cut_steps_and_seconds():
-    from tunelab.config import TrainConfig
+    from tunelab.core.config import TrainConfig
 
     m, t = search.apply(MethodConfig(name="lora", search={"lr": [1e-3]}), TrainConfig(max_seconds=90),
                         {"lr": 1e-2, "lora_r": 4}, 1 / 3, n_train=96)
@@ -57,7 +59,7 @@ def test_search_never_scores_a_test_example(tmp_path, tiny_model_dir, viggo_dir,
         return real_loop(model, tok, data, cfg, seed, label, on_step, val)
 
     monkeypatch.setattr(evaluate, "evaluate", spy_eval)
-    monkeypatch.setattr("tunelab.compute.evaluate", spy_eval)
+    monkeypatch.setattr("tunelab.run.compute_cell.evaluate", spy_eval)
     monkeypatch.setattr(finetune, "train_loop", spy_loop)
     store = tmp_path / "runs" / "t.db"
     cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, store,
@@ -67,7 +69,7 @@ def test_search_never_scores_a_test_example(tmp_path, tiny_model_dir, viggo_dir,
                        "  - {name: lora, train_sizes: [8], search: {lr: [0.0001, 0.01], lora_r: [4, 8]}}\n")
     r = CliRunner().invoke(app, ["run", str(cfg)])
     assert r.exit_code == 0, r.output
-    from tunelab.config import TaskConfig
+    from tunelab.core.config import TaskConfig
     from tunelab.tasks import get_task
 
     splits = get_task(TaskConfig(name="viggo", data_dir=str(viggo_dir), n_test=6)).load()
@@ -112,14 +114,14 @@ def test_search_never_scores_a_test_example(tmp_path, tiny_model_dir, viggo_dir,
 
 
 def test_default_setting_resolves_what_the_arm_runs_without_a_search():
-    from tunelab.config import TrainConfig, method_train
+    from tunelab.core.config import TrainConfig, method_train
     from tunelab.methods import get_spec
     from tunelab.methods.base import Context
-    from tunelab.methods.sweep import default_setting
+    from tunelab.methods.search_run import default_setting
 
     def ctx(entry: dict) -> Context:
         m = from_dict(MethodConfig, entry, "m")
-        from tunelab.config import RunConfig
+        from tunelab.core.config import RunConfig
 
         return Context(None, None, None, [], m, method_train(RunConfig(methods=[m]), m), 0, None,
                        settings=get_spec(m.name).settings_of(m))

@@ -11,9 +11,9 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import viggo_rows, write_config, write_csv
-from tunelab.cli import app
-from tunelab.config import ModelConfig
-from tunelab.models import load_model
+from tunelab.backends.local_model import load_model
+from tunelab.cli.main import app
+from tunelab.core.config import ModelConfig
 
 runner = CliRunner()
 METHODS = "  - {name: lora, train_sizes: [8]}\n  - {name: prompt_tuning, train_sizes: [8]}\n"
@@ -72,7 +72,7 @@ def test_merged_export_reproduces_the_stored_predictions(cells, tmp_path):
 def test_gguf_round_trip_reads_back_the_merged_weights(cells, tmp_path):
     """f32 holds the merged weights exactly, f16 holds them rounded to f16: tensor names,
     q/k permutation and tied head all undone by tunelab's GGUF loading path."""
-    from tunelab.ship import load_source, trained_model
+    from tunelab.ship.export import load_source, trained_model
 
     store, ids, _ = cells
     model = trained_model(load_source(store, ids["lora"]))[0]
@@ -132,7 +132,7 @@ def test_prompt_tuning_cannot_merge_one_line_error_its_adapter_ships(cells, tmp_
 
 def test_template_lint_names_the_first_difference(cells, tmp_path, monkeypatch):
     """An exported template with another system prompt is refused before anything ships."""
-    import tunelab.ship as ship
+    import tunelab.ship.export as ship
 
     real = ship.shipped_template
     monkeypatch.setattr(ship, "shipped_template",
@@ -185,8 +185,8 @@ def test_plain_format_ships_as_a_chat_template_rendering_the_same_text(tiny_mode
     carries that format as a Jinja template (with the trained system prompt as default)."""
     from transformers import AutoTokenizer
 
-    from tunelab.prompt import messages, render
-    from tunelab.ship import shipped_template
+    from tunelab.backends.prompt import messages, render
+    from tunelab.ship.export import shipped_template
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     tok.chat_template = None
@@ -204,7 +204,7 @@ def test_plain_format_ships_as_a_chat_template_rendering_the_same_text(tiny_mode
 def test_divergence_finds_where_an_answer_leaves_the_models_greedy_path(woken_model_dir):
     """verify.divergence: none along the model's own greedy answer; an answer whose third token
     is the model's second choice parts there, by the model's top-1 minus top-2 logit gap."""
-    from tunelab.verify import NEAR_TIE, divergence
+    from tunelab.ship.verify import NEAR_TIE, divergence
 
     model, tok = load_model(ModelConfig(name=str(woken_model_dir)))
     prompt = "Describe the game Portal 2."

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from tests.conftest import write_config
 from tunelab import TunelabError
-from tunelab.cli import app
-from tunelab.config import MethodConfig, load_config
+from tunelab.cli.main import app
+from tunelab.core.config import MethodConfig, load_config
 from tunelab.methods import METHODS
 
 runner = CliRunner()

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from tunelab import TunelabError
-from tunelab.config import TrainConfig, load_config
-from tunelab.prompt import messages
-from tunelab.stopping import trial
-from tunelab.train import Shard, encode, train_loop, validation_loss
+from tunelab.backends.prompt import messages
+from tunelab.core.config import TrainConfig, load_config
+from tunelab.train.loop import Shard, encode, train_loop, validation_loss
+from tunelab.train.stopping import trial
 
 
 def _pairs(tok, n, answer, offset=0):
@@ -123,7 +123,7 @@ def test_seconds_budget_ends_at_the_last_step_that_fits(tiny, monkeypatch, budge
     validation past it."""
     import types
 
-    import tunelab.train as tr
+    import tunelab.train.loop as tr
 
     model, tok = tiny
     m = copy.deepcopy(model)
@@ -165,7 +165,7 @@ def test_a_grid_cell_stores_its_validation_curve(tmp_path, tiny_model_dir, viggo
     from typer.testing import CliRunner
 
     from tests.conftest import write_config
-    from tunelab.cli import app
+    from tunelab.cli.main import app
 
     store = tmp_path / "runs" / "t.db"
     cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, store,
@@ -183,7 +183,7 @@ def test_a_stored_curve_is_judged_by_the_current_rule():
     one step after an evaluation: 1.385 -> 1.376 over that step is under 1%, and it was
     stored as converged, but over the last whole interval (6 steps) the loss fell 3.2%.
     The report judges the stored curve, so the corrected rule reaches stored runs."""
-    from tunelab.arms import judged
+    from tunelab.decide.arms import judged
 
     info = {"converged": True, "convergence_note": None, "stop_reason": "budget",
             "val_steps": [0, 6, 12, 18, 24, 30, 36, 42, 48, 54, 60, 61],
@@ -205,7 +205,7 @@ def test_a_plateau_brings_the_best_weights_back_and_cuts_the_lr():
     """train.plateau_drops: at `patience` evaluations without a new best the best weights
     come back and the lr is cut by DROP (patience counting again from there), 3 times;
     the next plateau stops."""
-    from tunelab.stopping import DROP, Stopper
+    from tunelab.train.stopping import DROP, Stopper
 
     model = torch.nn.Linear(2, 2)
     script = iter([1.0, 0.5, 0.6, 0.7, 0.8, 0.45, 0.5, 0.5, 0.5, 0.46, 0.47, 0.48, 0.49, 0.49, 0.49])

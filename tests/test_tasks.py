@@ -5,11 +5,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tunelab.cli import app
-from tunelab.config import TaskConfig, data_dir
-from tunelab.prompt import messages
+from tunelab.backends.prompt import messages
+from tunelab.cli.main import app
+from tunelab.core.config import TaskConfig, data_dir
 from tunelab.tasks import TASKS, get_task
-from tunelab.train import encode
+from tunelab.train.loop import encode
 
 runner = CliRunner()
 

@@ -10,9 +10,9 @@ mlflow = pytest.importorskip("mlflow", reason="mlflow not installed (pip install
 
 
 def test_mlflow_logs_each_cell(tmp_path, tiny_model_dir, viggo_dir, monkeypatch):
-    from tunelab.config import load_config
-    from tunelab.grid import run_grid
-    from tunelab.store import Store
+    from tunelab.core.config import load_config
+    from tunelab.core.store import Store
+    from tunelab.run.grid import run_grid
 
     uri = (tmp_path / "mlruns").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from tunelab import TunelabError
-from tunelab.config import TrainConfig
-from tunelab.prompt import messages
-from tunelab.train import accumulate, collate, completion_loss_sum, encode, micro_batches, train_loop
+from tunelab.backends.prompt import messages
+from tunelab.core.config import TrainConfig
+from tunelab.train.loop import accumulate, collate, completion_loss_sum, encode, micro_batches, train_loop
 
 
 def _data(tok, n=8, max_length=256):
@@ -80,7 +80,7 @@ def test_micro_batches_give_the_large_batch_gradient(tiny):
 
 
 def test_micro_token_budget_comes_from_the_config(tiny, monkeypatch):
-    import tunelab.train as tt
+    import tunelab.train.loop as tt
 
     model, tok = tiny
     seen = []

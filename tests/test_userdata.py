@@ -11,8 +11,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tunelab.cli import app
-from tunelab.config import TaskConfig, load_config
+from tunelab.cli.main import app
+from tunelab.core.config import TaskConfig, load_config
 from tunelab.tasks import get_task
 
 runner = CliRunner()
@@ -31,7 +31,7 @@ def test_your_data_yaml_is_what_init_writes_and_loads():
     cfg = load_config("configs/your_data.yaml")
     assert cfg.task.name == "jsonl" and cfg.task.train == str(SHIPPED) and cfg.task.scoring == "auto"
     text = Path("configs/your_data.yaml").read_text()
-    from tunelab.starter import inspect_file, render
+    from tunelab.data.init_config import inspect_file, render
 
     assert render(inspect_file(SHIPPED), "configs/your_data.yaml") == text
     # every key that takes a value says what it does
@@ -39,7 +39,7 @@ def test_your_data_yaml_is_what_init_writes_and_loads():
     assert len(keyed) >= 15 and all("#" in line for line in keyed), [x for x in keyed if "#" not in x]
     # no lr is written: every method trains at its own default (a config-wide 1e-3 would be 20x
     # too high for full fine-tuning and 30x too low for a soft prompt)
-    from tunelab.config import METHOD_LR, MethodConfig, method_train
+    from tunelab.core.config import METHOD_LR, MethodConfig, method_train
 
     for name in ("lora", "full", "prompt_tuning"):
         assert method_train(cfg, MethodConfig(name=name)).lr == METHOD_LR[name]
@@ -128,10 +128,10 @@ def _text_file(tmp_path, n=60) -> Path:
 
 
 def test_label_set_is_in_the_zero_shot_prompt(tmp_path, tiny):
-    from tunelab.config import EvalConfig, MethodConfig, TrainConfig
+    from tunelab.core.config import EvalConfig, MethodConfig, TrainConfig
+    from tunelab.eval.predictor import prompt_text
     from tunelab.methods import get_method
     from tunelab.methods.base import Context
-    from tunelab.predictor import prompt_text
 
     task = get_task(TaskConfig(name="jsonl", train=str(_label_file(tmp_path)), n_test=5))
     s = task.load()
@@ -227,7 +227,7 @@ def test_tasks_on_stdout_with_config_keys():
     ([f"label{i}" for i in range(50)] * 2, "classification"),
 ])
 def test_label_rule(targets, kind):
-    from tunelab.scoring import choose
+    from tunelab.data.scoring import choose
 
     assert choose(targets).kind == kind
 
@@ -235,8 +235,8 @@ def test_label_rule(targets, kind):
 def test_classification_scoring_enters_the_cell_key():
     """Cells scored as classification (new prompt, new metrics) never resume from a store
     whose cells were scored as text; other tasks keep their keys."""
-    from tunelab.cells import cells
-    from tunelab.config import RunConfig
+    from tunelab.core.config import RunConfig
+    from tunelab.run.cells import cells
 
     cfg = RunConfig(task=TaskConfig(name="jsonl", train="x.jsonl"))
     assert cells(cfg, 10)[0].key == cells(cfg, 10, "text")[0].key
@@ -248,7 +248,7 @@ def test_long_free_text_gets_metrics_that_move(tmp_path):
     """Alpaca-like answers: init chooses ROUGE-L first and says why in the config; the task
     scores meaning with the packaged sentence encoder, so a paraphrase beats a wrong answer
     where exact match gives both 0."""
-    from tunelab.data import Example
+    from tunelab.data.readers import Example
 
     out = "Item {} is a small red box made of wood, used to store letters."
     recs = [{"instruction": f"Describe item {i}.", "input": "", "output": out.format(i)} for i in range(40)]
@@ -272,7 +272,7 @@ def test_long_free_text_gets_metrics_that_move(tmp_path):
 
 
 def test_classify_task_points_a_prompt_completion_file_to_jsonl(tmp_path):
-    from tunelab.data import DataError
+    from tunelab.data.readers import DataError
 
     task = get_task(TaskConfig(name="classify", train=str(_label_file(tmp_path))))
     with pytest.raises(DataError, match=r"labels.jsonl:1: text: missing field \(the records are "

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from tunelab import TunelabError
-from tunelab.config import MethodConfig, ModelConfig, TrainConfig, load_config, to_dict
-from tunelab.report import build, load_arms
-from tunelab.store import Store
-from tunelab.verdict import Z95, compare, recommend
+from tunelab.core.config import MethodConfig, ModelConfig, TrainConfig, load_config, to_dict
+from tunelab.core.store import Store
+from tunelab.decide.verdict import Z95, compare, recommend
+from tunelab.report.build import build, load_arms
 
 SRC = Path(__file__).parents[1] / "src"
 
@@ -379,7 +379,7 @@ def test_one_arm_report_says_there_is_nothing_to_compare(tmp_path):
 def test_margin_option_is_checked(tmp_path):
     from typer.testing import CliRunner
 
-    from tunelab.cli import app
+    from tunelab.cli.main import app
 
     s = Store(tmp_path / "s.db")
     equivalent(s)
@@ -398,7 +398,7 @@ def test_two_entries_of_one_method_in_a_run_stay_apart(tmp_path, tiny_model_dir,
     from typer.testing import CliRunner
 
     from tests.conftest import write_config
-    from tunelab.cli import app
+    from tunelab.cli.main import app
 
     store = tmp_path / "runs" / "t.db"
     two = ("  - {name: lora, train_sizes: [8], train: {lr: 0.001}}\n"
@@ -432,7 +432,7 @@ def test_equal_arms_rarely_get_a_winner():
     """Ten arms of one true score, nine fine-tuned against one prompting arm, 400 draws: the
     headline calls one better than another in at most 5% of draws. Without the simultaneous
     intervals (the picked pair alone) it does so in about 12%: the check has teeth."""
-    from tunelab.equal_arms import draws_with_a_winner
+    from tunelab.decide.equal_arms import draws_with_a_winner
 
     assert draws_with_a_winner(draws=400) <= 0.05
     assert draws_with_a_winner(draws=200, corrected=False) > 0.05

@@ -1,5 +1,5 @@
 """`python -m tunelab ...` (what `accelerate launch -m tunelab cell ...` runs)."""
 
-from tunelab.cli import app
+from tunelab.cli.main import app
 
 app()

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from tunelab import TunelabError
-from tunelab.config import SEARCH_METHOD, MethodConfig, RunConfig, method_train
+from tunelab.core.config import SEARCH_METHOD, MethodConfig, RunConfig, method_train
+from tunelab.eval.predictor import Predictor
 from tunelab.methods import (
     distill,
     dpo,
@@ -25,9 +26,8 @@ from tunelab.methods import (
     zero_shot,
 )
 from tunelab.methods.base import Context, MethodSpec
+from tunelab.methods.search_run import with_search
 from tunelab.methods.stages import check_stages, with_stages
-from tunelab.methods.sweep import with_search
-from tunelab.predictor import Predictor
 
 METHODS: dict[str, MethodSpec] = {
     "zero_shot": zero_shot.SPEC,

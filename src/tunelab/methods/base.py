@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from tunelab import TunelabError
-from tunelab.config import EvalConfig, MethodConfig, RunConfig, TrainConfig
-from tunelab.data import Example
-from tunelab.predictor import ChatPredictor, Predictor
-from tunelab.prompt import messages
+from tunelab.backends.prompt import messages
+from tunelab.core.config import EvalConfig, MethodConfig, RunConfig, TrainConfig
+from tunelab.data.readers import Example
+from tunelab.eval.predictor import ChatPredictor, Predictor
 from tunelab.tasks.base import Task
 
 PROMPTS = ("full", "short")

@@ -27,19 +27,19 @@ from pathlib import Path
 from typing import ClassVar
 
 from tunelab import TunelabError
-from tunelab.api import ApiModel
-from tunelab.cache import cached_json, digest
-from tunelab.config import MethodConfig, RunConfig, data_dir, grid_models, to_dict
-from tunelab.data import DataError, Example, field_str, normalize_text, read_records, sample
-from tunelab.evaluate import evaluate
-from tunelab.keys import MODEL_IDENTITY
+from tunelab.backends.local_model import cache_root
+from tunelab.backends.openai_api import ApiModel
+from tunelab.backends.prompt import messages, render
+from tunelab.core.cache import cached_json, digest
+from tunelab.core.config import MethodConfig, RunConfig, data_dir, grid_models, to_dict
+from tunelab.data.readers import DataError, Example, field_str, normalize_text, read_records, sample
+from tunelab.eval.evaluate import evaluate
+from tunelab.eval.predictor import ChatPredictor, Predictor, as_text
 from tunelab.methods.base import Context, MethodSpec, Shots, chat_predictor
 from tunelab.methods.dpo import fingerprint
 from tunelab.methods.lora import tune
-from tunelab.metrics import exact_match
-from tunelab.models import cache_root
-from tunelab.predictor import ChatPredictor, Predictor, as_text
-from tunelab.prompt import messages, render
+from tunelab.run.keys import MODEL_IDENTITY
+from tunelab.tasks.metrics import exact_match
 
 
 @dataclass

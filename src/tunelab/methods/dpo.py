@@ -1,7 +1,7 @@
 """dpo: preference tuning with TRL's DPOTrainer on pairs built from the task itself.
 
 chosen = the reference answer, rejected = the model's own wrong answer to a training
-input (greedy, generated once with tunelab.generate and cached on disk by weights and
+input (greedy, generated once with tunelab.backends.generate and cached on disk by weights and
 prompts). Pairs where the model was already right are dropped: there is no preference
 to learn; an empty answer is a wrong answer. A LoRA adapter is trained (the reference
 model is the same weights with the adapter off, so no second copy is held) and merged
@@ -19,16 +19,16 @@ from dataclasses import dataclass
 import torch
 
 from tunelab import TunelabError
-from tunelab.cache import cached_json, digest
-from tunelab.data import Example
-from tunelab.device import of, out_of_memory
-from tunelab.generate import generate
+from tunelab.backends.device import of, out_of_memory
+from tunelab.backends.generate import generate
+from tunelab.backends.local_model import cache_root
+from tunelab.backends.prompt import messages, render
+from tunelab.core.cache import cached_json, digest
+from tunelab.data.readers import Example
+from tunelab.eval.predictor import Predictor
 from tunelab.methods.base import Context, MethodSpec, Prompted, chat_predictor, instruction
 from tunelab.methods.finetune import trainable_copy
 from tunelab.methods.lora import lora_config
-from tunelab.models import cache_root
-from tunelab.predictor import Predictor
-from tunelab.prompt import messages, render
 from tunelab.tasks.base import Task
 
 

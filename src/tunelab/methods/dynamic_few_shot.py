@@ -8,11 +8,11 @@ example's whole conversation (task.turns) follows the shots, as in few_shot.
 """
 
 from tunelab import TunelabError
-from tunelab.data import Example
+from tunelab.backends.prompt import messages, shots_of
+from tunelab.backends.retrieve import Index
+from tunelab.data.readers import Example
+from tunelab.eval.predictor import ChatPredictor, Predictor
 from tunelab.methods.base import Context, MethodSpec, Shots, instruction
-from tunelab.predictor import ChatPredictor, Predictor
-from tunelab.prompt import messages, shots_of
-from tunelab.retrieve import Index
 
 
 def build(ctx: Context) -> Predictor:

@@ -9,10 +9,10 @@ can choose on validation.
 from dataclasses import dataclass
 
 from tunelab import TunelabError
-from tunelab.data import sample
+from tunelab.backends.prompt import shots_of
+from tunelab.data.readers import sample
+from tunelab.eval.predictor import Predictor
 from tunelab.methods.base import Context, MethodSpec, Shots, chat_predictor, instruction
-from tunelab.predictor import Predictor
-from tunelab.prompt import shots_of
 
 
 @dataclass

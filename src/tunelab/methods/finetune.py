@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import copy
 
-from tunelab.data import sample
-from tunelab.device import out_of_memory
+from tunelab.backends.device import out_of_memory
+from tunelab.backends.prompt import messages, render
+from tunelab.core.ui import console
+from tunelab.data.readers import sample
 from tunelab.methods.base import Context, instruction
-from tunelab.prompt import messages, render
-from tunelab.train import encode, train_loop
-from tunelab.ui import console
+from tunelab.train.loop import encode, train_loop
 
 
 def trainable_copy(model):

@@ -1,8 +1,8 @@
 """full: every weight trainable, same loop as LoRA. Saves the weights as safetensors."""
 
+from tunelab.eval.predictor import Predictor
 from tunelab.methods.base import Context, MethodSpec, Prompted, chat_predictor
 from tunelab.methods.finetune import fine_tune, trainable_copy
-from tunelab.predictor import Predictor
 
 
 def build(ctx: Context) -> Predictor:

@@ -6,11 +6,11 @@ so generation costs the same as the base model. `tune` is also the `sft` trainin
 
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-from tunelab.config import TrainConfig
-from tunelab.device import is_quantized
+from tunelab.backends.device import is_quantized
+from tunelab.core.config import TrainConfig
+from tunelab.eval.predictor import Predictor
 from tunelab.methods.base import Context, MethodSpec, Prompted, chat_predictor
 from tunelab.methods.finetune import fine_tune, trainable_copy
-from tunelab.predictor import Predictor
 
 
 def lora_config(cfg: TrainConfig) -> LoraConfig:

@@ -16,12 +16,12 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from tunelab import TunelabError
-from tunelab.data import sample
-from tunelab.evaluate import evaluate
-from tunelab.generate import generate
+from tunelab.backends.generate import generate
+from tunelab.backends.prompt import messages, render, shots_of
+from tunelab.data.readers import sample
+from tunelab.eval.evaluate import evaluate
+from tunelab.eval.predictor import Predictor
 from tunelab.methods.base import Context, MethodSpec, Shots, chat_predictor
-from tunelab.predictor import Predictor
-from tunelab.prompt import messages, render, shots_of
 
 REWRITES = (
     "{i}\nReply with the answer only, in exactly the format described.",

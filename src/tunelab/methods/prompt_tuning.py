@@ -1,7 +1,7 @@
 """prompt_tuning: trainable soft-prompt embeddings (PEFT prompt tuning), base frozen.
 
 Trained by the same train_loop as lora/full; only what is trainable differs. The loop
-and tunelab.generate call the decoder directly (for speed and prefix-KV reuse), which
+and tunelab.backends.generate call the decoder directly (for speed and prefix-KV reuse), which
 would skip PeftModel's virtual-token injection, so the tuned model is wrapped in
 SoftPrompted: every forward that starts a sequence puts the virtual tokens first and
 shifts masks and positions; later (cached) steps only shift. Soft prompts usually want
@@ -16,12 +16,12 @@ from typing import ClassVar
 import torch
 from peft import PromptTuningConfig, get_peft_model
 
-from tunelab.device import tensors
-from tunelab.generate import CACHE_KW
+from tunelab.backends.device import tensors
+from tunelab.backends.generate import CACHE_KW
+from tunelab.eval.predictor import Predictor
 from tunelab.methods.base import Context, MethodSpec, Prompted, chat_predictor
 from tunelab.methods.finetune import fine_tune, trainable_copy
-from tunelab.predictor import Predictor
-from tunelab.train import Prefixed
+from tunelab.train.loop import Prefixed
 
 
 @dataclass

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from tunelab import TunelabError
-from tunelab.data import Example
+from tunelab.backends.prompt import messages
+from tunelab.backends.retrieve import passage_index, read_corpus
+from tunelab.data.readers import Example
+from tunelab.eval.predictor import ChatPredictor, Predictor
 from tunelab.methods.base import Context, MethodSpec, Shots, instruction, with_user_prefix
-from tunelab.predictor import ChatPredictor, Predictor
-from tunelab.prompt import messages
-from tunelab.retrieve import passage_index, read_corpus
 
 RULE = ("Answer only from the passages below. If they do not contain the answer, "
         "reply exactly: I don't know.")

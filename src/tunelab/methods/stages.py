@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from tunelab import TunelabError
-from tunelab.config import (
+from tunelab.core.config import (
     DEFAULT_LR,
     METHOD_LR,
     MethodConfig,
@@ -24,7 +24,7 @@ from tunelab.config import (
     method_train,
     to_dict,
 )
-from tunelab.data import Example, read_examples, sample
+from tunelab.data.readers import Example, read_examples, sample
 from tunelab.methods.base import Context, Prompted, chat_predictor
 from tunelab.methods.dpo import Settings as DpoSettings
 from tunelab.methods.dpo import tune as dpo_tune

@@ -1,7 +1,7 @@
 """zero_shot: the task's instruction and the input, through the chat template."""
 
+from tunelab.eval.predictor import Predictor
 from tunelab.methods.base import Context, MethodSpec, Prompted, chat_predictor, instruction
-from tunelab.predictor import Predictor
 
 
 def build(ctx: Context) -> Predictor:

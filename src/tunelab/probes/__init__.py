@@ -16,8 +16,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from tunelab.config import TrainConfig
-from tunelab.store import Store
+from tunelab.core.config import TrainConfig
+from tunelab.core.store import Store
 
 PROBES = {
     "substitute": "tunelab.probes.substitute",
@@ -48,8 +48,8 @@ def key(probe: str, arm: str, settings) -> str:
 
 def save(store: Store, probe: str, settings, res: Result) -> str:
     """Write one arm to the store in one transaction (replacing an earlier attempt)."""
-    from tunelab.compute import peak_rss_mb
-    from tunelab.provenance import git_commit, versions
+    from tunelab.core.provenance import git_commit, versions
+    from tunelab.run.compute_cell import peak_rss_mb
 
     k = key(probe, res.arm, settings)
     store.begin(k, {"task": probe, "method": f"probe:{probe}", "label": res.arm,

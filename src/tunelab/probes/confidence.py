@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 
-from tunelab.metrics import bootstrap_ci, paired_bootstrap, unpaired_bootstrap
+from tunelab.tasks.metrics import bootstrap_ci, paired_bootstrap, unpaired_bootstrap
 
 SETS = {"unanswerable": ("unanswerable",), "known": ("general",),
         "taught": ("near", "paraphrase", "reversal")}

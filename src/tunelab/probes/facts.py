@@ -22,20 +22,20 @@ from pathlib import Path
 import numpy as np
 
 from tunelab import TunelabError
-from tunelab.cache import cached_json, digest
-from tunelab.config import TrainConfig
-from tunelab.data import read_records
-from tunelab.generate import generate
+from tunelab.backends.generate import generate
+from tunelab.backends.local_model import cache_root
+from tunelab.backends.prompt import messages, render
+from tunelab.core.cache import cached_json, digest
+from tunelab.core.config import TrainConfig
+from tunelab.data.readers import read_records
 from tunelab.methods.finetune import stats_info
-from tunelab.metrics import abstained, answer_match, bootstrap_ci, paired_bootstrap
-from tunelab.models import cache_root
 from tunelab.probes import Result, save, trainable
 from tunelab.probes import replay as replay_data
 from tunelab.probes.confidence import by_set, confidence_metrics
 from tunelab.probes.kb import Fact, Question, read_kb, read_questions
 from tunelab.probes.measure import answer_logprob, block_nll, perplexity_ci, sample
-from tunelab.prompt import messages, render
-from tunelab.train import plain_text, train_loop
+from tunelab.tasks.metrics import abstained, answer_match, bootstrap_ci, paired_bootstrap
+from tunelab.train.loop import plain_text, train_loop
 
 DATA = Path(__file__).parent / "data"
 SYSTEM = ("Answer the question in a few words. If you do not know the answer, "
@@ -237,7 +237,7 @@ class FactsProbe:
         return replay_data.encoded(self.tok, recs)
 
     def rag_system(self):
-        from tunelab.retrieve import Index
+        from tunelab.backends.retrieve import Index
 
         index = Index([f.id for f in self.facts], [f.text for f in self.facts])
         rows = dict(zip([q.id for q in self.kb_qs + self.unans],

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunelab.data import DataError, field_str, read_records
+from tunelab.data.readers import DataError, field_str, read_records
 
 KINDS = ("near", "paraphrase", "reversal")
 

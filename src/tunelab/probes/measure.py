@@ -13,9 +13,9 @@ import re
 import torch
 import torch.nn.functional as F
 
-from tunelab.metrics import bootstrap_ci
-from tunelab.train import Encoded, collate, plain_text
-from tunelab.ui import progress
+from tunelab.core.ui import progress
+from tunelab.tasks.metrics import bootstrap_ci
+from tunelab.train.loop import Encoded, collate, plain_text
 
 
 @torch.no_grad()

@@ -20,10 +20,10 @@ import re
 from pathlib import Path
 
 from tunelab import TunelabError
-from tunelab.data import field_str, read_records
+from tunelab.backends.prompt import messages
+from tunelab.data.readers import field_str, read_records
 from tunelab.probes.kb import Question
-from tunelab.prompt import messages
-from tunelab.train import Encoded, encode
+from tunelab.train.loop import Encoded, encode
 
 MAX_PROMPT_CHARS = 500
 MAX_REPLY_CHARS = 800
@@ -35,7 +35,7 @@ STOP = frozenset("what which where when who whom whose does many much name calle
 
 def default_path() -> Path:
     """alpaca_5000.json from the local mirror, else exported from the public Alpaca set."""
-    from tunelab.datasource import resolve
+    from tunelab.data.datasource import resolve
 
     return resolve("alpaca") / "alpaca_5000.json"
 

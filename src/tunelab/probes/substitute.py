@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from tunelab import TunelabError
-from tunelab.config import TrainConfig
-from tunelab.data import field_str, read_records
+from tunelab.core.config import TrainConfig
+from tunelab.data.readers import field_str, read_records
 from tunelab.methods.finetune import stats_info
-from tunelab.metrics import bootstrap_ci, paired_bootstrap, unpaired_bootstrap
 from tunelab.probes import Result, save, trainable
 from tunelab.probes.measure import (
     block_nll,
@@ -39,7 +38,8 @@ from tunelab.probes.measure import (
     perplexity_ci,
     sample,
 )
-from tunelab.train import plain_text, train_loop
+from tunelab.tasks.metrics import bootstrap_ci, paired_bootstrap, unpaired_bootstrap
+from tunelab.train.loop import plain_text, train_loop
 
 DATA = Path(__file__).parent / "data"
 PROMPTS = {

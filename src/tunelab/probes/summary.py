@@ -19,11 +19,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tunelab import TunelabError  # noqa: E402
-from tunelab.metrics import paired_bootstrap  # noqa: E402
+from tunelab.core.store import Store  # noqa: E402
 from tunelab.probes.confidence import paired_change  # noqa: E402
 from tunelab.probes.measure import moved  # noqa: E402
-from tunelab.report import _png, write_pages  # noqa: E402
-from tunelab.store import Store  # noqa: E402
+from tunelab.report.build import _png, write_pages  # noqa: E402
+from tunelab.tasks.metrics import paired_bootstrap  # noqa: E402
 
 
 def load(store: Store, probe: str) -> dict[str, dict]:

@@ -1,7 +1,7 @@
 """Tasks, looked up by name: TASKS = {"viggo": Viggo, ...}."""
 
 from tunelab import TunelabError
-from tunelab.config import TaskConfig
+from tunelab.core.config import TaskConfig
 from tunelab.tasks.base import Splits, Task
 from tunelab.tasks.chat import Chat
 from tunelab.tasks.classify import Classify

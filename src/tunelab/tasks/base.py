@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from tunelab import TunelabError
-from tunelab.config import TaskConfig, data_dir
-from tunelab.data import DataError, Example, read_examples, sample, split
-from tunelab.datasource import resolve
-from tunelab.metrics import METRICS, Metric, first_line, get_metric
-from tunelab.scoring import Scoring
+from tunelab.core.config import TaskConfig, data_dir
+from tunelab.data.datasource import resolve
+from tunelab.data.readers import DataError, Example, read_examples, sample, split
+from tunelab.data.scoring import Scoring
+from tunelab.tasks.metrics import METRICS, Metric, first_line, get_metric
 
 
 def _scored_by_task(pred: str, ref: str) -> float:
@@ -78,7 +78,7 @@ class Task:
         return {**self.metrics, **self.corpus_metrics}
 
     def root(self) -> Path:
-        """task.data_dir, else the task's folder found by tunelab.datasource.resolve."""
+        """task.data_dir, else the task's folder found by tunelab.data.datasource.resolve."""
         if self.cfg.data_dir:
             return Path(self.cfg.data_dir)
         return resolve(self.folder) if self.folder else data_dir()

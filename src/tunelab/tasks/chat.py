@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tunelab.check import duplicates
-from tunelab.data import Example
+from tunelab.data.check import duplicates
+from tunelab.data.readers import Example
 from tunelab.tasks.base import Splits, Task
 
 INSTRUCTION = ("You are a helpful assistant. Reply to the user's last message, "

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tunelab.data import DataError, Example, detect_format, read_examples, read_records
-from tunelab.metrics import CORPUS_METRICS, Metric
+from tunelab.data.readers import DataError, Example, detect_format, read_examples, read_records
 from tunelab.tasks.base import Splits, Task
+from tunelab.tasks.metrics import CORPUS_METRICS, Metric
 
 INSTRUCTION = "Classify the text. Reply with exactly one label from: {labels}. Output the label only."
 SHORT_INSTRUCTION = "Classify the text; reply with the label only."

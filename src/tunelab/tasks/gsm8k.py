@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from tunelab.data import DataError, Example, field_str, read_records, split
+from tunelab.data.readers import DataError, Example, field_str, read_records, split
 from tunelab.tasks.base import Splits, Task
 
 INSTRUCTION = """\

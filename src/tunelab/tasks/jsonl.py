@@ -6,7 +6,7 @@ files named in the config; missing validation/test splits are made from train wi
 `split_seed`.
 
 Scoring follows the data (task.scoring: auto): when the training completions look like
-labels (tunelab.scoring.RULE), it is classification: label accuracy per example,
+labels (tunelab.data.scoring.RULE), it is classification: label accuracy per example,
 macro-F1 over the test set, and the instruction lists the label set so that prompting
 arms answer a label rather than a paraphrase. Otherwise free text: short answers
 (scoring.LONG_WORDS) by exact match and token F1, long ones by ROUGE-L, token F1 and
@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tunelab.data import Example
-from tunelab.metrics import CORPUS_METRICS, Metric, semantic_similarities
-from tunelab.scoring import KIND_METRICS, choose
+from tunelab.data.readers import Example
+from tunelab.data.scoring import KIND_METRICS, choose
 from tunelab.tasks.base import Splits, Task
 from tunelab.tasks.classify import INSTRUCTION, SHORT_INSTRUCTION
+from tunelab.tasks.metrics import CORPUS_METRICS, Metric, semantic_similarities
 
 
 @dataclass

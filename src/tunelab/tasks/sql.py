@@ -3,7 +3,7 @@
 Splits: the data has one file, so each example goes to test, validation or train by a
 hash of its question (`split_of`): stable whatever the file order or subset, and a
 question asked twice never lands in two splits. Scored by execution accuracy (gold and
-predicted query return the same rows on generated databases, run in `tunelab.sandbox`)
+predicted query return the same rows on generated databases, run in `tunelab.tasks.sql_sandbox`)
 and by exact match after sqlglot normalisation. A prediction that fails to parse or run
 scores 0; its error is kept with the prediction (`sql_error`).
 """
@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from tunelab.data import DataError, Example, field_str, read_records
-from tunelab.metrics import METRICS, Metric
-from tunelab.sandbox import execution_match
+from tunelab.data.readers import DataError, Example, field_str, read_records
 from tunelab.tasks.base import SCORED_BY_TASK, Splits, Task
+from tunelab.tasks.metrics import METRICS, Metric
+from tunelab.tasks.sql_sandbox import execution_match
 
 INSTRUCTION = """\
 Write one SQLite query that answers the question, using only the tables and columns \

@@ -10,7 +10,7 @@ plays/scenes the training lines do not.
 Scored without the model judging itself:
 - style: probability of "Shakespeare" from a logistic regression on MiniLM embeddings,
   trained on 400 corpus lines from the training part (positives) against the modern
-  English lines shipped in tunelab/assets/modern_english.txt and the modernised
+  English lines shipped in tunelab/tasks/assets/modern_english.txt and the modernised
   versions of those 400 lines (negatives: otherwise copying the input scores as style);
 - content: cosine similarity of the output's and the input's MiniLM embeddings;
 - tone = style x content (primary): copying the input keeps content but has no style,
@@ -28,9 +28,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from tunelab.data import Example, split
-from tunelab.metrics import Metric
+from tunelab.data.readers import Example, split
 from tunelab.tasks.base import SCORED_BY_TASK, Splits, Task
+from tunelab.tasks.metrics import Metric
 
 ARCHAIC = {
     "thou": "you", "thee": "you", "thy": "your", "thine": "yours", "ye": "you",
@@ -93,12 +93,12 @@ def style_model(text: str):
     """Logistic regression on MiniLM embeddings: Shakespeare (1) vs modern English (0)."""
     from sklearn.linear_model import LogisticRegression
 
-    from tunelab.embed import embed
+    from tunelab.backends.embed import embed
 
     cut = int(text.count("\n") * 0.9)
     bard = [s for n, s in spoken_lines(text) if n <= cut]
     bard = random.Random(0).sample(bard, min(400, len(bard)))
-    modern_file = resources.files("tunelab") / "assets" / "modern_english.txt"
+    modern_file = resources.files("tunelab.tasks") / "assets" / "modern_english.txt"
     modern = [s for s in modern_file.read_text().splitlines() if s.strip() and not s.startswith("#")]
     # Modernised corpus lines are negatives too: a test input is one, and copying the
     # input must not count as Shakespearean style.
@@ -137,7 +137,7 @@ class Tone(Task):
                              f"last 10% test; validation split with split_seed={self.cfg.split_seed}")
 
     def score_all(self, predictions: list[str], examples: list[Example]) -> list[dict]:
-        from tunelab.embed import embed
+        from tunelab.backends.embed import embed
 
         preds = [self.clean(p) for p in predictions]
         clf = style_model(self._text())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tunelab.data import DataError, Example, field_str, read_records
+from tunelab.data.readers import DataError, Example, field_str, read_records
 from tunelab.tasks.base import Splits, Task
 
 INSTRUCTION = """\

@@ -1,0 +1,1 @@
+"""CLI: the typer app and its command groups; thin: parse, call one function, print."""

@@ -1,0 +1,107 @@
+"""Compute one cell: build the method's predictor (training if it trains) and evaluate it.
+
+Pure work on a loaded model: no store, no scheduling (run/cell_store.py and executors.py).
+"""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunelab import TunelabError
+from tunelab.backends.local_model import timed_load
+from tunelab.backends.openai_api import ApiModel
+from tunelab.backends.prompt import template_hash
+from tunelab.core.config import RunConfig, grid_models, method_train
+from tunelab.data.readers import Example, sample
+from tunelab.eval.evaluate import evaluate
+from tunelab.eval.template_lint import check_predictor
+from tunelab.methods import Context, get_method
+from tunelab.run.cells import Cell
+from tunelab.tasks.base import Splits, Task
+from tunelab.train.loop import seed_everything
+
+
+@dataclass
+class CellResult:
+    fields: dict
+    metrics: dict
+    higher: dict
+    rows: list[dict]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def device(model) -> str:
+    """Where the arm ran, for the cost table's price: "api" (a remote endpoint), else the
+    device type of the weights ("cpu", "cuda", ...)."""
+    if isinstance(model, ApiModel):
+        return "api"
+    p = next(model.parameters(), None)
+    return p.device.type if p is not None else "cpu"
+
+
+def cell_train(splits: Splits, cell: Cell) -> list[Example]:
+    """The cell's training subset (seeded; nested across sizes). Its size is
+    cell.train_size, so bookkeeping never needs to draw it."""
+    return sample(splits.train, cell.train_size, cell.seed) if cell.train_size else []
+
+
+def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, tok,
+                 train_only: bool = False) -> CellResult | None:
+    """Build the cell's predictor (training if the method trains) and evaluate it."""
+    seed_everything(cell.seed)
+    train = cell_train(splits, cell)
+    run_dir = Path(cfg.out_dir) / "cells" / cell.key
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint(stage: str, pred) -> dict:
+        """Score an intermediate training stage on the same test slice."""
+        r = evaluate(pred, task, splits.test, cfg.eval, label=f"eval {cell.label}: {stage}")
+        return {name: list(v) for name, v in r.metrics.items()}
+
+    def load(name: str) -> tuple:
+        """Another model of the grid (distill's teacher); the cell's own is already here."""
+        if name == cell.model.name:
+            return model, tok
+        found = [m for m in grid_models(cfg) if m.name == name]
+        if not found:
+            raise TunelabError(f"model '{name}' is not a model of this grid")
+        return timed_load(found[0])[:2]
+
+    ctx = Context(model, tok, task, train, cell.method, method_train(cfg, cell.method),
+                  cell.seed, run_dir, validation=splits.validation, eval_cfg=cfg.eval,
+                  checkpoint=checkpoint, pool=splits.train, load=load)
+    pred = get_method(cell.method.name)(ctx)
+    if train_only:
+        return None
+    if train and pred.info.get("train_prompt") is not None:
+        check_predictor(pred, train[0], pred.info["train_prompt"])
+    res = evaluate(pred, task, splits.test, cfg.eval,
+                   label=f"eval {cell.model.name} {cell.label} n={len(train)}")
+    info = {**pred.info, "prompts": res.prompts,
+            "template_hash": template_hash(tok) if tok is not None else None}
+    n = len(res.rows)
+    if isinstance(model, ApiModel):
+        info["api_cost_usd"] = model.cost(sum(r["prompt_tokens"] for r in res.rows),
+                                          sum(r["gen_tokens"] for r in res.rows))
+    info["latency_s_mean"] = sum(r["latency_s"] for r in res.rows) / n
+    info["device"] = device(pred.model)
+    fields = {
+        "info": info,
+        "train_seconds": info.get("train_seconds", 0.0),
+        "eval_seconds": res.seconds,
+        "train_tokens": info.get("train_tokens", 0),
+        "trainable_params": info.get("trainable_params", 0),
+        # soft-prompt models run their virtual tokens in front of every prompt
+        "prompt_tokens_mean": sum(r["prompt_tokens"] for r in res.rows) / n
+                              + info.get("virtual_tokens", 0),
+        "gen_tokens_mean": sum(r["gen_tokens"] for r in res.rows) / n,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    higher = {name: m.higher_is_better for name, m in task.all_metrics.items()}
+    return CellResult(fields, res.metrics, higher, res.rows)

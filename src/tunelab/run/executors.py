@@ -1,0 +1,75 @@
+"""Executors: who computes a grid's cells, behind one interface.
+
+An executor is `run(grid, todo, fail_fast)`: it computes the cells in `todo` and books
+each one through run/cell_store.py (begin, then record or record_failure), so the store reads
+the same whichever ran them. local: one after another in this process; ray: cells as
+Ray tasks (run/ray_executor.py); accelerate: one cell trained data-parallel by every process of
+an `accelerate launch` / torchrun, process 0 alone evaluating and booking it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from tunelab import TunelabError
+from tunelab.backends.local_model import timed_load
+from tunelab.core.store import StoreError
+from tunelab.core.ui import console
+from tunelab.run.cell_store import Grid, begin, record, record_failure
+from tunelab.run.cells import Cell
+from tunelab.run.compute_cell import compute_cell
+from tunelab.run.ray_executor import run_ray
+
+Executor = Callable[[Grid, list[Cell], bool], None]
+
+
+def _compute_and_book(grid: Grid, cell: Cell, model, tok, fail_fast: bool) -> None:
+    if not begin(grid, cell, tok):  # another grid on this store did it meanwhile
+        return
+    try:
+        result = compute_cell(grid.cfg, cell, grid.task, grid.splits, model, tok)
+    except StoreError:
+        raise
+    except Exception as e:  # a failed cell must not stop the grid
+        record_failure(grid, cell, e)
+        if fail_fast:
+            raise
+        return
+    record(grid, cell, result)
+
+
+def run_local(grid: Grid, todo: list[Cell], fail_fast: bool) -> None:
+    """Cells one after another in this process; each model is loaded once."""
+    loaded = {}
+    for cell in todo:
+        if grid.store.status(cell.key) == "done":  # another grid on this store did it meanwhile
+            continue
+        name = cell.model.name
+        if name not in loaded:
+            model, tok, load_s = timed_load(cell.model)
+            console.print(f"model {name} loaded in {load_s:.1f} s")
+            loaded[name] = (model, tok)
+        _compute_and_book(grid, cell, *loaded[name], fail_fast)
+
+
+def run_accelerate(grid: Grid, todo: list[Cell], fail_fast: bool) -> None:
+    """Under `accelerate launch` (or torchrun): every process trains its share of each
+    cell; process 0 alone evaluates, saves and books it."""
+    rank = int(os.environ.get("RANK", "0"))
+    for cell in todo:
+        model, tok, _ = timed_load(cell.model)
+        if rank != 0:
+            cell.method.train = {**cell.method.train, "save": False}
+            compute_cell(grid.cfg, cell, grid.task, grid.splits, model, tok, train_only=True)
+            continue
+        try:
+            _compute_and_book(grid, cell, model, tok, fail_fast=True)
+        except StoreError:
+            raise
+        except Exception as e:
+            raise TunelabError(f"cell {cell.key} failed: {str(e).splitlines()[0]}") from None
+
+
+EXECUTORS: dict[str, Executor] = {"local": run_local, "ray": run_ray, "accelerate": run_accelerate}
+"""The `executor:` setting (accelerate is what `tunelab cell` runs under a launcher)."""

@@ -1,0 +1,102 @@
+"""A grid is a list of independent cells (method x train size x seed x model); run them, resumably.
+
+Each cell is keyed by a hash of what its result depends on (keys.py): a finished cell is
+skipped when the same command runs again, a crashed or failed one is redone. This module
+sets a grid up (task, splits, leakage check, cells, legacy keys) and hands the unfinished
+cells to an executor (executors.py); cells.py, run/compute_cell.py and run/cell_store.py do the rest.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tunelab import TunelabError
+from tunelab.core.config import RunConfig
+from tunelab.core.provenance import git_commit, versions
+from tunelab.core.store import Store
+from tunelab.core.ui import console
+from tunelab.data.check import leakage
+from tunelab.run.cell_store import Grid
+from tunelab.run.cells import Cell, cells, shortfalls
+from tunelab.run.executors import EXECUTORS
+from tunelab.run.keys import task_identity
+from tunelab.tasks import get_task
+
+
+def adopt_legacy(store: Store, grid_cells: list[Cell]) -> int:
+    """Cells whose key is not finished in the store but whose legacy key (a store written
+    before key version 2) is: the cell takes the stored run's id, so it is reused, not
+    redone; the mapping is recorded in the store. Returns how many were adopted."""
+    n = 0
+    for c in grid_cells:
+        if c.legacy_key and store.status(c.key) != "done" and store.status(c.legacy_key) == "done":
+            store.alias(c.key, c.legacy_key)
+            c.key = c.legacy_key
+            n += 1
+    return n
+
+
+def prepare(cfg: RunConfig) -> Grid:
+    """Task, splits (leakage-checked), store and cells of a config, before any cell runs."""
+    task = get_task(cfg.task)
+    splits = task.load()
+    bad = leakage(splits.train, splits.test)
+    if bad and not cfg.allow_leakage:
+        exact = sum(p.exact for p in bad)
+        raise TunelabError(
+            f"{bad[0].a.id}: input: test example also occurs in the training data "
+            f"({exact} exact, {len(bad) - exact} near-duplicate leaked); fix the split or "
+            "pass --allow-leakage (allow_leakage: true)"
+        )
+    if cfg.tracking and cfg.tracking not in ("mlflow",):
+        raise TunelabError(f"Unknown tracking '{cfg.tracking}'. Available: mlflow")
+    if cfg.executor not in EXECUTORS:
+        raise TunelabError(f"Unknown executor '{cfg.executor}'. Available: {', '.join(EXECUTORS)}")
+    scoring = task.scoring.kind if task.scoring else None
+    common = {"git_commit": git_commit(), "versions": versions(), "task": task.name,
+              "n_test": len(splits.test)}
+    store = Store(cfg.store)
+    grid_cells = cells(cfg, len(splits.train), scoring, task_identity(task, splits, scoring))
+    adopt_legacy(store, grid_cells)
+    return Grid(cfg, task, splits, store, grid_cells, common)
+
+
+def run_grid(cfg: RunConfig, fail_fast: bool = False) -> list[str]:
+    """Run every unfinished cell; returns the keys of the grid's cells."""
+    grid = prepare(cfg)
+    todo = [c for c in grid.cells if grid.store.status(c.key) != "done"]
+    console.print(f"[bold]{len(grid.cells)} cells[/], {len(grid.cells) - len(todo)} already done; "
+                  f"{len(grid.splits.test)} test examples ({grid.splits.source})")
+    for line in shortfalls(cfg, grid.splits):
+        console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
+    if grid.task.scoring:
+        console.print(f"scoring: {grid.task.scoring.kind}: {grid.task.scoring.why}",
+                      highlight=False, soft_wrap=True)
+    if todo:
+        EXECUTORS[cfg.executor](grid, todo, fail_fast)
+    keys = [c.key for c in grid.cells]
+    failed = [r for r in grid.store.runs("failed") if r["id"] in set(keys)]
+    if failed:
+        first = failed[0]
+        what = (f"{len(failed)} of {len(keys)} cells failed; first: {first['label']} "
+                f"n={first['train_size']} seed={first['seed']}: {(first['error'] or '').splitlines()[0]}")
+        if len(failed) == len(keys):
+            raise TunelabError(what)
+        console.print(f"[yellow]warning:[/] {what} (tunelab ls --store {cfg.store})",
+                      highlight=False, soft_wrap=True)
+    return keys
+
+
+def run_cell(cfg: RunConfig, method: str, size: int, seed: int, model: str | None = None) -> str | None:
+    """One cell of a grid, also under `accelerate launch` (data-parallel training): set up
+    as every grid is (prepare: leakage check, keys), then the accelerate executor."""
+    grid = prepare(cfg)
+    found = [c for c in grid.cells
+             if c.method.name == method and c.train_size == min(size, len(grid.splits.train))
+             and c.seed == seed and (model is None or c.model.name == model)]
+    if len(found) != 1:
+        raise TunelabError(f"{len(found)} cells of this config match method={method} size={size} "
+                           f"seed={seed}{' model=' + model if model else ''}; need exactly one")
+    grid.cells = found
+    EXECUTORS["accelerate"](grid, found, True)
+    return found[0].key if int(os.environ.get("RANK", "0")) == 0 else None

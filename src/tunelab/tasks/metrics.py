@@ -1,0 +1,430 @@
+"""Pure metric functions (prediction, reference) -> float, plus bootstrap intervals.
+
+Each metric is registered in METRICS with its `higher_is_better` flag.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from tunelab import TunelabError
+
+
+@dataclass(frozen=True)
+class Metric:
+    fn: Callable[[str, str], float]
+    higher_is_better: bool = True
+
+
+def normalize(text: str) -> str:
+    """Lower-case, collapse whitespace, strip surrounding punctuation/quotes.
+
+    >>> normalize("  The Answer.  ")
+    'the answer'
+    """
+    return " ".join(text.lower().split()).strip(" .\"'`")
+
+
+def exact_match(pred: str, ref: str) -> float:
+    """1.0 if the normalized strings are equal.
+
+    >>> exact_match("Paris.", "paris")
+    1.0
+    >>> exact_match("Paris, France", "Paris")
+    0.0
+    """
+    return float(normalize(pred) == normalize(ref))
+
+
+def _tokens(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def token_f1(pred: str, ref: str) -> float:
+    """SQuAD-style bag-of-words F1.
+
+    >>> token_f1("the cat sat", "the cat sat")
+    1.0
+    >>> round(token_f1("a cat", "the cat sat"), 3)
+    0.4
+    >>> token_f1("", "x")
+    0.0
+    """
+    p, r = _tokens(pred), _tokens(ref)
+    common = sum((Counter(p) & Counter(r)).values())
+    if not p or not r or common == 0:
+        return float(p == r)
+    precision, recall = common / len(p), common / len(r)
+    return 2 * precision * recall / (precision + recall)
+
+
+_MR = re.compile(r"^\s*([a-z_]+)\s*\((.*)\)\s*$", re.S)
+_SLOT = re.compile(r"([a-z_]+)\s*\[([^\]]*)\]")
+
+
+def parse_mr(text: str) -> tuple[str, frozenset[tuple[str, str]]] | None:
+    """Parse a ViGGO meaning representation into (function, {(attribute, value)}).
+
+    Values are lower-cased with whitespace collapsed; list values ("PC, Xbox") are
+    compared as sets, so their order does not matter. Returns None if unparseable.
+
+    >>> fn, slots = parse_mr("inform(name[Tetris], platforms[Xbox, PC])")
+    >>> fn, sorted(slots)
+    ('inform', [('name', 'tetris'), ('platforms', 'pc, xbox')])
+    >>> parse_mr("not an mr") is None
+    True
+    """
+    m = _MR.match(text.strip().splitlines()[0] if text.strip() else "")
+    if not m:
+        return None
+    slots = set()
+    for attr, value in _SLOT.findall(m.group(2)):
+        items = sorted(" ".join(v.lower().split()) for v in value.split(","))
+        slots.add((attr, ", ".join(items)))
+    return m.group(1), frozenset(slots)
+
+
+def mr_exact(pred: str, ref: str) -> float:
+    """Same function and same set of attribute[value] pairs, order-insensitive.
+
+    >>> mr_exact("inform(rating[good], name[X])", "inform( name[X],rating[good])")
+    1.0
+    >>> mr_exact("request(name[X])", "inform(name[X])")
+    0.0
+    """
+    p, r = parse_mr(pred), parse_mr(ref)
+    return float(p is not None and p == r)
+
+
+def _slot_counts(pred: str, ref: str) -> tuple[int, int, int]:
+    p, r = parse_mr(pred), parse_mr(ref)
+    ps = p[1] if p else frozenset()
+    rs = r[1] if r else frozenset()
+    return len(ps & rs), len(ps), len(rs)
+
+
+def slot_precision(pred: str, ref: str) -> float:
+    """Fraction of predicted attribute[value] pairs that are in the reference.
+
+    >>> slot_precision("inform(name[X], rating[good])", "inform(name[X])")
+    0.5
+    """
+    hit, n_pred, _ = _slot_counts(pred, ref)
+    return hit / n_pred if n_pred else 0.0
+
+
+def slot_recall(pred: str, ref: str) -> float:
+    """Fraction of reference attribute[value] pairs that were predicted.
+
+    >>> slot_recall("inform(name[X])", "inform(name[X], rating[good])")
+    0.5
+    """
+    hit, _, n_ref = _slot_counts(pred, ref)
+    return hit / n_ref if n_ref else 0.0
+
+
+def slot_f1(pred: str, ref: str) -> float:
+    """Harmonic mean of slot precision and recall.
+
+    >>> round(slot_f1("inform(name[X], genres[rpg])", "inform(name[X], rating[good])"), 2)
+    0.5
+    >>> slot_f1("garbage", "inform(name[X])")
+    0.0
+    """
+    p, r = slot_precision(pred, ref), slot_recall(pred, ref)
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def sql_normalize(sql: str) -> str | None:
+    """Canonical SQLite text of a query (sqlglot), or None if it does not parse.
+
+    >>> sql_normalize("select  COUNT(*) from head where age>56")
+    'SELECT COUNT(*) FROM head WHERE age > 56'
+    >>> sql_normalize("SELEC nonsense (") is None
+    True
+    """
+    import sqlglot
+
+    try:
+        tree = sqlglot.parse_one(sql.strip().rstrip(";"), read="sqlite")
+    except (sqlglot.errors.SqlglotError, ValueError, RecursionError):
+        return None
+    return tree.sql(dialect="sqlite", normalize=True) if tree else None
+
+
+def sql_exact(pred: str, ref: str) -> float:
+    """Exact match after sqlglot normalisation (keyword case, spacing, identifier case).
+
+    >>> sql_exact("select name from t where id=1;", "SELECT name FROM T WHERE id = 1")
+    1.0
+    >>> sql_exact("SELECT name FROM t", "SELECT id FROM t")
+    0.0
+    """
+    p, r = sql_normalize(pred), sql_normalize(ref)
+    return float(p is not None and p == r)
+
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def final_number(text: str) -> float | None:
+    """The answer of a GSM8k-style text: after the last `####` if present, else the last
+    number in the text; commas stripped. None if there is no number.
+
+    >>> final_number("48/2 = 24 clips.\\n#### 72")
+    72.0
+    >>> final_number("So she has 1,234.50 dollars left.")
+    1234.5
+    >>> final_number("no idea") is None
+    True
+    """
+    if "####" in text:
+        text = text.rsplit("####", 1)[1]
+    found = _NUMBER.findall(text)
+    if not found:
+        return None
+    try:
+        return float(found[-1].replace(",", ""))
+    except ValueError:
+        return None
+
+
+def number_match(pred: str, ref: str) -> float:
+    """1.0 if the final numbers of prediction and reference are equal as numbers.
+
+    >>> number_match("5 + 3 = 8. The answer is 8.", "5+3=8\\n#### 8")
+    1.0
+    >>> number_match("The answer is 8.00", "#### 8")
+    1.0
+    >>> number_match("I think 9", "#### 8")
+    0.0
+    """
+    p, r = final_number(pred), final_number(ref)
+    return float(p is not None and r is not None and abs(p - r) < 1e-6)
+
+
+def rouge_l(pred: str, ref: str) -> float:
+    """ROUGE-L F1: longest common subsequence of word tokens.
+
+    >>> rouge_l("the cat sat on the mat", "the cat sat on the mat")
+    1.0
+    >>> round(rouge_l("the cat was on a mat", "the cat sat on the mat"), 3)
+    0.667
+    >>> rouge_l("", "x")
+    0.0
+    """
+    p, r = _tokens(pred), _tokens(ref)
+    if not p or not r:
+        return float(p == r)
+    prev = [0] * (len(r) + 1)
+    for a in p:
+        cur = [0]
+        for j, b in enumerate(r):
+            cur.append(prev[j] + 1 if a == b else max(prev[j + 1], cur[j]))
+        prev = cur
+    lcs = prev[-1]
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(p), lcs / len(r)
+    return 2 * precision * recall / (precision + recall)
+
+
+def label_match(pred: str, ref: str) -> float:
+    """Classification accuracy for one example: the predicted label equals the reference
+    (case-insensitive, surrounding punctuation and a `label:` prefix ignored).
+
+    >>> label_match("Label: Inform.", "inform")
+    1.0
+    >>> label_match("request", "inform")
+    0.0
+    """
+    p = normalize(pred)
+    if p.startswith("label:"):
+        p = normalize(p[len("label:"):])
+    return float(p == normalize(ref))
+
+
+def macro_f1(preds: list[str], refs: list[str]) -> float:
+    """Mean over reference labels of per-label F1 (a corpus metric, not per example).
+
+    >>> macro_f1(["a", "a", "b", "b"], ["a", "a", "b", "b"])
+    1.0
+    >>> round(macro_f1(["a", "a", "a", "b"], ["a", "a", "b", "b"]), 3)
+    0.733
+    """
+    p = [normalize(x) for x in preds]
+    r = [normalize(x) for x in refs]
+    scores = []
+    for label in sorted(set(r)):
+        tp = sum(a == label and b == label for a, b in zip(p, r, strict=True))
+        fp = sum(a == label and b != label for a, b in zip(p, r, strict=True))
+        fn = sum(a != label and b == label for a, b in zip(p, r, strict=True))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return float(np.mean(scores)) if scores else 0.0
+
+
+ABSTAIN = re.compile(r"\b(i (do not|don't|dont) know|unknown|not sure|no information|cannot answer|"
+                     r"can't answer|no answer|not (mentioned|stated|provided|given))\b")
+"""Phrases that count as declining to answer (the probes' prompts ask for "I don't know")."""
+
+
+def abstained(pred: str) -> float:
+    """1.0 if the answer declines instead of naming something.
+
+    >>> abstained("I don't know."), abstained("Unknown"), abstained("Velmora")
+    (1.0, 1.0, 0.0)
+    """
+    return float(bool(ABSTAIN.search(pred.lower().replace("\u2019", "'"))))
+
+
+def first_line(text: str) -> str:
+    r"""The first non-empty line, stripped (what one-line tasks score).
+
+    >>> first_line("\n  inform(name[X])  \nmore")
+    'inform(name[X])'
+    """
+    lines = text.strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def answer_match(pred: str, ref: str) -> float:
+    """1.0 if the gold answer (or an alias: `ref` is `answer|alias|...`) occurs as whole
+    words in the first line of the prediction, case and punctuation aside; an answer
+    that also declines ("Velmora? I don't know") does not count.
+
+    >>> answer_match("It was Talisa Quorren.", "Talisa Quorren|Quorren")
+    1.0
+    >>> answer_match("Quorrenby", "Quorren"), answer_match("I don't know, Quorren?", "Quorren")
+    (0.0, 0.0)
+    """
+    words = " ".join(_tokens(first_line(pred)))
+    if abstained(pred):
+        return 0.0
+    for alias in ref.split("|"):
+        gold = " ".join(_tokens(alias))
+        if gold and re.search(rf"(^| ){re.escape(gold)}( |$)", words):
+            return 1.0
+    return 0.0
+
+
+def semantic_similarities(preds: list[str], refs: list[str]) -> list[float]:
+    """Cosine similarity of each prediction's and its reference's sentence embeddings
+    (all-MiniLM-L6-v2, packaged: tunelab.backends.embed, offline), clipped to [0, 1]. Meaning, not
+    wording: a correct paraphrase scores near 1 where token overlap is low. One batch for
+    a whole test set (Jsonl.score_all); an empty prediction scores 0."""
+    from tunelab.backends.embed import embed
+
+    if not preds:
+        return []
+    vecs = embed(list(preds) + list(refs), use_cache=False)
+    sims = (vecs[: len(preds)] * vecs[len(preds):]).sum(axis=1)
+    return [float(min(max(s, 0.0), 1.0)) if p.strip() else 0.0 for s, p in zip(sims, preds, strict=True)]
+
+
+def semantic_sim(pred: str, ref: str) -> float:
+    """One example of semantic_similarities."""
+    return semantic_similarities([pred], [ref])[0]
+
+
+METRICS: dict[str, Metric] = {
+    "exact_match": Metric(exact_match),
+    "token_f1": Metric(token_f1),
+    "mr_exact": Metric(mr_exact),
+    "slot_precision": Metric(slot_precision),
+    "slot_recall": Metric(slot_recall),
+    "slot_f1": Metric(slot_f1),
+    "sql_exact": Metric(sql_exact),
+    "number_match": Metric(number_match),
+    "rouge_l": Metric(rouge_l),
+    "label_match": Metric(label_match),
+    "answer_match": Metric(answer_match),
+    "semantic_sim": Metric(semantic_sim),
+}
+CORPUS_METRICS: dict[str, Metric] = {"macro_f1": Metric(macro_f1)}
+"""Metrics over a whole set (preds, refs) -> float; their CI resamples examples."""
+
+
+def get_metric(name: str) -> Metric:
+    if name not in METRICS:
+        raise TunelabError(f"Unknown metric '{name}'. Available: {', '.join(METRICS)}")
+    return METRICS[name]
+
+
+def bootstrap_ci(
+    values, n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float, float]:
+    """Mean and percentile-bootstrap (1-alpha) interval over examples.
+
+    >>> bootstrap_ci([1.0, 1.0, 1.0])
+    (1.0, 1.0, 1.0)
+    >>> m, lo, hi = bootstrap_ci([0, 1] * 50)
+    >>> m, lo < 0.5 < hi
+    (0.5, True)
+    """
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    means = _resampled_means(x, np.random.default_rng(seed), n_resamples)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(x.mean()), float(lo), float(hi)
+
+
+def _resampled_means(x: np.ndarray, rng, n_resamples: int) -> np.ndarray:
+    """Means of n_resamples resamples of x with replacement."""
+    return x[rng.integers(0, x.size, size=(n_resamples, x.size))].mean(axis=1)
+
+
+def paired_bootstrap(
+    a, b, n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float, float]:
+    """Mean difference a - b over the same examples, with a paired bootstrap interval.
+
+    >>> d, lo, hi = paired_bootstrap([1, 1, 0, 1] * 25, [0, 1, 0, 0] * 25)
+    >>> d, lo > 0
+    (0.5, True)
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError("paired bootstrap needs scores on the same examples")
+    return bootstrap_ci(a - b, n_resamples, seed, alpha)
+
+
+def unpaired_bootstrap(
+    a, b, n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float, float]:
+    """mean(a) - mean(b) for two independent samples, with a bootstrap interval that
+    resamples each one separately.
+
+    >>> d, lo, hi = unpaired_bootstrap([2.0, 2.2, 1.8] * 10, [0.1, -0.1, 0.0] * 10)
+    >>> round(d, 3), lo > 1.5
+    (2.0, True)
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    rng = np.random.default_rng(seed)
+    diffs = _resampled_means(a, rng, n_resamples) - _resampled_means(b, rng, n_resamples)
+    lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
+    return float(a.mean() - b.mean()), float(lo), float(hi)
+
+
+def corpus_ci(fn, preds: list[str], refs: list[str], n_resamples: int = 1000, seed: int = 0,
+              alpha: float = 0.05) -> tuple[float, float, float]:
+    """A corpus metric with a percentile-bootstrap interval over resampled examples.
+
+    >>> corpus_ci(macro_f1, ["a", "b"] * 10, ["a", "b"] * 10, 100)
+    (1.0, 1.0, 1.0)
+    """
+    if not preds:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    n = len(preds)
+    vals = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, n, size=n)
+        vals.append(fn([preds[i] for i in idx], [refs[i] for i in idx]))
+    lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
+    return float(fn(preds, refs)), float(lo), float(hi)
