@@ -148,3 +148,18 @@ def test_openai_backend_runs_the_methods_that_choose_messages_per_example(tmp_pa
     assert len(shots) == 6 and len(passages) == 6 and len(Fake.requests) == 12
     con = sqlite3.connect(tmp_path / "s.db")
     assert [s for (s,) in con.execute("SELECT status FROM runs")] == ["done", "done"]
+
+
+def test_the_openai_backend_imports_no_torch():
+    """A hosted-model run needs no torch: the backend's answer type lives apart from the
+    local generate (on main before the layout change, api imported generate for it)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).parent.parent / "src"
+    code = "import sys, tunelab.backends.openai_api; print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "False"

@@ -21,28 +21,19 @@ from __future__ import annotations
 import copy
 import functools
 import time
-from dataclasses import dataclass
 
 import torch
 from transformers.cache_utils import DynamicLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from tunelab.backends.device import out_of_memory, tensors
+from tunelab.backends.generation import Generation
 from tunelab.backends.local_model import stop_ids
 from tunelab.core.ui import console, progress
 
 # transformers 5.24 renamed the model's `past_key_values` argument and output to `cache`
 # (the old name still works there, with a deprecation warning, until 5.40).
 CACHE_KW = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
-
-
-@dataclass
-class Generation:
-    text: str
-    prompt_tokens: int
-    gen_tokens: int
-    latency_s: float
-    """Wall time of the example's batch divided by the batch size."""
 
 
 def common_prefix_len(seqs: list[list[int]]) -> int:

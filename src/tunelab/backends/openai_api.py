@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from tunelab import TunelabError
-from tunelab.backends.generate import Generation
+from tunelab.backends.generation import Generation
 from tunelab.core.config import ModelConfig
 from tunelab.core.ui import progress
 
