@@ -139,7 +139,7 @@ def grid_part(dev: torch.device, work: Path) -> list[dict]:
     import tunelab.run.executors as executors
     import tunelab.train.loop as train
     from tunelab.backends.device import of
-    from tunelab.core.config import load_config
+    from tunelab.methods import load_config
     from tunelab.report import build as report
     from tunelab.run.grid import run_grid
     from tunelab.ship.verify import ship_best

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from tunelab import TunelabError
-from tunelab.core.config import RunConfig, from_dict, load_config, method_train, to_dict
-from tunelab.methods import METHODS
+from tunelab.core.config import RunConfig, from_dict, method_train, to_dict
+from tunelab.methods import METHODS, load_config
 from tunelab.tasks import TASKS
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))

@@ -12,18 +12,11 @@ import pytest
 
 from tests.test_api import KEY, _config, server  # noqa: F401 (server: the loopback API fixture)
 from tunelab import TunelabError
-from tunelab.core.config import (
-    CostConfig,
-    MethodConfig,
-    ModelConfig,
-    RunConfig,
-    TrainConfig,
-    load_config,
-    to_dict,
-)
+from tunelab.core.config import CostConfig, MethodConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from tunelab.core.store import Store
 from tunelab.decide.cost import Usage, break_even, device, evens, oneoff_usd, pareto, per_1k_usd, table
 from tunelab.decide.verdict import compare
+from tunelab.methods import load_config
 from tunelab.report.build import build, load_arms
 from tunelab.run.grid import cells
 

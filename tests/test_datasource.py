@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from tunelab import TunelabError
-from tunelab.core.config import TaskConfig, load_config
+from tunelab.core.config import TaskConfig
 from tunelab.data import datasource
+from tunelab.methods import load_config
 from tunelab.tasks import get_task
 
 ROOT = Path(__file__).parents[1]

@@ -171,7 +171,7 @@ def test_generation_out_of_memory_is_one_line_naming_model_and_batch(tiny, monke
 def test_a_cell_out_of_memory_fails_alone_and_keeps_the_store(tmp_path, tiny_model_dir, viggo_dir,
                                                               monkeypatch):
     import tunelab.train.loop as train
-    from tunelab.core.config import load_config
+    from tunelab.methods import load_config
     from tunelab.run.grid import run_grid
 
     def boom(*a, **k):

@@ -13,10 +13,11 @@ from typer.testing import CliRunner
 from tests.test_api import KEY, Fake, server  # noqa: F401 (server: the loopback API fixture)
 from tunelab import TunelabError
 from tunelab.cli.main import app
-from tunelab.core.config import CostConfig, MethodConfig, TrainConfig, load_config
+from tunelab.core.config import CostConfig, MethodConfig, TrainConfig
 from tunelab.core.store import Store
 from tunelab.data.readers import Example, sample
 from tunelab.decide.cost import table
+from tunelab.methods import load_config
 from tunelab.methods.base import Context
 from tunelab.methods.distill import Distill, examples
 from tunelab.report.build import build, load_arms

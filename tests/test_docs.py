@@ -22,6 +22,7 @@ import docs_hook  # noqa: E402
 import render_results  # noqa: E402
 
 from tunelab.core import config  # noqa: E402
+from tunelab.methods import load_config  # noqa: E402
 
 
 def config_classes() -> list[type]:
@@ -192,7 +193,7 @@ def test_hosted_config_loads_without_the_network(monkeypatch):
         raise AssertionError("loading a config must not touch the network")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
-    cfg = config.load_config(ROOT / "configs" / "hosted.yaml")
+    cfg = load_config(ROOT / "configs" / "hosted.yaml")
     assert (cfg.model.backend, cfg.model.api_key_env) == ("openai", "OPENAI_API_KEY")
     assert cfg.model.base_url.startswith("https://")
 

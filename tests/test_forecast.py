@@ -17,9 +17,9 @@ from tests.conftest import write_config
 from tests.test_cli import _half_right
 from tunelab import TunelabError
 from tunelab.cli.main import app
-from tunelab.core.config import load_config
 from tunelab.core.store import Store
 from tunelab.decide.forecast import ALPHA, curve_forecast, holdout, project
+from tunelab.methods import load_config
 
 A, B, C = 0.8, 2.0, 0.5
 SIZES = [25, 50, 100, 200, 400]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tunelab import TunelabError
-from tunelab.core.config import MethodConfig, ModelConfig, RunConfig, load_config
+from tunelab.core.config import MethodConfig, ModelConfig, RunConfig
+from tunelab.methods import load_config
 from tunelab.run.cells import cells
 
 

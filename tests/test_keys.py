@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tests.conftest import write_config
-from tunelab.core.config import MethodConfig, RunConfig, load_config
+from tunelab.core.config import MethodConfig, RunConfig
+from tunelab.methods import load_config
 from tunelab.run.cells import cells
 
 

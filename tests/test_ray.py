@@ -15,7 +15,7 @@ METHODS = ("  - {name: zero_shot}\n  - {name: lora, train_sizes: [4, 8]}\n"
 
 @pytest.mark.slow
 def test_ray_executor_matches_local(tmp_path, tiny_model_dir, viggo_dir):
-    from tunelab.core.config import load_config
+    from tunelab.methods import load_config
     from tunelab.run.grid import run_grid
 
     local = load_config(write_config(tmp_path / "l.yaml", tiny_model_dir, viggo_dir,

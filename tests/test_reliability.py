@@ -172,7 +172,7 @@ def test_two_grids_into_one_store(tmp_path, woken_model_dir, viggo_dir, referenc
 
 
 def test_same_config_and_seed_give_same_training(tmp_path, woken_model_dir, viggo_dir):
-    from tunelab.core.config import load_config
+    from tunelab.methods import load_config
     from tunelab.run.grid import run_grid
 
     snaps = []

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from tests.conftest import write_config
 from tunelab import TunelabError
 from tunelab.cli.main import app
-from tunelab.core.config import MethodConfig, load_config
-from tunelab.methods import METHODS
+from tunelab.core.config import MethodConfig
+from tunelab.methods import METHODS, load_config
 
 runner = CliRunner()
 

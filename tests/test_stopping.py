@@ -8,7 +8,8 @@ import torch
 
 from tunelab import TunelabError
 from tunelab.backends.prompt import messages
-from tunelab.core.config import TrainConfig, load_config
+from tunelab.core.config import TrainConfig
+from tunelab.methods import load_config
 from tunelab.train.loop import Shard, encode, train_loop, validation_loss
 from tunelab.train.stopping import trial
 

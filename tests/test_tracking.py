@@ -10,8 +10,8 @@ mlflow = pytest.importorskip("mlflow", reason="mlflow not installed (pip install
 
 
 def test_mlflow_logs_each_cell(tmp_path, tiny_model_dir, viggo_dir, monkeypatch):
-    from tunelab.core.config import load_config
     from tunelab.core.store import Store
+    from tunelab.methods import load_config
     from tunelab.run.grid import run_grid
 
     uri = (tmp_path / "mlruns").as_uri()

@@ -12,7 +12,8 @@ import yaml
 from typer.testing import CliRunner
 
 from tunelab.cli.main import app
-from tunelab.core.config import TaskConfig, load_config
+from tunelab.core.config import TaskConfig
+from tunelab.methods import load_config
 from tunelab.tasks import get_task
 
 runner = CliRunner()

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from tunelab import TunelabError
-from tunelab.core.config import MethodConfig, ModelConfig, TrainConfig, load_config, to_dict
+from tunelab.core.config import MethodConfig, ModelConfig, TrainConfig, to_dict
 from tunelab.core.store import Store
 from tunelab.decide.verdict import Z95, compare, recommend
+from tunelab.methods import load_config
 from tunelab.report.build import build, load_arms
 
 SRC = Path(__file__).parents[1] / "src"

@@ -72,8 +72,8 @@ def run(
     """Run every cell of a config (finished cells are skipped), then write the report.
     Results (table, recommendation, report path) go to stdout; progress and logs to stderr.
     Exits 1 when a cell failed (after running the others), 2 when the run could not start."""
-    from tunelab.core.config import load_config
     from tunelab.core.store import Store
+    from tunelab.methods import load_config
     from tunelab.report import build as report
     from tunelab.run.grid import run_grid
 
@@ -154,8 +154,9 @@ def report_cmd(
 ):
     """Write report.md and a self-contained report.html from a results store; print the
     results and the recommendation."""
-    from tunelab.core.config import ReportConfig, load_config
+    from tunelab.core.config import ReportConfig
     from tunelab.core.store import Store
+    from tunelab.methods import load_config
     from tunelab.report import build as report
 
     try:
@@ -246,8 +247,8 @@ def cell_cmd(
 ):
     """Run one cell. Under `accelerate launch` its training is data-parallel (DDP).
     Exits 1 when the cell failed."""
-    from tunelab.core.config import load_config
     from tunelab.core.store import Store
+    from tunelab.methods import load_config
     from tunelab.report import json_results as payload
     from tunelab.run.grid import run_cell
 

@@ -477,7 +477,10 @@ def field_docs(cls) -> dict[str, str]:
     return docs
 
 
-def load_config(path: str | Path) -> RunConfig:
+def read_config(path: str | Path) -> tuple[RunConfig, dict]:
+    """A config file as a RunConfig (the shared keys checked) and as the mapping it was
+    read from. Its method entries are checked against each method's own spec by
+    tunelab.methods.load_config, the one to call: the registry sits above this module."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -487,18 +490,10 @@ def load_config(path: str | Path) -> RunConfig:
         raise TunelabError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise TunelabError(f"{path}: expected a mapping at the top level")
-    # Methods declare their own settings (tunelab.methods): imported here, not at the top,
-    # because every method module imports this one.
-    from tunelab.methods import check_methods
-
     try:
-        cfg = from_dict(RunConfig, data)
-        # each method's own keys, settings, stages and train overrides, checked now so
-        # the file is named and a bad entry fails before any cell runs
-        check_methods(cfg, data.get("methods", []))
+        return from_dict(RunConfig, data), data
     except TunelabError as e:
         raise TunelabError(f"{path}: {e}") from None
-    return cfg
 
 
 def to_dict(cfg) -> dict:

@@ -9,9 +9,10 @@ stages run first, see stages.py).
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from tunelab import TunelabError
-from tunelab.core.config import SEARCH_METHOD, MethodConfig, RunConfig, method_train
+from tunelab.core.config import SEARCH_METHOD, MethodConfig, RunConfig, method_train, read_config
 from tunelab.eval.predictor import Predictor
 from tunelab.methods import (
     distill,
@@ -96,5 +97,18 @@ def check_methods(cfg: RunConfig, entries: list) -> None:
         check_stages(m.stages, method_train(cfg, m), f"methods.{m.label or m.name}")  # both checked
 
 
-__all__ = ["METHODS", "Context", "MethodSpec", "Predictor", "check_methods", "get_method",
+def load_config(path: str | Path) -> RunConfig:
+    """A config file read and checked in full: the shared keys (core.config.read_config),
+    then each method entry's own keys, settings, stages and train overrides, so the file is
+    named and a bad entry fails before any cell runs. The registry checks, not the config
+    module, because config sits below every method."""
+    cfg, data = read_config(path)
+    try:
+        check_methods(cfg, data.get("methods", []))
+    except TunelabError as e:
+        raise TunelabError(f"{Path(path)}: {e}") from None
+    return cfg
+
+
+__all__ = ["METHODS", "Context", "MethodSpec", "Predictor", "check_methods", "get_method", "load_config",
            "get_spec", "is_trained", "needs_local_model"]
