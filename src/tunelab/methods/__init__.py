@@ -26,11 +26,12 @@ from tunelab.methods import (
     rag,
     zero_shot,
 )
-from tunelab.methods.base import Context, MethodSpec
+from tunelab.methods.base import REGISTRY, Context, MethodSpec
 from tunelab.methods.search_run import with_search
 from tunelab.methods.stages import check_stages, with_stages
 
-METHODS: dict[str, MethodSpec] = {
+METHODS: dict[str, MethodSpec] = REGISTRY  # one dict: a method reading REGISTRY sees these
+METHODS.update({
     "zero_shot": zero_shot.SPEC,
     "few_shot": few_shot.SPEC,
     "dynamic_few_shot": dynamic_few_shot.SPEC,
@@ -41,7 +42,7 @@ METHODS: dict[str, MethodSpec] = {
     "full": full.SPEC,
     "dpo": dpo.SPEC,
     "distill": distill.SPEC,
-}
+})
 
 
 def get_spec(name: str) -> MethodSpec:

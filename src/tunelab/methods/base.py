@@ -122,6 +122,13 @@ class MethodSpec:
                                    f"{', '.join(own)} (and {', '.join(COMMON)})")
 
 
+REGISTRY: dict[str, MethodSpec] = {}
+"""Every method's spec by name: the registry (methods/__init__.py, METHODS) fills this very
+dict when the package is imported, which happens before any method module runs. A method
+that names another (distill's teacher) reads it here instead of importing the registry,
+which imports that method: no import circle."""
+
+
 def instruction(ctx: Context, default: str) -> str:
     which = (ctx.settings.prompt if ctx.settings is not None else ctx.method.prompt) or default
     if which not in PROMPTS:

@@ -35,7 +35,7 @@ from tunelab.core.config import MethodConfig, RunConfig, data_dir, grid_models, 
 from tunelab.data.readers import DataError, Example, field_str, normalize_text, read_records, sample
 from tunelab.eval.evaluate import evaluate
 from tunelab.eval.predictor import ChatPredictor, Predictor, as_text
-from tunelab.methods.base import Context, MethodSpec, Shots, chat_predictor
+from tunelab.methods.base import REGISTRY, Context, MethodSpec, Shots, chat_predictor
 from tunelab.methods.dpo import fingerprint
 from tunelab.methods.lora import tune
 from tunelab.run.keys import MODEL_IDENTITY
@@ -60,11 +60,9 @@ class Distill(Shots):
 
     def __post_init__(self):
         super().__post_init__()
-        from tunelab.methods import METHODS  # the registry imports this module
-
-        prompting = [n for n, s in METHODS.items() if not s.trains]
+        prompting = [n for n, s in REGISTRY.items() if not s.trains]
         if self.teacher not in prompting:
-            why = "trains weights; " if self.teacher in METHODS else ""
+            why = "trains weights; " if self.teacher in REGISTRY else ""
             raise TunelabError(f"teacher: '{self.teacher}' {why}is not a prompting method. "
                                f"Available: {', '.join(prompting)}")
 
@@ -72,14 +70,12 @@ class Distill(Shots):
 def check(s: Distill, cfg: RunConfig) -> None:
     """The teacher's model is one of the grid's and can run the teacher; the unlabelled
     file reads (a bad line is named now, before any cell runs)."""
-    from tunelab.methods import METHODS
-
     models = {m.name: m for m in grid_models(cfg)}
     if s.teacher_model is not None:
         if s.teacher_model not in models:
             raise TunelabError(f"teacher_model: '{s.teacher_model}' is not a model of this grid. "
                                f"Available: {', '.join(models)}")
-        if models[s.teacher_model].backend == "openai" and METHODS[s.teacher].needs_local_model:
+        if models[s.teacher_model].backend == "openai" and REGISTRY[s.teacher].needs_local_model:
             raise TunelabError(f"teacher_model: {s.teacher} needs local weights, but "
                                f"'{s.teacher_model}' uses the openai backend")
     if s.unlabelled is not None:
@@ -125,15 +121,14 @@ def identity(model) -> dict:
 def label(ctx: Context, gold: list[Example], inputs: list[Example]) -> tuple[dict, Predictor]:
     """The teacher's answers to `inputs` (targets hidden), its seconds and tokens; cached
     per chunk ("cached": chunks read from disk / all)."""
-    from tunelab.methods import get_method  # the registry imports this module
-
     s, t0 = ctx.settings, time.perf_counter()
     if s.teacher_model and ctx.load is None:
         raise TunelabError("distill: teacher_model needs the grid's models (Context.load)")
     model, tok = ctx.load(s.teacher_model) if s.teacher_model else (ctx.model, ctx.tok)
     tctx = replace(ctx, model=model, tok=tok, train=gold, settings=None, run_dir=ctx.run_dir / "teacher",
                    method=MethodConfig(name=s.teacher, k=s.k, train_sizes=[len(gold)]))
-    pred = get_method(s.teacher)(tctx)
+    spec = REGISTRY[s.teacher]  # a prompting method with no stages or search: its build alone
+    pred = spec.build(replace(tctx, settings=spec.settings_of(tctx.method)))
     hidden = [replace(e, target="") for e in inputs]  # the teacher never holds their labels
     msgs = {e.id: pred.messages(e) for e in hidden}
     fixed, who = ChatPredictor(model, tok, lambda e: msgs[e.id]), identity(model)
