@@ -62,6 +62,17 @@ QUANTIZE = ("none", "8bit", "4bit")
 SCORINGS = ("auto", "classification", "text")
 
 
+MODEL_IDENTITY = ("name", "dtype", "trust_remote_code", "backend", "base_url", "quantize")
+"""The model fields that decide which weights answer (the rest: retries, prices, speed,
+device). quantize enters only when set (added later: at none, keys are as before). Cell
+keys (run/keys.py) and distill's teacher cache hash these."""
+
+
+def model_identity(model: ModelConfig) -> dict:
+    return {k: v for k, v in to_dict(model).items()
+            if k in MODEL_IDENTITY and not (k == "quantize" and v == "none")}
+
+
 @dataclass
 class TaskConfig:
     name: str = "viggo"

@@ -31,14 +31,13 @@ from tunelab.backends.local_model import cache_root
 from tunelab.backends.openai_api import ApiModel
 from tunelab.backends.prompt import messages, render
 from tunelab.core.cache import cached_json, digest
-from tunelab.core.config import MethodConfig, RunConfig, data_dir, grid_models, to_dict
+from tunelab.core.config import MODEL_IDENTITY, MethodConfig, RunConfig, data_dir, grid_models, to_dict
 from tunelab.data.readers import DataError, Example, field_str, normalize_text, read_records, sample
 from tunelab.eval.evaluate import evaluate
 from tunelab.eval.predictor import ChatPredictor, Predictor, as_text
 from tunelab.methods.base import REGISTRY, Context, MethodSpec, Shots, chat_predictor
 from tunelab.methods.dpo import fingerprint
 from tunelab.methods.lora import tune
-from tunelab.run.keys import MODEL_IDENTITY
 from tunelab.tasks.metrics import exact_match
 
 

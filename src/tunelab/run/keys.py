@@ -34,20 +34,12 @@ from tunelab.core.config import (
     data_dir,
     grid_models,
     method_train,
+    model_identity,
     to_dict,
 )
 from tunelab.train.stopping import MIN_GAIN, train_budget
 
 KEY_VERSION = 2
-
-MODEL_IDENTITY = ("name", "dtype", "trust_remote_code", "backend", "base_url", "quantize")
-"""The model fields that decide which weights answer (the rest: retries, prices, speed,
-device). quantize enters only when set (added later: at none, keys are as before)."""
-
-
-def model_identity(model: ModelConfig) -> dict:
-    return {k: v for k, v in to_dict(model).items()
-            if k in MODEL_IDENTITY and not (k == "quantize" and v == "none")}
 
 
 def cell_key(parts: dict) -> str:
