@@ -19,7 +19,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-import tunelab.methods.search as search  # noqa: E402
 from tunelab import TunelabError  # noqa: E402
 from tunelab.core.config import CostConfig  # noqa: E402
 from tunelab.core.store import Store  # noqa: E402
@@ -38,6 +37,7 @@ from tunelab.decide.decisive import deciding  # noqa: E402
 from tunelab.decide.flips import report_flips  # noqa: E402
 from tunelab.decide.forecast import forecasts  # noqa: E402
 from tunelab.decide.verdict import MARGIN, curves, enough, recommend  # noqa: E402
+from tunelab.report import search_section  # noqa: E402
 from tunelab.report.confusion import breakdown  # noqa: E402
 from tunelab.report.distill_section import rows as distilled_rows  # noqa: E402
 from tunelab.report.plots import confusion_heatmap, forecast_plot, loss_curves, pareto_plot  # noqa: E402
@@ -198,7 +198,7 @@ def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = N
         "best": best, "side": side_by_side(arms, metric), "scoring": scoring, "classes": classes,
         "failed": store.runs("failed"),
         "stages": stage_rows(arms, metric), "chosen": chosen_prompts(arms),
-        "searches": search.rows(arms, metric, margin),
+        "searches": search_section.rows(arms, metric, margin),
         "masked": run_info(tuned[0].runs[0]).get("masked_example") if tuned else None,
         "prompt": run_info(best.runs[0]).get("prompts", [""])[0],
         "images": {k: base64.b64encode(v).decode() for k, v in images.items()},
