@@ -98,3 +98,11 @@ def test_a_planted_upward_import_and_circle_are_found():
     g["tunelab.core.config"] = g["tunelab.core.config"] | {"tunelab.run.grid"}
     assert any(s.startswith("tunelab.core.config (core) imports tunelab.run.grid") for s in wrong_way(g))
     assert find_cycle(g) is not None  # config -> grid -> ... -> config
+
+
+def test_contributing_shows_these_layers_and_every_package():
+    text = (Path(__file__).parent.parent / "CONTRIBUTING.md").read_text()
+    order = " < ".join(", ".join(row) for row in LAYERS)
+    assert order in text, f"CONTRIBUTING.md should show the layer order: {order}"
+    missing = [p for p in LAYER if f"| `{p}/` |" not in text]
+    assert not missing, f"CONTRIBUTING.md's table lacks {missing}"
