@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 
 from tunelab.backends.prompt import messages
 from tunelab.cli.main import app
-from tunelab.core.config import TaskConfig, data_dir
+from tunelab.core.config import TaskConfig
+from tunelab.data.datasource import data_dir
 from tunelab.tasks import TASKS, get_task
 from tunelab.train.loop import encode
 

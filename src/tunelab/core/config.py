@@ -522,10 +522,3 @@ def method_train(cfg: RunConfig, method: MethodConfig) -> TrainConfig:
     if merged.get("lr") is None:
         merged["lr"] = METHOD_LR.get(method.name, DEFAULT_LR)
     return from_dict(TrainConfig, merged, where=f"methods.{method.name}.train")
-
-
-def data_dir() -> Path:
-    """Where relative data paths are looked up: $TUNELAB_DATA_DIR, else the shipped data."""
-    from tunelab.data.datasource import data_root
-
-    return data_root()

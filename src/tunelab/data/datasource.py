@@ -137,3 +137,9 @@ def data_root() -> Path:
     """Where relative data paths in a config (stages, distillation inputs) are looked up:
     $TUNELAB_DATA_DIR if set, else the shipped data."""
     return mirror_root() or SHIPPED
+
+
+def data_dir() -> Path:
+    """Where relative data paths are looked up: $TUNELAB_DATA_DIR, else the shipped data
+    (moved here from core.config, which sits below data)."""
+    return data_root()

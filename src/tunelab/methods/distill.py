@@ -31,7 +31,8 @@ from tunelab.backends.local_model import cache_root
 from tunelab.backends.openai_api import ApiModel
 from tunelab.backends.prompt import messages, render
 from tunelab.core.cache import cached_json, digest
-from tunelab.core.config import MODEL_IDENTITY, MethodConfig, RunConfig, data_dir, grid_models, to_dict
+from tunelab.core.config import MODEL_IDENTITY, MethodConfig, RunConfig, grid_models, to_dict
+from tunelab.data.datasource import data_dir
 from tunelab.data.readers import DataError, Example, field_str, normalize_text, read_records, sample
 from tunelab.eval.evaluate import evaluate
 from tunelab.eval.predictor import ChatPredictor, Predictor, as_text

@@ -19,11 +19,11 @@ from tunelab.core.config import (
     RunConfig,
     StageConfig,
     TrainConfig,
-    data_dir,
     from_dict,
     method_train,
     to_dict,
 )
+from tunelab.data.datasource import data_dir
 from tunelab.data.readers import Example, read_examples, sample
 from tunelab.methods.base import Context, Prompted, chat_predictor
 from tunelab.methods.dpo import Settings as DpoSettings

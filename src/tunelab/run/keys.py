@@ -31,12 +31,12 @@ from tunelab.core.config import (
     ModelConfig,
     RunConfig,
     TaskConfig,
-    data_dir,
     grid_models,
     method_train,
     model_identity,
     to_dict,
 )
+from tunelab.data.datasource import data_dir
 from tunelab.train.stopping import MIN_GAIN, train_budget
 
 KEY_VERSION = 2

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from tunelab import TunelabError
-from tunelab.core.config import TaskConfig, data_dir
-from tunelab.data.datasource import resolve
+from tunelab.core.config import TaskConfig
+from tunelab.data.datasource import data_dir, resolve
 from tunelab.data.readers import DataError, Example, read_examples, sample, split
 from tunelab.data.scoring import Scoring
 from tunelab.tasks.metrics import METRICS, Metric, first_line, get_metric
