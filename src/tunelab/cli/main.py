@@ -156,7 +156,6 @@ def report_cmd(
     results and the recommendation."""
     from tunelab.core.config import ReportConfig
     from tunelab.core.store import Store
-    from tunelab.methods import load_config
     from tunelab.report import build as report
 
     try:
@@ -167,7 +166,11 @@ def report_cmd(
             ReportConfig(2.0 if margin is None else margin, target)
         except TunelabError as e:
             raise TunelabError(f"--{e}") from None
-        cost = load_config(prices).cost if prices else None
+        cost = None
+        if prices:  # the method registry (and so torch) only when a config must be read
+            from tunelab.methods import load_config
+
+            cost = load_config(prices).cost
         md, html = report.build(store, out_dir or report_dir(store), margin=margin, target=target,
                                 prices=cost)
         arms = report.load_arms(Store(store, create=False))
