@@ -103,9 +103,10 @@ FORBIDDEN = {
 
 def user_facing() -> dict[str, str]:
     texts = {p.relative_to(ROOT).as_posix(): p.read_text()
-             for p in [ROOT / "README.md", ROOT / "BENCHMARKS.md", *(ROOT / "docs").rglob("*.md")]}
+             for p in [ROOT / "README.md", ROOT / "BENCHMARKS.md", ROOT / "CONTRIBUTING.md",
+                       *(ROOT / "docs").rglob("*.md")]}
     texts |= {f"(generated) {uri}": make() for uri, make in docs_hook.PAGES.items()}
-    texts |= {p.relative_to(ROOT).as_posix(): p.read_text() for p in (ROOT / "configs").glob("*.yaml")}
+    texts |= {p.relative_to(ROOT).as_posix(): p.read_text() for p in (ROOT / "configs").rglob("*.yaml")}
     texts |= {p.relative_to(ROOT).as_posix(): inspect.getdoc(_module(p)) or ""
               for p in (ROOT / "bench").glob("*.py")}
     return texts
