@@ -6,6 +6,7 @@ cell that crashed stays 'running' (or 'failed' with its error) and is redone nex
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
@@ -61,34 +62,28 @@ def _is_damage(e: sqlite3.Error) -> bool:
     return isinstance(e, sqlite3.DatabaseError) and any(w in str(e) for w in DAMAGE)
 
 
-def _reads(fn):
-    """Turn a damaged file met while reading into one line naming the store."""
+def _guarded(writes: bool):
+    """A damaged file becomes one line naming the store; a method that `writes` also turns
+    any other SQLite failure into one line; a reading one lets it through unchanged."""
 
-    def wrapper(self, *args, **kwargs):
-        try:
-            return fn(self, *args, **kwargs)
-        except sqlite3.DatabaseError as e:
-            if _is_damage(e):
-                raise damaged(self.path, e) from None
-            raise
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(self, *args, **kwargs):
+            try:
+                return fn(self, *args, **kwargs)
+            except sqlite3.Error as e:
+                if _is_damage(e):
+                    raise damaged(self.path, e) from None
+                if writes:
+                    raise StoreError(f"{self.path}: cannot write results store: {e}") from None
+                raise
 
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
+        return wrapper
+
+    return decorate
 
 
-def _writes(fn):
-    """Turn SQLite write failures into one clear line naming the store."""
-
-    def wrapper(self, *args, **kwargs):
-        try:
-            return fn(self, *args, **kwargs)
-        except sqlite3.Error as e:
-            if _is_damage(e):
-                raise damaged(self.path, e) from None
-            raise StoreError(f"{self.path}: cannot write results store: {e}") from None
-
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
+_reads, _writes = _guarded(writes=False), _guarded(writes=True)
 
 
 class Store:
