@@ -2,7 +2,7 @@
 
 1. `task.data_dir` in the config;
 2. `$TUNELAB_DATA_DIR/<folder>`, a local mirror, if that folder exists;
-3. the copy shipped inside the package (`tunelab/datasets/<folder>`, each with SOURCE.md);
+3. the copy shipped inside the package (`tunelab/data/datasets/<folder>`, each with SOURCE.md);
 4. a copy exported earlier from the public dataset (`$TUNELAB_CACHE/data/<folder>`);
 5. the public dataset, fetched by its id through `datasets.load_dataset` and written in
    the files the task reads (online users; HF_DATASETS_OFFLINE=1 turns this off).
@@ -133,13 +133,7 @@ def resolve(folder: str) -> Path:
                            f"{str(e).splitlines()[0] if str(e) else ''})") from None
 
 
-def data_root() -> Path:
+def data_dir() -> Path:
     """Where relative data paths in a config (stages, distillation inputs) are looked up:
     $TUNELAB_DATA_DIR if set, else the shipped data."""
     return mirror_root() or SHIPPED
-
-
-def data_dir() -> Path:
-    """Where relative data paths are looked up: $TUNELAB_DATA_DIR, else the shipped data
-    (moved here from core.config, which sits below data)."""
-    return data_root()
