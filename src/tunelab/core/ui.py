@@ -28,17 +28,23 @@ def say(text: str) -> None:
     out.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
-def progress() -> Progress:
+def _bar(count: TextColumn | MofNCompleteColumn) -> Progress:
+    """A phase's bar: its name, the bar, `count`, elapsed and remaining time, its info field."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        count,
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
         console=console,
         transient=False,
     )
+
+
+def progress() -> Progress:
+    """A bar that counts items (examples generated, steps)."""
+    return _bar(MofNCompleteColumn())
 
 
 QUIET_WARNINGS = [
@@ -84,16 +90,7 @@ def quiet_transformers() -> None:
 def train_progress() -> Progress:
     """The training bar: its completion is the share of the budget that binds (steps, or
     seconds under max_seconds), so its total and ETA are that budget's."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[budget]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-        console=console,
-        transient=False,
-    )
+    return _bar(TextColumn("{task.fields[budget]}"))
 
 
 def budget_text(step: int, total: int, elapsed: float, max_seconds: float) -> str:
