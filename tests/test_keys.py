@@ -225,3 +225,22 @@ def test_a_setting_enters_the_key_at_every_value():
     cfg = _old_grid()
     drawn = replace(cfg, methods=[replace(cfg.methods[0], draw=1)])
     assert cells(drawn, 100, task={"name": "viggo"})[0].key != cells(cfg, 100, task={"name": "viggo"})[0].key
+
+
+def test_the_frozen_code_reads_a_method_entry_with_its_own_settings_object_alike():
+    # a method entry whose own settings sit on a `settings` object (the spec's dataclass)
+    # gives the same v1 and v2 keys as one holding them as its own fields
+    import types
+
+    from tunelab.methods import get_spec
+    from tunelab.run.migrate import old_keys
+
+    cfg = _old_grid()
+    grid = cells(cfg, 100, task={"name": "viggo"})
+    for c in grid:
+        m = c.method
+        entry = types.SimpleNamespace(name=m.name, train_sizes=m.train_sizes, label=m.label,
+                                      train=m.train, models=m.models, stages=m.stages, search=m.search,
+                                      settings=get_spec(m.name).settings_of(m))
+        moved = replace(c, method=entry)
+        assert old_keys(cfg, moved, None, {"name": "viggo"}) == [V2[m.name], V1[m.name]]
