@@ -158,18 +158,33 @@ class Store:
             )
 
     @_writes
-    def alias(self, key: str, run_id: str) -> None:
-        """Record that cell key `key` is stored as run `run_id` (a key of an older scheme,
-        grid.adopt_legacy). The table is made on first use, so opening an old store to
-        read it never writes to it."""
+    def rename(self, ids: dict[str, str], fields: dict[str, dict] | None = None) -> None:
+        """Give stored runs new ids (old -> new), their metrics and predictions with them,
+        in one transaction (run/migrate.py); `fields`: columns to set on a renamed run, by
+        its new id. An unfinished run under a new id is replaced; alias rows of the renamed
+        runs (written by stores before key version 3) go."""
         with self.db:
-            self.db.execute("CREATE TABLE IF NOT EXISTS aliases (key TEXT PRIMARY KEY, run_id TEXT)")
-            self.db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?)", (key, run_id))
+            # the children follow their run within the transaction, so the check waits for its end
+            self.db.execute("PRAGMA defer_foreign_keys=ON")
+            for old, new in ids.items():
+                self.db.execute("DELETE FROM runs WHERE id=? AND status != 'done'", (new,))
+                self.db.execute("UPDATE runs SET id=? WHERE id=?", (new, old))
+                for table in ("metrics", "predictions"):
+                    self.db.execute(f"UPDATE {table} SET run_id=? WHERE run_id=?", (new, old))
+            for new, cols in (fields or {}).items():
+                self.db.execute(f"UPDATE runs SET {', '.join(f'{c}=?' for c in cols)} WHERE id=?",
+                                [*(_sql(v) for v in cols.values()), new])
+            if self._has_aliases():
+                self.db.executemany("DELETE FROM aliases WHERE run_id=?", [(o,) for o in ids])
+
+    def _has_aliases(self) -> bool:
+        return self.db.execute("SELECT name FROM sqlite_master WHERE name='aliases'").fetchone() is not None
 
     @_reads
     def aliases(self) -> dict[str, str]:
-        """Cell key -> the run id it is stored under, for cells found by an older key."""
-        if self.db.execute("SELECT name FROM sqlite_master WHERE name='aliases'").fetchone() is None:
+        """Cell key -> the run id it was stored under, recorded by grids before key version 3
+        for cells found by an older key (run/migrate.py reads them)."""
+        if not self._has_aliases():
             return {}
         return dict(self.db.execute("SELECT key, run_id FROM aliases").fetchall())
 
@@ -181,9 +196,6 @@ class Store:
     @_reads
     def run(self, prefix: str) -> dict:
         rows = self.db.execute("SELECT * FROM runs WHERE id LIKE ?", (prefix + "%",)).fetchall()
-        if not rows:  # a current cell key whose run is stored under an older key
-            ids = {v for k, v in self.aliases().items() if k.startswith(prefix)}
-            rows = [r for i in ids for r in self.db.execute("SELECT * FROM runs WHERE id=?", (i,))]
         if len(rows) != 1:
             raise TunelabError(f"run '{prefix}': {'no' if not rows else 'ambiguous'} match in {self.path}")
         return dict(rows[0])

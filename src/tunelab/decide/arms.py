@@ -26,7 +26,6 @@ from tunelab.core.config import (
 )
 from tunelab.core.store import Store
 from tunelab.decide.verdict import MARGIN
-from tunelab.run.keys import V1_TRAINED
 from tunelab.tasks.metrics import bootstrap_ci
 from tunelab.train.stopping import Curve, convergence
 
@@ -294,13 +293,17 @@ def judged(info: dict) -> tuple[bool | None, str | None]:
     return info.get("converged"), info.get("convergence_note")
 
 
+TRAINED_UNRECORDED = {"lora", "full", "prompt_tuning", "dpo"}
+"""The methods that trained when runs did not yet record `trained` (key version 1)."""
+
+
 def stored_trained(cell: dict, method: str) -> bool:
     """Whether a run changed weights, as stored with it. Runs stored before `trained` was
     (key version 1) fall back to the method names that trained then, or any stages."""
     if "trained" in cell:
         return bool(cell["trained"])
     m = cell.get("method") or {"name": method}
-    return m["name"] in V1_TRAINED or bool(m.get("stages"))
+    return m["name"] in TRAINED_UNRECORDED or bool(m.get("stages"))
 
 
 def primary_metric(arms: list[Arm]) -> str:
