@@ -34,11 +34,11 @@ def pattern(n: int, right: list[tuple[int, int]]) -> list[float]:
 def add(store: Store, method: str, scores: list[float], n: int = 0, seed: int = 0,
         model: str = "m", label: str | None = None, train: dict | None = None, cfg: dict | None = None,
         key: str | None = None, info: dict | None = None, answers: list[str] | None = None,
-        **settings) -> str:
+        cell: dict | None = None, **settings) -> str:
     """One finished run whose per-example scores are `scores`, with a config as a grid stores it."""
     m = MethodConfig(name=method, label=label, train=train or {}, **settings)
     cell = {"method": to_dict(m), "model": to_dict(ModelConfig(name=model)), "train_size": n,
-            "seed": seed, "train": to_dict(TrainConfig(**(train or {})))}
+            "seed": seed, "train": to_dict(TrainConfig(**(train or {}))), **(cell or {})}
     key = key or f"{model}-{label or method}-{n}-{seed}-{len(store.runs())}"
     store.begin(key, {"task": "viggo", "model": model, "method": method, "label": label or method,
                       "train_size": n, "n_train": n, "seed": seed,

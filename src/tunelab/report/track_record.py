@@ -17,8 +17,9 @@ PATH = Path(__file__).with_name("track_record.json")
 """The track record, written by bench/track_record.py."""
 
 
-def load(path: Path = PATH) -> list[dict] | None:
-    """The track record's rows, or None where this install has none."""
+def load(path: Path | None = None) -> list[dict] | None:
+    """The track record's rows (of PATH by default), or None where this install has none."""
+    path = path or PATH
     return json.loads(path.read_text())["rows"] if path.exists() else None
 
 
