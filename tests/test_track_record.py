@@ -126,6 +126,20 @@ def test_the_report_of_a_shipped_config_quotes_its_row(tmp_path, monkeypatch, re
     assert block["kind"] == "shipped config" and block["row"] == "viggo"
     assert block["sentence"].startswith(said)
     assert "This run's verdict" not in block["sentence"]  # the same verdict as the recorded run
+    record[0]["shipped"]["verdict"] = "prompt"  # recorded otherwise: the sentence says whose it is
+    quoted = track_record.quote(load_arms(Store(tmp_path / "run.db")), record)["sentence"]
+    assert quoted.endswith("This run's verdict (fine-tune) is not the one recorded for the shipped config "
+                           "(prompt): the row speaks for the recorded run.")
+
+
+def test_a_stored_config_older_or_newer_than_the_code_still_matches():
+    """A field the stored run lacks reads as its default; one the code no longer has is
+    ignored: the demo store of an earlier version is still the shipped demo's."""
+    cfg = stored("configs/demo.yaml")
+    older = {**cfg, "train": {k: v for k, v in cfg["train"].items() if k != "plateau_drops"}}
+    newer = {**cfg, "task": {**cfg["task"], "a_field_removed_since": 1},
+             "methods": [{**m, "gone": True} for m in cfg["methods"]]}
+    assert flat(older) == flat(newer) == flat(cfg)
 
 
 def test_a_shipped_task_with_other_settings_says_the_row_is_not_its_own(tmp_path, monkeypatch, record):

@@ -39,18 +39,21 @@ evaluation runs, or how many resamples an interval takes: not what the experimen
 def flat(cfg: dict) -> dict[str, str]:
     """A stored run config (the whole RunConfig, as the store keeps it) as the flat settings
     that make the experiment, each value as JSON. A field the stored config lacks (it
-    predates the field) reads as its default, so an older run still matches."""
+    predates the field) reads as its default, and one the code no longer has is left out,
+    so an older run of a shipped config still matches it."""
     out = {}
     for part, cls in SECTIONS.items():
-        for k, v in {**to_dict(cls()), **(cfg.get(part) or {})}.items():
+        stored = cfg.get(part) or {}
+        for k, default in to_dict(cls()).items():
             if f"{part}.{k}" not in IGNORED:
-                out[f"{part}.{k}"] = json.dumps(v, sort_keys=True, default=str)
+                out[f"{part}.{k}"] = json.dumps(stored.get(k, default), sort_keys=True, default=str)
     for k in MODEL_KEYS:
         out[f"model.{k}"] = json.dumps((cfg.get("model") or {}).get(k), default=str)
     out["models"] = json.dumps([m.get("name") for m in cfg.get("models") or []])
     out["seeds"] = json.dumps(cfg.get("seeds", [0]))
-    out["methods"] = json.dumps([{**to_dict(MethodConfig()), **m} for m in cfg.get("methods") or []],
-                                sort_keys=True, default=str)
+    known = to_dict(MethodConfig())
+    methods = [{k: m.get(k, d) for k, d in known.items()} for m in cfg.get("methods") or []]
+    out["methods"] = json.dumps(methods, sort_keys=True, default=str)
     out["report.margin"] = json.dumps((cfg.get("report") or {}).get("margin", 2.0))
     return out
 
