@@ -221,3 +221,19 @@ def test_the_docs_view_shows_one_row_per_task(record):
     assert table[2].endswith("| 100 x 1 / 400 x 3 | 3 s / 9 s |  |")
     assert table[3] == ("| SQL (`configs/sql.yaml`) | — | — | — | — | — | — / — | — / — | "
                         "reference not run yet |")
+
+
+def test_a_side_against_fine_tuning_on_an_unconverged_arm_says_so(tmp_path):
+    """As the report's headline: a verdict against fine-tuning whose best arm did not
+    converge is quoted with why it is not reliable."""
+    from tests.test_verdict import STILL_FALLING
+
+    s = Store(tmp_path / "s.db")
+    add(s, "lora", pattern(100, [(0, 40)]), n=50, info=STILL_FALLING)
+    add(s, "few_shot", pattern(100, [(0, 80)]), n=50, k=5)
+    side = store_side(tmp_path / "s.db")[0]
+    assert side["verdict"] == "prompt"
+    assert side["caveat"].startswith("lora n=50: validation loss still falling")
+    assert track_record.described(side).endswith(
+        "; not reliable against fine-tuning: lora n=50: validation loss still falling when the budget ran "
+        "out (0.800 after 1.000))")

@@ -31,8 +31,10 @@ def described(s: dict) -> str:
     'fine-tune (lora vs few_shot: +55.8 points, 95% CI +49.9 to +61.7 on f1; 100 test examples, 1 seed)'
     """
     seeds = f"{s['seeds']} seed{'s' if s['seeds'] != 1 else ''}"
+    caveat = f"; not reliable against fine-tuning: {s['caveat']}" if s.get("caveat") else ""
     return (f"{s['verdict']} ({s['tuned']} vs {s['prompted']}: {s['lead']:+.1f} points, {s['ci']} "
-            f"{s['lo']:+.1f} to {s['hi']:+.1f} on {s['metric']}; {s['n_test']} test examples, {seeds})")
+            f"{s['lo']:+.1f} to {s['hi']:+.1f} on {s['metric']}; {s['n_test']} test examples, {seeds}"
+            f"{caveat})")
 
 
 def row_sentence(r: dict) -> str:
