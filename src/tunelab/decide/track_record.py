@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 
-from tunelab.core.config import EvalConfig, MethodConfig, TaskConfig, TrainConfig, to_dict
+from tunelab.core.config import EvalConfig, TaskConfig, TrainConfig, to_dict
 from tunelab.core.store import Store
 from tunelab.decide.arms import Arm, load_arms, primary_metric, stored_margin
 from tunelab.decide.decisive import deciding
@@ -51,11 +51,23 @@ def flat(cfg: dict) -> dict[str, str]:
         out[f"model.{k}"] = json.dumps((cfg.get("model") or {}).get(k), default=str)
     out["models"] = json.dumps([m.get("name") for m in cfg.get("models") or []])
     out["seeds"] = json.dumps(cfg.get("seeds", [0]))
-    known = to_dict(MethodConfig())
-    methods = [{k: m.get(k, d) for k, d in known.items()} for m in cfg.get("methods") or []]
-    out["methods"] = json.dumps(methods, sort_keys=True, default=str)
+    methods = cfg.get("methods") or []
+    out["methods.count"] = json.dumps(len(methods))
+    for i, m in enumerate(methods):
+        out |= {f"methods[{i}].{k}": json.dumps(v, sort_keys=True, default=str) for k, v in own(m).items()}
     out["report.margin"] = json.dumps((cfg.get("report") or {}).get("margin", 2.0))
     return out
+
+
+def own(method: dict) -> dict:
+    """A stored method entry's settings in one flat dict, whether it keeps a method's own
+    settings beside the common keys or under `settings` (how a config stores them differs
+    between versions of tunelab; the values compared are the same).
+
+    >>> own({"name": "few_shot", "settings": {"k": 5}}) == own({"name": "few_shot", "k": 5})
+    True
+    """
+    return {**{k: v for k, v in method.items() if k != "settings"}, **(method.get("settings") or {})}
 
 
 def task_key(cfg: dict) -> str:
@@ -75,17 +87,16 @@ def task_key(cfg: dict) -> str:
 
 
 def differences(run: dict[str, str], shipped: dict[str, str]) -> list[str]:
-    """`key value (shipped: value)` for each setting where a run's flat config differs
-    from a shipped one's (the methods only named, as "the methods").
+    """`key value (shipped: value)` for each setting both flat configs hold with different
+    values. A setting only one of them holds is not compared: a method entry written by
+    another version of tunelab may hold its settings' defaults, or only those given.
 
-    >>> differences({"task.n_test": "200", "seeds": "[0]"}, {"task.n_test": "100", "seeds": "[0]"})
+    >>> differences({"task.n_test": "200", "seeds": "[0]", "methods[0].k": "5"},
+    ...             {"task.n_test": "100", "seeds": "[0]"})
     ['task.n_test 200 (shipped: 100)']
     """
-    out = []
-    for k in sorted(set(run) | set(shipped)):
-        if run.get(k) != shipped.get(k):
-            out.append("the methods" if k == "methods" else f"{k} {run.get(k)} (shipped: {shipped.get(k)})")
-    return out
+    return [f"{k} {run[k]} (shipped: {shipped[k]})" for k in sorted(set(run) & set(shipped))
+            if run[k] != shipped[k]]
 
 
 def side(arms: list[Arm]) -> dict:
