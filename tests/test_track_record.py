@@ -140,8 +140,9 @@ def test_a_stored_config_older_or_newer_than_the_code_still_matches():
     newer = {**cfg, "task": {**cfg["task"], "a_field_removed_since": 1}}
     assert flat(older) == flat(newer) == flat(cfg)
     # a method's own settings under `settings`, only those given: the same entry
-    nested = {**cfg, "methods": [{"name": m["name"], "train_sizes": m["train_sizes"],
-                                  "settings": {"k": m["k"]}} for m in cfg["methods"]]}
+    nested = {**cfg, "methods": [{"name": "zero_shot", "train_sizes": [0], "settings": {}},
+                                 {"name": "few_shot", "train_sizes": [100], "settings": {"k": 5}},
+                                 {"name": "lora", "train_sizes": [500], "settings": {}}]}
     assert differences(flat(nested), flat(cfg)) == []
     nested["methods"][1]["settings"]["k"] = 3
     nested["methods"][2]["train_sizes"] = [250]
