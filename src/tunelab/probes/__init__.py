@@ -12,10 +12,9 @@ report is rebuilt from the store, never from memory.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 
+from tunelab.core.cache import digest
 from tunelab.core.config import TrainConfig
 from tunelab.core.store import Store
 
@@ -42,8 +41,8 @@ class Result:
 
 
 def key(probe: str, arm: str, settings) -> str:
-    blob = json.dumps([probe, arm, asdict(settings)], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """The arm's run id: a digest of the probe, the arm and every setting."""
+    return digest([probe, arm, asdict(settings)])
 
 
 def save(store: Store, probe: str, settings, res: Result) -> str:

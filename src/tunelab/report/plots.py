@@ -16,6 +16,8 @@ from matplotlib import ticker  # noqa: E402
 
 
 def png(fig) -> bytes:
+    """The figure as PNG bytes (closed after): every plot of the report and the probe
+    report goes through here, so all are drawn at one resolution."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)

@@ -22,7 +22,6 @@ its key is missing, reuses it if finished, and records the mapping in the store
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from tunelab.core.cache import digest
@@ -44,8 +43,7 @@ KEY_VERSION = 2
 
 def cell_key(parts: dict) -> str:
     """Stable short hash of a cell's parts (the store's run id)."""
-    blob = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return digest(parts)  # core/cache.py: sorted JSON, sha256, 16 hex digits
 
 
 def task_identity(task, splits, scoring: str | None) -> dict:
