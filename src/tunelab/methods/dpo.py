@@ -11,16 +11,14 @@ before it (`stages: [{kind: sft}]`) for "DPO after SFT"; `tune` is the `dpo` sta
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass
 
-import torch
-
 from tunelab import TunelabError
 from tunelab.backends.device import of, out_of_memory
 from tunelab.backends.generate import generate
+from tunelab.backends.hf import fingerprint
 from tunelab.backends.local_model import cache_root
 from tunelab.backends.prompt import messages, render
 from tunelab.core.cache import cached_json, digest
@@ -60,17 +58,6 @@ def pairs(task: Task, system: str, examples: list[Example], outputs: list[str]) 
         for ex, out in zip(examples, outputs, strict=True)
         if is_wrong(task, out, ex)
     ]
-
-
-def fingerprint(model) -> str:
-    """Cheap identity of a model's weights: a slice and the sum of every tensor."""
-    h = hashlib.sha256()
-    with torch.no_grad():
-        for name, p in model.state_dict().items():
-            h.update(name.encode())
-            h.update(p.flatten()[:32].float().cpu().numpy().tobytes())
-            h.update(p.float().sum().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def own_outputs(ctx: Context, model, system: str, max_new: int) -> list[str]:

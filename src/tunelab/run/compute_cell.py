@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunelab import TunelabError
-from tunelab.backends.local_model import timed_load
-from tunelab.backends.openai_api import ApiModel
 from tunelab.backends.prompt import template_hash
+from tunelab.backends.registry import backend_of, timed_load
 from tunelab.core.config import RunConfig, grid_models, method_train
 from tunelab.data.readers import Example, sample
 from tunelab.eval.evaluate import evaluate
@@ -34,15 +33,6 @@ class CellResult:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def device(model) -> str:
-    """Where the arm ran, for the cost table's price: "api" (a remote endpoint), else the
-    device type of the weights ("cpu", "cuda", ...)."""
-    if isinstance(model, ApiModel):
-        return "api"
-    p = next(model.parameters(), None)
-    return p.device.type if p is not None else "cpu"
 
 
 def cell_train(splits: Splits, cell: Cell) -> list[Example]:
@@ -86,11 +76,13 @@ def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, 
     info = {**pred.info, "prompts": res.prompts,
             "template_hash": template_hash(tok) if tok is not None else None}
     n = len(res.rows)
-    if isinstance(model, ApiModel):
-        info["api_cost_usd"] = model.cost(sum(r["prompt_tokens"] for r in res.rows),
-                                          sum(r["gen_tokens"] for r in res.rows))
+    asked = backend_of(pred.model)
+    cost = asked.cost(pred.model, sum(r["prompt_tokens"] for r in res.rows),
+                      sum(r["gen_tokens"] for r in res.rows))
+    if cost is not None:  # priced per token (an API); else by device time, in decide/cost.py
+        info["api_cost_usd"] = cost
     info["latency_s_mean"] = sum(r["latency_s"] for r in res.rows) / n
-    info["device"] = device(pred.model)
+    info["device"] = asked.device(pred.model)  # "api", or where the weights ran: the cost table's price
     fields = {
         "info": info,
         "train_seconds": info.get("train_seconds", 0.0),
