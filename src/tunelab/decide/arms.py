@@ -176,9 +176,8 @@ def distinct_labels(runs: list[dict]) -> dict[tuple[str, str, str], str]:
 
 def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
     """Finished runs grouped into arms (all runs, or only those whose key is in `keys`)."""
-    done = [r for r in store.runs("done") if (keys is None or r["id"] in keys)
-            # probes/summary.py, report/shipped_section.py
-            and not (r["method"] or "").startswith(("probe:", "export:"))]
+    # probe arms and exports are read by probes/summary.py and report/shipped_section.py
+    done = [r for r in store.runs("done", kind="cell") if (keys is None or r["id"] in keys)]
     labels = distinct_labels(done)
     groups = defaultdict(dict)
     for r in sorted(done, key=lambda r: r["finished"] or 0):

@@ -30,8 +30,8 @@ from tunelab.tasks.metrics import paired_bootstrap  # noqa: E402
 def load(store: Store, probe: str) -> dict[str, dict]:
     """arm label -> {run, metrics, items}, latest run of each label, in run order."""
     out = {}
-    for r in store.runs("done"):
-        if r["method"] == f"probe:{probe}":
+    for r in store.runs("done", kind="probe"):
+        if r["task"] == probe:
             out[r["label"]] = {"run": r, "metrics": store.metrics(r["id"]),
                                "items": store.predictions(r["id"]), "info": json.loads(r["info"] or "{}")}
     return out
