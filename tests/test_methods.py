@@ -229,7 +229,7 @@ def test_few_shot_draw_chooses_which_shots_and_a_search_can_choose_it(tiny, vigg
         ctx = Context(model, tok, task, splits.train[:12], m, method_train(RunConfig(methods=[m]), m),
                       seed, None, validation=splits.validation)
         info = get_method("few_shot")(ctx).info
-        return info["shots"], info.get("settings_search", {})
+        return info.shots, info.settings_search or {}
 
     default, _ = shots({})
     assert shots({"draw": 0})[0] == default  # the default draw is the cell's seed

@@ -194,9 +194,9 @@ def build(ctx: Context) -> Predictor:
         raise TunelabError(f"distill: all {len(inputs)} teacher answers were cut off at the generation "
                            f"limit ({max_new(ctx)} tokens); raise eval.max_new_tokens or set keep_cut")
     model, info, system = tune(replace(ctx, train=data))
-    student_s = info["train_seconds"]
+    student_s = info.train_seconds
     teacher_backend = backend_of(tpred.model)
-    info.update({
+    info.update(**{
         "teacher": s.teacher, "teacher_model": s.teacher_model, "labelled": len(gold), "k": s.k,
         "teacher_labelled": len(inputs), "teacher_empty": sum(not e.target for e in data),
         "teacher_cut": sum(teacher["cut"]), "student_examples": len(data), "keep_cut": s.keep_cut,
@@ -213,7 +213,7 @@ def build(ctx: Context) -> Predictor:
     })
     # The student trained on other inputs than the cell's sample, whose first example
     # compute_cell lints evaluation against: the training rendering of that one, same system.
-    info["train_prompt"] = render(ctx.tok, messages(system, task.turns(ctx.train[0])))
+    info.train_prompt = render(ctx.tok, messages(system, task.turns(ctx.train[0])))
     return chat_predictor(ctx, model, system, info=info)
 
 

@@ -23,7 +23,7 @@ from tunelab.backends.local_model import cache_root
 from tunelab.backends.prompt import messages, render
 from tunelab.core.cache import cached_json, digest
 from tunelab.data.readers import Example
-from tunelab.eval.predictor import Predictor
+from tunelab.eval.predictor import Predictor, PredictorInfo
 from tunelab.methods.base import Context, MethodSpec, Prompted, chat_predictor, instruction
 from tunelab.methods.finetune import trainable_copy
 from tunelab.methods.lora import lora_config
@@ -113,17 +113,17 @@ def tune(ctx: Context, system: str | None = None, user=None):
     seconds = time.perf_counter() - t0
     tuned = trainer.model
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    info = {
-        "train_seconds": seconds, "train_steps": trainer.state.global_step,
-        "trainable_params": sum(p.numel() for p in tuned.parameters() if p.requires_grad),
-        "pairs": len(data), "right_already": len(ctx.train) - len(data), "beta": ctx.settings.beta,
-        "losses": losses, "final_loss": losses[-1] if losses else None,
-        "rejected_example": data[0]["rejected"][0]["content"],
-    }
+    info = PredictorInfo(
+        train_seconds=seconds, train_steps=trainer.state.global_step,
+        trainable_params=sum(p.numel() for p in tuned.parameters() if p.requires_grad),
+        pairs=len(data), right_already=len(ctx.train) - len(data), beta=ctx.settings.beta,
+        losses=losses, final_loss=losses[-1] if losses else None,
+        rejected_example=data[0]["rejected"][0]["content"],
+    )
     if ctx.train_cfg.save:
         path = ctx.run_dir / "adapter"
         tuned.save_pretrained(path)
-        info["artifact"] = str(path)
+        info.artifact = str(path)
     merged = tuned.merge_and_unload()
     merged.eval()
     for p in merged.parameters():
