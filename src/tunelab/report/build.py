@@ -128,21 +128,21 @@ def stage_rows(arms: list[Arm], metric: str) -> list[dict]:
     """Each staged arm's score after every stage, then the final method's."""
     rows = []
     for a in arms:
-        stages = a.info.get("stages") or []
+        stages = a.info.stages or []
         for s in stages:
             m, lo, hi = s.get("metrics", {}).get(metric, (float("nan"),) * 3)
             rows.append({"arm": a.name, "stage": s["stage"], "n_train": s["n_train"],
                          "score": m, "lo": lo, "hi": hi, "seconds": s.get("train_seconds", 0.0)})
         if stages:
             m, lo, hi = a.ci[metric]
-            own = a.info.get("train_seconds", 0.0) - sum(s.get("train_seconds", 0.0) for s in stages)
+            own = (a.info.train_seconds or 0.0) - sum(s.get("train_seconds", 0.0) for s in stages)
             rows.append({"arm": a.name, "stage": f"then {a.method}", "n_train": a.n_train,
                          "score": m, "lo": lo, "hi": hi, "seconds": own})
     return rows
 
 
 def chosen_prompts(arms: list[Arm]) -> list[dict]:
-    return [{"arm": a.name, **a.info["chosen_prompt"]} for a in arms if a.info.get("chosen_prompt")]
+    return [{"arm": a.name, **a.info.chosen_prompt} for a in arms if a.info.chosen_prompt]
 
 
 def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = None,
@@ -191,8 +191,8 @@ def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = N
         "failed": store.runs("failed"),
         "stages": stage_rows(arms, metric), "chosen": chosen_prompts(arms),
         "searches": search_section.rows(arms, metric, margin),
-        "masked": run_info(tuned[0].runs[0]).get("masked_example") if tuned else None,
-        "prompt": run_info(best.runs[0]).get("prompts", [""])[0],
+        "masked": run_info(tuned[0].runs[0]).masked_example if tuned else None,
+        "prompt": (run_info(best.runs[0]).prompts or [""])[0],
         "images": {k: base64.b64encode(v).decode() for k, v in images.items()},
         "versions": json.loads(arms[0].runs[0]["versions"] or "{}"), "commit": arms[0].runs[0]["git_commit"],
         "shipped": _shipped(store, arms, metric),
