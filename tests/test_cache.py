@@ -28,14 +28,14 @@ def test_a_write_that_fails_leaves_no_file(tmp_path, monkeypatch):
 
 
 def test_cell_keys_and_probe_runs_hash_through_the_one_digest():
-    """cell_key and probes.key call cache.digest; its bytes are the ones both hashed before
-    (sorted JSON, non-ASCII escaped), so no stored key or cache file changes."""
+    """Cell keys (run/keys.py) and probes.key call cache.digest; its bytes are the ones each
+    hashed with its own copy before (sorted JSON, non-ASCII escaped), so no stored key or
+    cache file changes."""
     import hashlib
     import json
     from dataclasses import asdict, dataclass
 
     from tunelab.probes import key
-    from tunelab.run.keys import cell_key
 
     @dataclass
     class Settings:
@@ -44,7 +44,7 @@ def test_cell_keys_and_probe_runs_hash_through_the_one_digest():
 
     parts = {"b": "Roméo ✓ \ud800", "a": [1, 2.5, None]}
     before = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    assert cell_key(parts) == cache.digest(parts) == before
+    assert cache.digest(parts) == before
     s = Settings()
     blob = json.dumps(["facts", "base", asdict(s)], sort_keys=True, default=str)
     assert key("facts", "base", s) == hashlib.sha256(blob.encode()).hexdigest()[:16]
