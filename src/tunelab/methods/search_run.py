@@ -50,9 +50,9 @@ def with_search(build: Callable[[Context], Predictor],
             seed_everything(ctx.seed)  # every candidate starts from the same init and draws
             with trial() if share < 1.0 else nullcontext():
                 pred = build(replace(ctx, method=m, train_cfg=t, checkpoint=None, settings=None))
-            costs.append(pred.info.get("train_seconds", 0.0))
+            costs.append(pred.info.train_seconds or 0.0)
             if trains and not deciding:
-                losses = pred.info.get("val_losses") or []
+                losses = pred.info.val_losses or []
                 if not losses:
                     raise TunelabError(f"{where}: {ctx.method.name} records no validation loss, "
                                        "so it cannot be searched")
@@ -88,7 +88,7 @@ def with_search(build: Callable[[Context], Predictor],
         chosen, pred, trace = halving(points(space), score, lower_is_better,
                                       settle=lambda rows: keep_default(rows, default, per_example(), higher))
         seconds = sum(r["seconds"] for r in trace)
-        pred.info["settings_search"] = {
+        pred.info.settings_search = {
             "space": space, "chosen": chosen, "trace": trace, "seconds": seconds,
             "scored_by": (f"best validation loss, then validation {primary} ({len(dev)} examples) "
                           "on the rung that picks the run trained in full") if trains
@@ -98,8 +98,8 @@ def with_search(build: Callable[[Context], Predictor],
             "default_runs": sum(r["share"] for r in trace), "default": default,
             "kept_default": next((r["kept_default"] for r in trace if "kept_default" in r), None)}
         # The one-off cost of a searched arm is the whole search (its last run included).
-        pred.info["final_train_seconds"] = pred.info.get("train_seconds", 0.0)
-        pred.info["train_seconds"] = sum(costs) if trains else seconds
+        pred.info.final_train_seconds = pred.info.train_seconds or 0.0
+        pred.info.train_seconds = sum(costs) if trains else seconds
         return pred
 
     return run
