@@ -330,6 +330,11 @@ class ReportConfig:
     target: float | None = None
     """The score (primary metric, 0-1, e.g. 0.75) the learning-curve forecast says how many
     more examples would reach; default: the best arm's upper 95% bound."""
+    judge: ModelConfig | None = None
+    """An OpenAI-compatible model (backend: openai, base_url, api_key_env) that judges the
+    headline pair's answers side by side, asked in both orders (eval/judge.py); the report
+    adds its preference rate with a CI. Default: no judge. Replies are cached; the key is
+    read from the environment, never stored."""
 
     def __post_init__(self):
         if not 0 < self.margin < 100:  # NaN fails this too

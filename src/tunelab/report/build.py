@@ -36,7 +36,7 @@ from tunelab.decide.decisive import deciding  # noqa: E402
 from tunelab.decide.flips import report_flips  # noqa: E402
 from tunelab.decide.forecast import forecasts  # noqa: E402
 from tunelab.decide.verdict import MARGIN, curves, enough, recommend  # noqa: E402
-from tunelab.report import search_section, track_record  # noqa: E402
+from tunelab.report import judge_section, search_section, track_record  # noqa: E402
 from tunelab.report.confusion import breakdown  # noqa: E402
 from tunelab.report.distill_section import rows as distilled_rows  # noqa: E402
 from tunelab.report.plots import confusion_heatmap, forecast_plot, loss_curves, pareto_plot, png  # noqa: E402
@@ -198,6 +198,7 @@ def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = N
         "shipped": _shipped(store, arms, metric),
         "distilled": distilled_rows(arms, metric, margin, prices),
         "track_record": track_record.quote(arms)["sentence"],
+        "judge": judge_section.section(arms, metric),
     }
     return write_pages(out, "report", "report", ctx)
 
