@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tunelab.backends.generation import Generation
 from tunelab.core.store import Store
 from tunelab.decide.arms import load_arms
 from tunelab.eval.judge import Item, judge
@@ -28,14 +27,14 @@ def fair_reply(prompt: str) -> str:
 
 
 class FakeJudge:
-    """Stands where the API backend would: chat() answers each prompt; counts the asks."""
+    """Stands where the API backend would: answers each prompt; counts the asks."""
 
     def __init__(self, reply):
         self.reply, self.asked = reply, 0
 
-    def chat(self, conversations, max_new, label=""):
+    def __call__(self, conversations):
         self.asked += len(conversations)
-        return [Generation(self.reply(c[-1]["content"]), 10, 1, 0.0) for c in conversations]
+        return [self.reply(c[-1]["content"]) for c in conversations]
 
 
 def _add(store, method, right, judge_cfg):
@@ -74,24 +73,24 @@ def test_judge_asks_both_orders_and_counts_only_agreement(tmp_path):
     items = [Item(f"e{i}", "q", "ref", "ref" if i < 6 else "other", "other" if i < 6 else "ref")
              for i in range(10)]
     fair = FakeJudge(fair_reply)
-    assert judge(fair, items, tmp_path) == [1.0] * 6 + [0.0] * 4
+    assert judge(fair, "j", items, tmp_path) == [1.0] * 6 + [0.0] * 4
     assert fair.asked == 20  # both orders of every pair
     biased = FakeJudge(lambda p: "A")  # always the first position, whatever it holds
-    assert judge(biased, items, tmp_path / "b") == [0.5] * 10
+    assert judge(biased, "j", items, tmp_path / "b") == [0.5] * 10
     again = FakeJudge(fair_reply)
-    judge(again, items, tmp_path)
+    judge(again, "j", items, tmp_path)
     assert again.asked == 0  # cached: a report built again asks (and bills) nothing
 
 
 def test_report_paragraph_names_the_preferred_arm(tmp_path, monkeypatch):
     store = _store(tmp_path)
     arms = load_arms(store)
-    fair = judge_section.section(arms, "rougeL", model_of=lambda cfg: FakeJudge(fair_reply))
+    fair = judge_section.section(arms, "rougeL", ask_of=lambda cfg: FakeJudge(fair_reply))
     assert (fair["a"], fair["b"], fair["n"]) == ("lora n=100", "few_shot", N)
     assert fair["preference"] == pytest.approx(0.8) and fair["lo"] > 0.5
     assert "the judge prefers lora n=100" in fair["sentence"]
     monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path / "other"))  # the fakes share one name
-    biased = judge_section.section(arms, "rougeL", model_of=lambda cfg: FakeJudge(lambda p: "B"))
+    biased = judge_section.section(arms, "rougeL", ask_of=lambda cfg: FakeJudge(lambda p: "B"))
     assert biased["preference"] == 0.5 and "undecided at 40 examples" in biased["sentence"]
 
 

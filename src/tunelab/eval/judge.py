@@ -16,6 +16,7 @@ asks again for nothing and bills nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,20 +87,14 @@ def prompts(item: Item) -> tuple[str, str]:
     return one, two
 
 
-def judge(model, items: list[Item], cache: Path, max_new: int = 8) -> list[float]:
-    """A's score on each item (1, 0.5 or 0), asking `model` (an API backend with
-    `chat(conversations, max_new, label)`) both orders of each pair, cached under `cache`."""
+def judge(ask: Callable[[list[list[dict]]], list[str]], name: str, items: list[Item],
+          cache: Path) -> list[float]:
+    """A's score on each item (1, 0.5 or 0). `ask` sends conversations to the judge model
+    `name` and returns its replies in order; both orders of each pair are asked, and the
+    replies cached under `cache` by the judge's name and the prompts."""
     asks = [p for it in items for p in prompts(it)]
-    ident = {"judge": getattr(getattr(model, "cfg", None), "name", type(model).__name__),
-             "endpoint": getattr(getattr(model, "cfg", None), "base_url", None)}
-    path = Path(cache) / f"judge-{digest([ident, asks])}.json"
-
-    def ask() -> list[str]:
-        replies = model.chat([[{"role": "user", "content": p}] for p in asks], max_new,
-                             label=f"judge {ident['judge']}")
-        return [g.text for g in replies]
-
-    replies = cached_json(path, ask)
+    path = Path(cache) / f"judge-{digest([name, asks])}.json"
+    replies = cached_json(path, lambda: ask([[{"role": "user", "content": p}] for p in asks]))
     return [combine(choice(replies[2 * i]), choice(replies[2 * i + 1])) for i in range(len(items))]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from tunelab import TunelabError
-from tunelab.backends.openai_api import ApiModel
+from tunelab.backends.openai_api import OpenAIBackend
 from tunelab.core.config import ModelConfig, from_dict
 from tunelab.data.datasource import cache_dir
 from tunelab.decide.arms import Arm
@@ -48,7 +48,22 @@ def items(a: Arm, b: Arm) -> list[Item]:
                  theirs[e["example_id"]]["prediction"]) for e in a.examples if e["example_id"] in theirs]
 
 
-def section(arms: list[Arm], metric: str, model_of=ApiModel) -> dict | None:
+def asker(cfg: ModelConfig):
+    """The judge's `ask` through the OpenAI-compatible backend (a judge is always remote:
+    this backend imports no torch, so the report needs none)."""
+    backend = OpenAIBackend()
+    model, _ = backend.load(cfg)
+
+    def ask(conversations: list[list[dict]]) -> list[str]:
+        replies = backend.generate(model, None, conversations, [json.dumps(c) for c in conversations],
+                                   8, batch_size=len(conversations), label=f"judge {cfg.name}",
+                                   one_line=False)
+        return [g.text for g in replies]
+
+    return ask
+
+
+def section(arms: list[Arm], metric: str, ask_of=asker) -> dict | None:
     """The judge paragraph's numbers and sentence; None when no judge is configured."""
     cfg = stored_judge(arms)
     picked = pair(arms, metric) if cfg else None
@@ -57,7 +72,7 @@ def section(arms: list[Arm], metric: str, model_of=ApiModel) -> dict | None:
     a, b = picked
     todo = items(a, b)
     try:
-        scores = judge(model_of(cfg), todo, cache_dir().parent / "judge")
+        scores = judge(ask_of(cfg), cfg.name, todo, cache_dir().parent / "judge")
     except TunelabError as e:  # a judge that cannot be reached leaves the rest of the report
         return {"judge": cfg.name, "sentence": f"Judge {cfg.name}: not asked ({e})."}
     mean, lo, hi = bootstrap_ci(scores)
