@@ -60,13 +60,15 @@ def test_shipped_compare_config_builds_its_grid():
 
 def test_fields_added_later_leave_existing_cell_keys_unchanged():
     # key version 2 replaced these keys; legacy_key must still reproduce them exactly
-    from tunelab.core.config import method_train, to_dict
+    from tunelab.core.config import to_dict
+    from tunelab.methods import method_train
+    from tunelab.methods.stored import as_stored
     from tunelab.run.keys import cell_key
 
     cfg = RunConfig(methods=[MethodConfig(name="lora", train_sizes=[8])])
     old_model = {k: v for k, v in to_dict(cfg.model).items()
                  if k in ("name", "dtype", "trust_remote_code")}
-    old_method = {k: v for k, v in to_dict(cfg.methods[0]).items()
+    old_method = {k: v for k, v in as_stored(cfg.methods[0]).items()  # the flat layout v1 keys hashed
                   if k not in ("models", "search", "teacher", "teacher_model", "labelled", "unlabelled",
                             "keep_cut", "draw")}
     old_task = {k: v for k, v in to_dict(cfg.task).items() if k != "scoring"}

@@ -114,8 +114,8 @@ def test_search_never_scores_a_test_example(tmp_path, tiny_model_dir, viggo_dir,
 
 
 def test_default_setting_resolves_what_the_arm_runs_without_a_search():
-    from tunelab.core.config import TrainConfig, method_train
-    from tunelab.methods import get_spec
+    from tunelab.core.config import TrainConfig
+    from tunelab.methods import get_spec, method_train
     from tunelab.methods.base import Context
     from tunelab.methods.search_run import default_setting
 
@@ -127,7 +127,7 @@ def test_default_setting_resolves_what_the_arm_runs_without_a_search():
                        settings=get_spec(m.name).settings_of(m))
 
     lora = ctx({"name": "lora", "search": {"lr": [1e-3], "lora_r": [8], "prompt": ["full"]}})
-    assert default_setting(lora, lora.method.search, True) == {"lr": 2e-3, "lora_r": 16, "prompt": "short"}
+    assert default_setting(lora, lora.method.search) == {"lr": 2e-3, "lora_r": 16, "prompt": "short"}
     shots = ctx({"name": "few_shot", "k": 3, "search": {"k": [1], "prompt": ["short"]}})
-    assert default_setting(shots, shots.method.search, False) == {"k": 3, "prompt": "full"}
+    assert default_setting(shots, shots.method.search) == {"k": 3, "prompt": "full"}
     assert TrainConfig().lr is None  # resolved per method above, never matched as None

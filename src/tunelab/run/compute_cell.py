@@ -13,11 +13,11 @@ from tunelab import TunelabError
 from tunelab.backends.local_model import timed_load
 from tunelab.backends.openai_api import ApiModel
 from tunelab.backends.prompt import template_hash
-from tunelab.core.config import RunConfig, grid_models, method_train
+from tunelab.core.config import RunConfig, grid_models
 from tunelab.data.readers import Example, sample
 from tunelab.eval.evaluate import evaluate
 from tunelab.eval.template_lint import check_predictor
-from tunelab.methods import Context, get_method
+from tunelab.methods import Context, get_method, method_train
 from tunelab.run.cells import Cell
 from tunelab.tasks.base import Splits, Task
 from tunelab.train.loop import seed_everything

@@ -32,11 +32,12 @@ from tunelab.core.config import (
     RunConfig,
     TaskConfig,
     grid_models,
-    method_train,
     model_identity,
     to_dict,
 )
 from tunelab.data.datasource import data_dir
+from tunelab.methods import get_spec, method_train
+from tunelab.methods.stored import as_stored
 from tunelab.train.stopping import MIN_GAIN, train_budget
 
 KEY_VERSION = 2
@@ -109,11 +110,6 @@ ADDED_SETTINGS = {"draw": None}
 """Method settings added after key version 2, with the value that means "as before": at
 that value the key leaves them out, so stored cells keep their keys."""
 
-FLOOR_EXACT = {"lora", "full", "prompt_tuning"}
-"""Methods that train on the cell's training subset itself (more with replay, never fewer),
-so whether train.min_budget raises their budget is known from the size before they run."""
-
-
 def floor_binds(method: MethodConfig, train, size: int) -> bool:
     """Whether the min_budget floor can change this cell's training budget. Where it
     cannot (fixed epochs; a training set whose max_epochs budget already reaches it), the
@@ -122,7 +118,7 @@ def floor_binds(method: MethodConfig, train, size: int) -> bool:
     stages) count as bound: their key holds it."""
     if train.epochs != "auto" or not train.min_budget:
         return False
-    if method.name not in FLOOR_EXACT or method.stages:
+    if not get_spec(method.name).floor_exact or method.stages:  # MethodSpec.floor_exact
         return True
     return train_budget(train, size) != train_budget(train, size, min_budget=0)
 
@@ -157,7 +153,8 @@ V1_TRAINED = {"lora", "full", "prompt_tuning", "dpo"}
 
 
 def _v1(obj) -> dict:
-    d, default = to_dict(obj), to_dict(type(obj)())
+    flat = as_stored if isinstance(obj, MethodConfig) else to_dict  # a method in its stored flat layout
+    d, default = flat(obj), flat(type(obj)())
     for f in V1_DROPPED_AT_DEFAULT[type(obj)]:
         if d[f] == default[f]:
             del d[f]
