@@ -30,8 +30,13 @@ def documents() -> list[Path]:
     return [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
+PACKAGED = {"track_record": ROOT / "src" / "tunelab" / "report" / "track_record.json"}
+"""Result files kept as package data, because the report reads them at run time from any
+install (bench/track_record.py writes this one there): their one copy, not results/NAME.json."""
+
+
 def load(name: str) -> dict | None:
-    path = RESULTS / f"{name}.json"
+    path = PACKAGED.get(name, RESULTS / f"{name}.json")
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -109,8 +114,40 @@ def full(data: dict) -> str:
     return "\n\n".join([*parts, provenance(data)])
 
 
+def _lead(s: dict | None) -> str:
+    if not s or s.get("verdict") in (None, "none"):
+        return "—"
+    return f"{s['lead']:+.1f} ({s['ci']} {s['lo']:+.1f} to {s['hi']:+.1f})"
+
+
+def _size(s: dict | None) -> str:
+    return f"{s['n_test']} x {s['seeds']}" if s and "n_test" in s else "—"
+
+
+def _wall(s: dict | None) -> str:
+    return f"{s['wall_s']:,.0f} s" if s else "—"
+
+
+def track(data: dict) -> str:
+    """The track record (bench/track_record.py): one row per shipped task, its shipped and
+    reference verdicts, whether they agree, both headline leads (points, best fine-tuned
+    minus best prompting) with their intervals, test examples x seeds, and wall times."""
+    lines = ["| task | shipped verdict | reference verdict | agreed | shipped lead (points) | "
+             "reference lead (points) | test examples x seeds (shipped / reference) | "
+             "wall time (shipped / reference) | note |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        s, ref = r["shipped"], r["reference"]
+        agreed = {True: "yes", False: "**no**", None: "—"}[r["agreed"]]
+        note = r["reason"] or ("reason not found yet" if r["agreed"] is False else "")
+        note = note if r["agreed"] is not None else r["status"]
+        lines.append(f"| {r['title']} (`{r['config']}`) | {(s or {}).get('verdict', '—')} | "
+                     f"{(ref or {}).get('verdict', '—')} | {agreed} | {_lead(s)} | {_lead(ref)} | "
+                     f"{_size(s)} / {_size(ref)} | {_wall(s)} / {_wall(ref)} | {note} |")
+    return "\n".join(lines + ["", provenance(data)])
+
+
 VIEWS: dict[str, Callable[[dict], str]] = {"table": table, "recommendation": recommendation,
-                                           "provenance": provenance, "full": full}
+                                           "provenance": provenance, "full": full, "track": track}
 """What a marker can ask for; `<!-- results:NAME -->` alone is `table` followed by `provenance`."""
 
 
@@ -118,7 +155,8 @@ def render_block(spec: str) -> str:
     name, _, view = spec.partition(":")
     data = load(name)
     if data is None:
-        return (f"*Not measured yet: `results/{name}.json` is not in the repository. The command "
+        where = PACKAGED.get(name, RESULTS / f"{name}.json").relative_to(ROOT)
+        return (f"*Not measured yet: `{where}` is not in the repository. The command "
                 "this page names writes it; `python scripts/render_results.py` then renders it here.*")
     if not view:
         return f"{table(data)}\n\n{provenance(data)}"

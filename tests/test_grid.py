@@ -56,26 +56,3 @@ def test_shipped_compare_config_builds_its_grid():
     assert got == [("gemma3-270m", "few_shot"), ("gemma3-270m", "zero_shot"),
                    ("smollm2-135m", "few_shot"), ("smollm2-135m", "lora"), ("smollm2-135m", "zero_shot")]
     assert len(grid) == 5 * 2
-
-
-def test_fields_added_later_leave_existing_cell_keys_unchanged():
-    # key version 2 replaced these keys; legacy_key must still reproduce them exactly
-    from tunelab.core.config import to_dict
-    from tunelab.methods import method_train
-    from tunelab.methods.stored import as_stored
-    from tunelab.run.keys import cell_key
-
-    cfg = RunConfig(methods=[MethodConfig(name="lora", train_sizes=[8])])
-    old_model = {k: v for k, v in to_dict(cfg.model).items()
-                 if k in ("name", "dtype", "trust_remote_code")}
-    old_method = {k: v for k, v in as_stored(cfg.methods[0]).items()  # the flat layout v1 keys hashed
-                  if k not in ("models", "search", "teacher", "teacher_model", "labelled", "unlabelled",
-                            "keep_cut", "draw")}
-    old_task = {k: v for k, v in to_dict(cfg.task).items() if k != "scoring"}
-    old_train = {k: v for k, v in to_dict(method_train(cfg, cfg.methods[0])).items()
-                 if k not in ("min_budget", "plateau_drops")}
-    parts = {"task": old_task, "model": old_model, "eval": to_dict(cfg.eval),
-             "method": old_method, "train": old_train, "train_size": 8, "seed": 0}
-    assert cells(cfg, 100)[0].legacy_key == cell_key(parts)
-    cfg.model.price_prompt = 1.0  # a non-default value is part of the key
-    assert cells(cfg, 100)[0].legacy_key != cell_key(parts)

@@ -1,7 +1,9 @@
-"""Cell keys (version 2) and the path that keeps stores written with version-1 keys."""
+"""Cell keys (version 3), and the migration that moves stores written with version-1 and
+version-2 keys onto them (their finished cells reused, never recomputed)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -42,48 +44,35 @@ def test_key_holds_the_methods_own_settings_task_version_and_data_only():
 
 
 def test_the_budget_floor_enters_a_key_only_where_it_changes_the_budget():
-    # min_budget raises the budget of small training sets only. A cell whose max_epochs
-    # budget already reaches it keeps the key it had before the field existed (pinned:
-    # computed by main 886dbe6, the commit before min_budget), so measured stores keep
-    # their finished cells; a cell it raises gets a new key (it trains longer).
+    # min_budget raises the budget of small training sets only: a cell whose max_epochs
+    # budget already reaches it trains the same with or without it, and keeps its key
     from tunelab.core.config import TrainConfig
 
     task = {"name": "viggo"}
     cfg = RunConfig(methods=[MethodConfig(name="lora", train_sizes=[500, 100])])
     small, big = cells(cfg, 1000, task=task)
     assert (small.train_size, big.train_size) == (100, 500)
-    assert big.key == "2afeb33740917b2e"  # 63 steps x 8 epochs = 504 >= 256
-    assert small.key != "3a5ead8cab87e79f"  # 13 x 8 = 104 steps, raised to 256
-    fixed = [c.key for c in cells(replace(cfg, train=TrainConfig(epochs=3)), 1000, task=task)]
-    assert fixed == ["703b0396225dc175", "de00d8aeae3d0275"]  # fixed epochs: no floor
+    assert [small.key, big.key] == ["f9b018b5c06ec798", "d9b82c2e09220291"]  # pinned: version 3
     off = cells(replace(cfg, train=TrainConfig(min_budget=0)), 1000, task=task)
-    assert [c.key for c in off] == ["3a5ead8cab87e79f", "2afeb33740917b2e"]
+    assert off[1].key == big.key  # 63 steps x 8 epochs = 504 >= 256
+    assert off[0].key != small.key  # 13 x 8 = 104 steps, raised to 256
+    fixed = cells(replace(cfg, train=TrainConfig(epochs=3)), 1000, task=task)
+    fixed_off = cells(replace(cfg, train=TrainConfig(epochs=3, min_budget=0)), 1000, task=task)
+    assert [c.key for c in fixed] == [c.key for c in fixed_off]  # fixed epochs: no floor
     higher = cells(replace(cfg, train=TrainConfig(min_budget=600)), 1000, task=task)
     assert higher[1].key != big.key
-    # plateau_drops (added later): off, every key above stays; on, a cell is new
     drops = cells(replace(cfg, train=TrainConfig(plateau_drops=3)), 1000, task=task)
     assert {c.key for c in drops}.isdisjoint({small.key, big.key})
-    # cells with drops stored before a new best needed MIN_GAIN to reset patience (their
-    # keys computed by main b56c658) are not reused: they trained by another rule
-    assert {c.key for c in drops}.isdisjoint({"87d2c096e673fbac", "2c84bb6f62ccf9c8"})
 
 
-def test_a_search_whose_rungs_changed_gets_a_new_key():
-    # search.RUNGS: since 2026-12-02 the shorter rungs are shares of the budget without the
-    # floor. A searched cell the floor raises trained longer rungs before (key pinned: main
-    # 9624d4f), so it gets a new key; one the floor does not raise trains as before and
-    # keeps its key.
-    cfg = RunConfig(methods=[MethodConfig(name="lora", train_sizes=[500, 100],
-                                          search={"lr": [1e-3, 2e-3]})])
-    small, big = cells(cfg, 1000, task={"name": "viggo"})
-    assert small.key != "63dd1acb5e9b4a2e"
-    # Since 2026-12-03 the deciding rung is scored by the task metric on validation and
-    # keeps the default unless beaten: every searched cell gets a new key (main 8ba6839
-    # computed these three, 2e79bec2eba4ef47 the big one's since before the floor).
+def test_a_searched_arm_is_its_own_cell():
+    plain = RunConfig(methods=[MethodConfig(name="few_shot", train_sizes=[100])])
     few = RunConfig(methods=[MethodConfig(name="few_shot", train_sizes=[100], search={"k": [1, 3]})])
     (shots,) = cells(few, 1000, task={"name": "viggo"})
-    assert {small.key, big.key, shots.key}.isdisjoint(
-        {"a5c3009d7bf53aca", "2e79bec2eba4ef47", "98f661b4ed2921f4"})
+    assert shots.key == "5c9ffc595bbc71ad"  # pinned: version 3
+    assert shots.key != cells(plain, 1000, task={"name": "viggo"})[0].key
+    other = RunConfig(methods=[MethodConfig(name="few_shot", train_sizes=[100], search={"k": [1, 4]})])
+    assert cells(other, 1000, task={"name": "viggo"})[0].key != shots.key
 
 
 def test_task_version_and_data_enter_through_prepare(tmp_path, viggo_dir):
@@ -102,35 +91,116 @@ def test_task_version_and_data_enter_through_prepare(tmp_path, viggo_dir):
     assert prepare(cfg).cells[0].key != first
 
 
-def test_a_store_written_with_legacy_keys_is_reused_not_redone(tmp_path, tiny_model_dir, viggo_dir,
-                                                                monkeypatch):
+V2 = {"few_shot": "091a91139677070d", "dynamic_few_shot": "b7277765deb71acc", "lora": "4cd7b89b7c4d57dd"}
+V1 = {"few_shot": "5858bdc8a456de84", "dynamic_few_shot": "3c8a8f5842f48784", "lora": "0e75099f6cac3472"}
+"""Keys computed by the code that wrote stores before key version 3 (version 2, and the
+version-1 keys it reproduced), for the grid of `_old_grid`."""
+
+
+def _old_grid(store: str = "runs/tunelab.db") -> RunConfig:
+    return RunConfig(methods=[MethodConfig(name="few_shot", train_sizes=[8], k=3),
+                              MethodConfig(name="dynamic_few_shot", train_sizes=[8]),
+                              MethodConfig(name="lora", train_sizes=[8])], store=store)
+
+
+def test_the_frozen_code_reproduces_the_keys_older_stores_hold():
+    from tunelab.run.migrate import old_keys
+
+    cfg = _old_grid()
+    grid = cells(cfg, 100, task={"name": "viggo"})
+    assert [old_keys(cfg, c, None, {"name": "viggo"}) for c in grid] == [
+        [V2[c.method.name], V1[c.method.name]] for c in grid]
+    assert [c.key for c in grid] == ["dca3bcce180d6a8b", "0e8a04815a32a908", "818ef16f74f92a9a"]
+    # v2 keys of searched, floored and plateau cells (pinned before version 3)
+    from tunelab.core.config import TrainConfig
+
+    lora = RunConfig(methods=[MethodConfig(name="lora", train_sizes=[500, 100])])
+    floors = {"": TrainConfig(), "fixed": TrainConfig(epochs=3), "off": TrainConfig(min_budget=0)}
+    got = {}
+    for name, t in floors.items():
+        c_cfg = replace(lora, train=t)
+        got[name] = [old_keys(c_cfg, c, None, {"name": "viggo"})[0]
+                     for c in cells(c_cfg, 1000, task={"name": "viggo"})]
+    assert got["fixed"] == ["703b0396225dc175", "de00d8aeae3d0275"]
+    assert got["off"] == ["3a5ead8cab87e79f", "2afeb33740917b2e"] and got[""][1] == "2afeb33740917b2e"
+
+
+def _book(store, key: str, method: str, value: float, info: dict | None = None, config=None) -> None:
+    store.begin(key, {"method": method, "label": method, "train_size": 8, "seed": 0,
+                      "config": config or {}})
+    row = {"idx": 0, "example_id": "e0", "input": "x", "target": "y", "prediction": "y",
+           "scores": {"m": value}, "prompt_tokens": 1, "gen_tokens": 1, "latency_s": 0.0}
+    store.finish(key, {"info": info or {}}, {"m": (value, value, value)}, {"m": True}, [row])
+
+
+def test_migrate_moves_v1_v2_aliased_runs_and_their_exports_once(tmp_path):
+    from tunelab.core.store import Store
+    from tunelab.run.migrate import migrate
+
+    cfg = _old_grid(str(tmp_path / "s.db"))
+    grid = cells(cfg, 100, task={"name": "viggo"})
+    store = Store(cfg.store)
+    _book(store, V1["few_shot"], "few_shot", 0.1)  # a store written with version-1 keys
+    _book(store, V2["dynamic_few_shot"], "dynamic_few_shot", 0.2)  # ... with version 2
+    _book(store, "0123456789abcdef", "lora", 0.3)  # found by an older grid under an alias
+    store.db.execute("CREATE TABLE aliases (key TEXT PRIMARY KEY, run_id TEXT)")
+    store.db.execute("INSERT INTO aliases VALUES (?, ?)", (V2["lora"], "0123456789abcdef"))
+    store.db.commit()
+    _book(store, "export:adapter:0123456789abcdef", "export:adapter", 0.3,
+          {"export_of": "0123456789abcdef"}, {"export": {"of": "0123456789abcdef"}})
+    _book(store, "ffffffffffffffff", "zero_shot", 0.9)  # no cell of this config: left alone
+    store.begin(grid[0].key, {"method": "few_shot"})  # a crashed attempt under today's key
+
+    assert migrate(store, cfg, grid, None, {"name": "viggo"}) == 3
+    new = {c.method.name: c.key for c in grid}
+    export = f"export:adapter:{new['lora']}"
+    assert {r["id"] for r in store.runs("done")} == {*new.values(), export, "ffffffffffffffff"}
+    assert [store.metrics(new[m])["m"]["value"] for m in new] == [0.1, 0.2, 0.3]
+    assert [store.predictions(new[m])[0]["scores"] for m in new] == [{"m": 0.1}, {"m": 0.2}, {"m": 0.3}]
+    exported = store.run(export)
+    assert json.loads(exported["info"])["export_of"] == new["lora"]
+    assert json.loads(exported["config"])["export"]["of"] == new["lora"]
+    assert store.aliases() == {}
+    assert store.db.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert migrate(store, cfg, grid, None, {"name": "viggo"}) == 0  # once
+
+
+def test_a_store_written_with_older_keys_is_reused_not_redone(tmp_path, tiny_model_dir, viggo_dir,
+                                                               monkeypatch):
     import tunelab.run.executors as executors
+    from tunelab.cli.main import app
     from tunelab.core.store import Store
     from tunelab.report import build as report
     from tunelab.run.grid import prepare, run_grid
+    from tunelab.run.migrate import old_keys
 
     methods = "  - {name: zero_shot}\n  - {name: few_shot, k: 2, train_sizes: [8]}\n"
     cfg = load_config(write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir,
                                    tmp_path / "s.db", methods))
-    old = prepare(cfg)  # an old store: its cells booked under their version-1 keys
-    v2 = [c.key for c in old.cells]
-    for c in old.cells:
-        c.key = c.legacy_key
+    old = prepare(cfg)  # an old store: zero_shot under its version-1 key, few_shot version 2
+    scoring = old.task.scoring.kind if old.task.scoring else None
+    from tunelab.run.keys import task_identity
+
+    identity = task_identity(old.task, old.splits, scoring)
+    v3 = [c.key for c in old.cells]
+    (v2_zero, v1_zero), (v2_few, _) = [old_keys(cfg, c, scoring, identity) for c in old.cells]
+    old.cells[0].key, old.cells[1].key = v1_zero, v2_few
     executors.run_local(old, old.cells, True)
     before = report.results_markdown(report.load_arms(Store(cfg.store)))
 
     def no_compute(*a, **k):
-        raise AssertionError("a finished legacy cell was computed again")
+        raise AssertionError("a finished cell of an older store was computed again")
 
     monkeypatch.setattr(executors, "compute_cell", no_compute)
     keys = run_grid(cfg, fail_fast=True)
-    store = Store(cfg.store)
-    assert sorted(keys) == sorted(c.legacy_key for c in old.cells)
-    assert report.results_markdown(report.load_arms(store, set(keys))) == before
-    # the mapping is recorded: each version-2 key names its old run
-    aliases = store.aliases()
-    assert sorted(aliases) == sorted(v2) and set(aliases.values()) == set(keys)
-    assert all(store.run(k)["id"] == v for k, v in aliases.items())
+    assert keys == v3
+    assert {r["id"] for r in Store(cfg.store).runs()} == set(v3)
+    assert report.results_markdown(report.load_arms(Store(cfg.store), set(keys))) == before
+    # `tunelab store migrate` says how many it moved: none left
+    from typer.testing import CliRunner
+
+    r = CliRunner().invoke(app, ["store", "migrate", str(tmp_path / "c.yaml")])
+    assert r.exit_code == 0 and "migrated 0 stored cells to key version 3" in r.stdout
 
 
 def test_a_stage_trains_at_its_kinds_rate_not_its_methods():
@@ -156,17 +226,27 @@ def test_a_stage_trains_at_its_kinds_rate_not_its_methods():
     assert cells(RunConfig(methods=[lora_dpo]), 100, task=task)[0].method.stages[0].train == {"lr": 1e-4}
 
 
-def test_a_setting_added_later_keeps_stored_keys_at_its_unset_value():
-    # few_shot's `draw` (added 2026-12-03): unset, every key is the one computed by main
-    # e0248ed, before the field existed (v2 and legacy); set, the cell is another one
-    from tunelab.run.keys import legacy_key
-
-    cfg = RunConfig(methods=[MethodConfig(name="few_shot", train_sizes=[8], k=3),
-                             MethodConfig(name="dynamic_few_shot", train_sizes=[8]),
-                             MethodConfig(name="lora", train_sizes=[8])])
-    assert [c.key for c in cells(cfg, 100, task={"name": "viggo"})] == [
-        "091a91139677070d", "b7277765deb71acc", "4cd7b89b7c4d57dd"]
-    assert [legacy_key(cfg, m, cfg.model, 8, 0, None) for m in cfg.methods] == [
-        "5858bdc8a456de84", "3c8a8f5842f48784", "0e75099f6cac3472"]
+def test_a_setting_enters_the_key_at_every_value():
+    # few_shot's `draw`: unset (the cell's seed draws the shots) and set are different cells
+    cfg = _old_grid()
     drawn = replace(cfg, methods=[replace(cfg.methods[0], draw=1)])
-    assert cells(drawn, 100, task={"name": "viggo"})[0].key != "091a91139677070d"
+    assert cells(drawn, 100, task={"name": "viggo"})[0].key != cells(cfg, 100, task={"name": "viggo"})[0].key
+
+
+def test_the_frozen_code_reads_a_method_entry_with_its_own_settings_object_alike():
+    # a method entry whose own settings sit on a `settings` object (the spec's dataclass)
+    # gives the same v1 and v2 keys as one holding them as its own fields
+    import types
+
+    from tunelab.methods import get_spec
+    from tunelab.run.migrate import old_keys
+
+    cfg = _old_grid()
+    grid = cells(cfg, 100, task={"name": "viggo"})
+    for c in grid:
+        m = c.method
+        entry = types.SimpleNamespace(name=m.name, train_sizes=m.train_sizes, label=m.label,
+                                      train=m.train, models=m.models, stages=m.stages, search=m.search,
+                                      settings=get_spec(m.name).settings_of(m))
+        moved = replace(c, method=entry)
+        assert old_keys(cfg, moved, None, {"name": "viggo"}) == [V2[m.name], V1[m.name]]

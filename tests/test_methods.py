@@ -16,6 +16,7 @@ from tests.conftest import write_config
 from tunelab.cli.main import app
 from tunelab.core.config import TaskConfig, TrainConfig
 from tunelab.data.readers import Example
+from tunelab.eval.predictor import PredictorInfo
 
 runner = CliRunner()
 
@@ -55,6 +56,10 @@ def test_every_method_runs_through_the_cli(tmp_path, tiny_model_dir, viggo_dir):
                        "FROM runs").fetchall()
     assert len(rows) == 8 and all(s == "done" for _, s, *_ in rows), rows
     info = {label: json.loads(i) for label, _, i, *_ in rows}
+    for label, stored in info.items():  # every stored key is a typed field and reads back unchanged
+        named_at_run_time = {k for k in stored if k.startswith("recall_at_")}
+        assert PredictorInfo.from_json(stored).to_json() == {k: v for k, v in stored.items()
+                                                             if k not in named_at_run_time}, label
     assert info["dpo"]["pairs"] > 0 and info["dpo"]["beta"] == 0.2
     assert info["prompt_search"]["chosen_prompt"]["instruction"]
     assert len(info["prompt_search"]["search"]) == 3
@@ -229,7 +234,7 @@ def test_few_shot_draw_chooses_which_shots_and_a_search_can_choose_it(tiny, vigg
         ctx = Context(model, tok, task, splits.train[:12], m, method_train(RunConfig(methods=[m]), m),
                       seed, None, validation=splits.validation)
         info = get_method("few_shot")(ctx).info
-        return info["shots"], info.get("settings_search", {})
+        return info.shots, info.settings_search or {}
 
     default, _ = shots({})
     assert shots({"draw": 0})[0] == default  # the default draw is the cell's seed

@@ -50,3 +50,63 @@ def test_report_command_imports_no_torch(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().endswith("NO TORCH"), r.stdout[-2000:]
     assert (tmp_path / "r" / "report.html").exists()
+
+
+def _old_store(path: Path) -> None:
+    """A store as written before runs had a kind: a cell, an export and a probe arm, told
+    apart then only by their method's prefix."""
+    import sqlite3
+
+    from tunelab.core.store import SCHEMA
+
+    old = "\n".join(line for line in SCHEMA.splitlines() if not line.lstrip().startswith("kind "))
+    assert old != SCHEMA
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")  # as tunelab writes them
+    con.executescript(old)
+    runs = [("a", "lora", "viggo"), ("export:merged:a", "export:merged", "viggo"),
+            ("p", "probe:facts", "facts")]
+    for i, (key, method, task) in enumerate(runs):
+        con.execute("INSERT INTO runs (id, status, task, method, label, model, n_train, seed, started) "
+                    "VALUES (?, 'done', ?, ?, ?, 'm', 8, 0, ?)", (key, task, method, method, float(i)))
+    con.commit()
+    con.close()
+
+
+def test_a_store_written_before_the_kind_column_reads_by_kind(tmp_path, monkeypatch):
+    import sqlite3
+
+    from tunelab.core import store as store_mod
+
+    path = tmp_path / "old.db"
+    _old_store(path)
+    connect = sqlite3.connect
+    with monkeypatch.context() as m:  # a read-only copy: kinds are derived, nothing is written
+        m.setattr(store_mod.sqlite3, "connect", lambda p, **kw: connect(f"file:{p}?mode=ro", uri=True, **kw))
+        ro = Store(path, create=False)
+        assert [r["id"] for r in ro.runs("done", kind="export")] == ["export:merged:a"]
+        ro.db.close()
+    assert "kind" not in {c[1] for c in connect(path).execute("PRAGMA table_info(runs)")}
+    s = Store(path, create=False)  # writable: the column is added once, kinds from the prefixes
+    assert {c[1] for c in s.db.execute("PRAGMA table_info(runs)")} >= {"kind"}
+    assert {r["id"]: r["kind"] for r in s.runs()} == {"a": "cell", "export:merged:a": "export", "p": "probe"}
+    assert [r["id"] for r in s.runs("done", kind="cell")] == ["a"]
+    assert [r["id"] for r in s.runs("done", kind="probe")] == ["p"]
+    with s.db:  # kinds are read from the column, never parsed from the method again
+        s.db.execute("UPDATE runs SET method='export:x' WHERE id='a'")
+    assert [r["id"] for r in Store(path).runs(kind="cell")] == ["a"]
+
+
+def test_every_kind_of_run_goes_through_one_writer_and_readers_filter_on_kind(tmp_path):
+    from tunelab.report.build import load_arms
+
+    s = Store(tmp_path / "s.db")
+    _run(s, "a", "lora", 8, {"trained": True, "primary": "slot_f1"})
+    rows = [{"idx": 0, "example_id": "e0", "input": "i", "target": "t", "prediction": "p",
+             "scores": {"slot_f1": 1.0}, "prompt_tokens": 1, "gen_tokens": 1, "latency_s": 0.1}]
+    s.record("export", "x", {"task": "viggo", "model": "m", "method": "lora", "label": "lora", "n_train": 8,
+                             "seed": 0, "info": {}}, {"slot_f1": (1.0, 1.0, 1.0)}, {"slot_f1": True}, rows)
+    assert [a.runs[0]["id"] for a in load_arms(s)] == ["a"]  # an export named like a cell: still no arm
+    assert s.run("x")["kind"] == "export" and s.run("a")["kind"] == "cell"
+    s.record("export", "x", {"task": "viggo", "label": "again"}, {}, {}, [])  # a new attempt replaces it
+    assert s.run("x")["model"] is None and s.predictions("x") == []

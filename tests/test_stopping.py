@@ -184,7 +184,11 @@ def test_a_stored_curve_is_judged_by_the_current_rule():
     one step after an evaluation: 1.385 -> 1.376 over that step is under 1%, and it was
     stored as converged, but over the last whole interval (6 steps) the loss fell 3.2%.
     The report judges the stored curve, so the corrected rule reaches stored runs."""
-    from tunelab.decide.arms import judged
+    from tunelab.decide.arms import judged as judged_info
+    from tunelab.eval.predictor import PredictorInfo
+
+    def judged(stored: dict):  # as read back from the store
+        return judged_info(PredictorInfo.from_json(stored))
 
     info = {"converged": True, "convergence_note": None, "stop_reason": "budget",
             "val_steps": [0, 6, 12, 18, 24, 30, 36, 42, 48, 54, 60, 61],

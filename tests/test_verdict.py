@@ -34,11 +34,11 @@ def pattern(n: int, right: list[tuple[int, int]]) -> list[float]:
 def add(store: Store, method: str, scores: list[float], n: int = 0, seed: int = 0,
         model: str = "m", label: str | None = None, train: dict | None = None, cfg: dict | None = None,
         key: str | None = None, info: dict | None = None, answers: list[str] | None = None,
-        **settings) -> str:
+        cell: dict | None = None, **settings) -> str:
     """One finished run whose per-example scores are `scores`, with a config as a grid stores it."""
     m = MethodConfig(name=method, label=label, train=train or {}, **settings)
     cell = {"method": to_dict(m), "model": to_dict(ModelConfig(name=model)), "train_size": n,
-            "seed": seed, "train": to_dict(TrainConfig(**(train or {})))}
+            "seed": seed, "train": to_dict(TrainConfig(**(train or {}))), **(cell or {})}
     key = key or f"{model}-{label or method}-{n}-{seed}-{len(store.runs())}"
     store.begin(key, {"task": "viggo", "model": model, "method": method, "label": label or method,
                       "train_size": n, "n_train": n, "seed": seed,
@@ -429,11 +429,36 @@ def test_the_table_says_how_training_ended(tmp_path):
                     "lora100": "52 steps, 4.2 ep, early stop |", "zero_shot0": "— |"}
 
 
-def test_equal_arms_rarely_get_a_winner():
-    """Ten arms of one true score, nine fine-tuned against one prompting arm, 400 draws: the
-    headline calls one better than another in at most 5% of draws. Without the simultaneous
-    intervals (the picked pair alone) it does so in about 12%: the check has teeth."""
+@pytest.mark.parametrize("sentence", ["headline", "across models", "lost ground"])
+def test_equal_arms_rarely_get_a_winner(sentence):
+    """Arms of one true score, 400 draws: the headline (nine fine-tuned arms against one
+    prompting arm), "Across models" (two models, each four fine-tuned arms and one prompting)
+    and "Fine-tuning lost ground" (two models, each five fine-tuned arms against zero_shot)
+    call one arm better than another in at most 5% of draws. Without the simultaneous
+    intervals (each picked pair alone) they do so in 11-15%: the check has teeth."""
     from tunelab.decide.equal_arms import draws_with_a_winner
 
-    assert draws_with_a_winner(draws=400) <= 0.05
-    assert draws_with_a_winner(draws=200, corrected=False) > 0.05
+    assert draws_with_a_winner(draws=400, sentence=sentence) <= 0.05
+    assert draws_with_a_winner(draws=200, sentence=sentence, corrected=False) > 0.05
+
+
+def test_picked_arms_across_models_and_against_base_get_simultaneous_intervals(tmp_path):
+    """Where "Across models" and "Fine-tuning lost ground" pick a best arm of several, their
+    intervals are the simultaneous ones, said so, with the correction named."""
+    s = Store(tmp_path / "s.db")
+    add(s, "lora", pattern(100, [(0, 90)]), n=50, model="small")
+    add(s, "lora", pattern(100, [(0, 85)]), n=25, model="small")
+    add(s, "zero_shot", pattern(100, [(0, 60)]), model="small")
+    add(s, "few_shot", pattern(100, [(0, 20)]), n=50, model="big")
+    add(s, "zero_shot", pattern(100, [(0, 15)]), model="big")
+    add(s, "lora", pattern(100, [(0, 5)]), n=50, model="big")
+    add(s, "lora", pattern(100, [(0, 3)]), n=25, model="big")
+    lines = recommend(load_arms(s), "mr_exact")
+    cross = [x for x in lines if x.startswith("Across models:")]
+    assert len(cross) == 2 and all("(simultaneous 95% CI " in x for x in cross), lines
+    assert any(x.startswith("The intervals of the cross-model comparisons hold simultaneously for "
+                            "every one of the 6 pairs") for x in lines), lines
+    lost = [x for x in lines if x.startswith("Fine-tuning lost ground")]
+    assert len(lost) == 1
+    assert "big lora n=50 is worse than big zero_shot by 10.0 points (simultaneous 95% CI" in lost[0]
+    assert "every one of the 4 fine-tuned arms it was picked from" in lost[0], lost

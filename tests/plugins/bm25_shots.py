@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from tunelab import TunelabError
 from tunelab.backends.prompt import messages, shots_of
 from tunelab.data.readers import Example
-from tunelab.eval.predictor import ChatPredictor, Predictor
+from tunelab.eval.predictor import ChatPredictor, Predictor, PredictorInfo
 from tunelab.methods.base import Context, MethodSpec, Shots, instruction
 
 
@@ -56,13 +56,14 @@ def build(ctx: Context) -> Predictor:
         raise TunelabError(f"bm25_shots: k={s.k} but only {len(ctx.train)} training examples")
     docs = [words(task.user_message(e)) for e in ctx.train]
     system = instruction(ctx)
-    info = {"trainable_params": 0, "shots": {}, "bm25": {"k1": s.k1, "b": s.b}}
+    info = PredictorInfo(trainable_params=0, shots={})
+    info.extra["bm25"] = {"k1": s.k1, "b": s.b}  # a plugin's own record: stored with the run
 
     def to_msgs(ex: Example) -> list[dict]:
         scores = bm25(words(task.user_message(ex)), docs, s.k1, s.b)
         best = sorted(range(len(docs)), key=lambda i: (-scores[i], i))[: s.k]
         chosen = [ctx.train[i] for i in reversed(best)]  # best last: nearest the question
-        info["shots"][ex.id] = [e.id for e in chosen]
+        info.shots[ex.id] = [e.id for e in chosen]
         return messages(system, task.turns(ex), shots_of(chosen, task.user_message))
 
     return ChatPredictor(ctx.model, ctx.tok, to_msgs, info)

@@ -44,7 +44,7 @@ def tune(ctx: Context, system: str | None = None, user=None):
         path = ctx.run_dir / "model"
         model.save_pretrained(path, safe_serialization=True)
         ctx.tok.save_pretrained(path)
-        info["artifact"] = str(path)
+        info.artifact = str(path)
     return model, info, system
 
 

@@ -12,7 +12,6 @@ import importlib.util
 import os
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,22 +159,6 @@ def prepare_tokenizer(tok) -> None:
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-
-
-BACKENDS = ("hf", "openai")
-
-
-def timed_load(cfg: ModelConfig):
-    """(model, tokenizer, seconds); an API model has no local tokenizer (None)."""
-    if cfg.backend not in BACKENDS:
-        raise TunelabError(f"Unknown backend '{cfg.backend}'. Available: {', '.join(BACKENDS)}")
-    t = time.perf_counter()
-    if cfg.backend == "openai":
-        from tunelab.backends.openai_api import ApiModel
-
-        return ApiModel(cfg), None, time.perf_counter() - t
-    model, tok = load_model(cfg)
-    return model, tok, time.perf_counter() - t
 
 
 def stop_ids(tok) -> list[int]:

@@ -14,12 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tunelab import TunelabError
 from tunelab.backends.generation import Generation
-from tunelab.core.config import ModelConfig
+from tunelab.core.config import MODEL_IDENTITY, ModelConfig, to_dict
 from tunelab.core.ui import progress
 
 
 class ApiModel:
-    """Stands where a local model would: methods pass it through, evaluate calls chat()."""
+    """Stands where a local model would: methods pass it through; OpenAIBackend asks it."""
+
+    tunelab_backend = "openai"  # backends/base.BACKEND_ATTR: registry.backend_of finds the backend by it
 
     def __init__(self, cfg: ModelConfig):
         import openai
@@ -64,3 +66,33 @@ class ApiModel:
     def cost(self, prompt_tokens: int, gen_tokens: int) -> float:
         """Dollars for this many tokens at the configured per-million prices."""
         return (prompt_tokens * self.cfg.price_prompt + gen_tokens * self.cfg.price_completion) / 1e6
+
+
+class OpenAIBackend:
+    """backends.base.Backend for an OpenAI-compatible endpoint; its model objects are ApiModels."""
+
+    name = "openai"
+    is_local = False
+
+    def load(self, cfg: ModelConfig) -> tuple[ApiModel, None]:
+        return ApiModel(cfg), None
+
+    def generate(self, model: ApiModel, tok, conversations: list[list[dict]], texts: list[str],
+                 max_new: int, *, batch_size: int, label: str, one_line: bool) -> list[Generation]:
+        # the messages themselves are sent (texts are their JSON); the server batches
+        return model.chat(conversations, max_new, label=label)
+
+    def count_tokens(self, tok, text: str) -> None:
+        return None  # the server's tokenizer: counts come with each response (usage)
+
+    def device(self, model: ApiModel) -> str:
+        return "api"
+
+    def cost(self, model: ApiModel, prompt_tokens: int, gen_tokens: int) -> float:
+        return model.cost(prompt_tokens, gen_tokens)
+
+    def prices(self, model: ApiModel) -> list[float | None]:
+        return [model.cfg.price_prompt or None, model.cfg.price_completion or None]
+
+    def identity(self, model: ApiModel) -> dict:
+        return {k: v for k, v in to_dict(model.cfg).items() if k in MODEL_IDENTITY}

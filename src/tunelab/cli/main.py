@@ -21,7 +21,7 @@ from tunelab import TunelabError, __version__
 from tunelab.cli.data import data_app
 from tunelab.cli.output import print_json, run_json, table
 from tunelab.cli.probe import probe_app
-from tunelab.cli.store import pick_store, report_dir
+from tunelab.cli.store import pick_store, report_dir, store_app
 from tunelab.core.ui import console, out, quiet_third_party, say
 from tunelab.core.ui import fail as _fail
 
@@ -376,6 +376,7 @@ def tasks(name: str = typer.Argument(None, help="Show one task in full."),
 
 app.add_typer(probe_app, name="probe")
 app.add_typer(data_app, name="data")
+app.add_typer(store_app, name="store")
 
 
 def main() -> None:  # pragma: no cover

@@ -70,7 +70,7 @@ def _run(probe: str, settings, store: str, out: str, as_json: bool = False) -> N
     """Load the model, run the probe into the store, rebuild the report, print verdicts."""
     import importlib
 
-    from tunelab.backends.local_model import timed_load
+    from tunelab.backends.registry import timed_load
     from tunelab.core.config import ModelConfig
     from tunelab.core.store import Store
     from tunelab.probes import PROBES, summary

@@ -6,6 +6,9 @@
 3. else the most recently written *.db under runs/ (what `tunelab run` and `make demo` write).
 
 One line on stderr says which store was picked and why, so a script can see it.
+
+`tunelab store migrate CONFIG` moves a store written with older cell keys onto today's
+(run/migrate.py); `tunelab run` does the same on its own before it computes anything.
 """
 
 from __future__ import annotations
@@ -13,12 +16,37 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import typer
 import yaml
 
 from tunelab import TunelabError
-from tunelab.core.ui import console
+from tunelab.core.ui import console, fail, out
 
 RUNS = Path("runs")
+
+store_app = typer.Typer(no_args_is_help=True, help="Maintain a results store.")
+
+
+@store_app.command("migrate")
+def migrate_cmd(
+    config: Path = typer.Argument(..., help="YAML run config whose cells the store holds."),
+    store: str = typer.Option(None, "--store", help="Results store (overrides the config's `store:`)."),
+):
+    """Give the finished runs a store holds under older cell keys (stores written before key
+    version 3) the keys of the config's cells, once, so they are reused; prints how many."""
+    from tunelab.methods import load_config
+    from tunelab.run.grid import migrate_config
+    from tunelab.run.keys import KEY_VERSION
+
+    try:
+        cfg = load_config(config)
+        if store:
+            cfg.store = store
+        moved = migrate_config(cfg)
+    except TunelabError as e:
+        fail(e)
+    out.print(f"{cfg.store}: migrated {moved} stored cells to key version {KEY_VERSION}",
+              highlight=False, soft_wrap=True)
 
 
 def config_store(folder: Path = Path(".")) -> tuple[str, Path] | None:

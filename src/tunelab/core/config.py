@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import yaml
 
 from tunelab import TunelabError
-from tunelab.core.config_after import SHIP_FORMATS, CostConfig, ExportConfig, ReportConfig  # noqa: F401
+from tunelab.core.config_after import SHIP_FORMATS, CostConfig, ExportConfig  # noqa: F401
 from tunelab.core.schema import field_docs, from_dict, to_dict  # noqa: F401  (their old home)
 
 
@@ -300,6 +300,28 @@ class EvalConfig:
     """Default: the task's own limit."""
     bootstrap: int = 1000
     """Bootstrap resamples for confidence intervals."""
+
+
+@dataclass
+class ReportConfig:
+    margin: float = 2.0
+    """Points of the primary metric within which two arms count as equivalent ("n=100 is
+    within 2 points of n=400"): the 90% CI of their paired difference must lie inside
+    +-margin. Also decides "enough examples" and the recommendation's "not worth it"."""
+    target: float | None = None
+    """The score (primary metric, 0-1, e.g. 0.75) the learning-curve forecast says how many
+    more examples would reach; default: the best arm's upper 95% bound."""
+    judge: ModelConfig | None = None
+    """An OpenAI-compatible model (backend: openai, base_url, api_key_env) that judges the
+    headline pair's answers side by side, asked in both orders (eval/judge.py); the report
+    adds its preference rate with a CI. Default: no judge. Replies are cached; the key is
+    read from the environment, never stored."""
+
+    def __post_init__(self):
+        if not 0 < self.margin < 100:  # NaN fails this too
+            raise TunelabError(f"margin: must be between 0 and 100 points, got {self.margin}")
+        if self.target is not None and not 0 < self.target <= 1:  # a score, not points
+            raise TunelabError(f"target: must be a score between 0 and 1 (e.g. 0.75), got {self.target}")
 
 
 @dataclass

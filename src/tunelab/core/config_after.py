@@ -1,6 +1,5 @@
-"""The run config's parts about what happens after the cells: how the report judges
-differences, the prices of the cost table, and the export of the best arm. Re-exported by
-core.config (RunConfig holds them)."""
+"""The run config's parts about what happens after the cells: the prices of the cost
+table and the export of the best arm. Re-exported by core.config (RunConfig holds them)."""
 
 from __future__ import annotations
 
@@ -8,23 +7,6 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from tunelab import TunelabError
-
-
-@dataclass
-class ReportConfig:
-    margin: float = 2.0
-    """Points of the primary metric within which two arms count as equivalent ("n=100 is
-    within 2 points of n=400"): the 90% CI of their paired difference must lie inside
-    +-margin. Also decides "enough examples" and the recommendation's "not worth it"."""
-    target: float | None = None
-    """The score (primary metric, 0-1, e.g. 0.75) the learning-curve forecast says how many
-    more examples would reach; default: the best arm's upper 95% bound."""
-
-    def __post_init__(self):
-        if not 0 < self.margin < 100:  # NaN fails this too
-            raise TunelabError(f"margin: must be between 0 and 100 points, got {self.margin}")
-        if self.target is not None and not 0 < self.target <= 1:  # a score, not points
-            raise TunelabError(f"target: must be a score between 0 and 1 (e.g. 0.75), got {self.target}")
 
 
 @dataclass

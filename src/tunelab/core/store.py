@@ -1,7 +1,8 @@
 """SQLite results store (WAL): runs, metrics, per-example predictions.
 
-A finished run is written in one transaction, so a crash never leaves half a run; a
-cell that crashed stays 'running' (or 'failed' with its error) and is redone next time.
+A finished run is written in one transaction (`record`), so a crash never leaves half a
+run; a cell that crashed stays 'running' (or 'failed' with its error) and is redone next
+time. Every run has a `kind` (KINDS); readers filter on it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
   id TEXT PRIMARY KEY,              -- the cell key: hash of the resolved cell config
   status TEXT NOT NULL,             -- running | done | failed
+  kind TEXT NOT NULL DEFAULT 'cell', -- cell | probe | export (KINDS)
   task TEXT, method TEXT, label TEXT, model TEXT,
   train_size INTEGER, n_train INTEGER, n_test INTEGER, seed INTEGER,
   config TEXT,                      -- full run config + cell, JSON
@@ -40,6 +42,17 @@ CREATE TABLE IF NOT EXISTS predictions (
   PRIMARY KEY (run_id, idx)
 );
 """
+
+
+KINDS = ("cell", "probe", "export")
+"""What a run is: a grid cell (claimed by `begin` while it runs, completed by `record`), a
+probe's arm (probes/) or an exported artifact re-scored (ship/verify.py); the last two are
+written whole by `record`. Only cells are arms of the report (decide/arms.py)."""
+
+LEGACY_KIND = ("CASE WHEN method LIKE 'probe:%' THEN 'probe' WHEN method LIKE 'export:%' THEN 'export' "
+               "ELSE 'cell' END")
+"""The kind of a run in a store written before the kind column, from the method prefixes that
+told them apart then; used once, when such a store is opened (Store._add_kind)."""
 
 
 class StoreError(TunelabError):
@@ -99,11 +112,27 @@ class Store:
             self.db.execute("PRAGMA foreign_keys=ON")
             if self.db.execute("SELECT name FROM sqlite_master WHERE name='runs'").fetchone() is None:
                 self.db.executescript(SCHEMA)
+            self._columns = "*" if self._add_kind() else f"*, {LEGACY_KIND} AS kind"
         except sqlite3.Error as e:
             raise (damaged(self.path, e) if _is_damage(e) else
                    TunelabError(f"{self.path}: cannot open results store: {e}")) from None
         except OSError as e:
             raise TunelabError(f"{self.path}: cannot open results store: {e}") from None
+
+    def _add_kind(self) -> bool:
+        """Give an older store its kind column (its rows' kinds from LEGACY_KIND); False where
+        the file cannot be written (a read-only copy), which is then read with kinds derived."""
+        if any(c["name"] == "kind" for c in self.db.execute("PRAGMA table_info(runs)")):
+            return True
+        try:
+            with self.db:
+                self.db.execute("ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'cell'")
+                self.db.execute(f"UPDATE runs SET kind = {LEGACY_KIND}")
+        except sqlite3.OperationalError as e:
+            if "readonly" not in str(e):
+                raise
+            return False
+        return True
 
     @_reads
     def status(self, key: str) -> str | None:
@@ -125,14 +154,29 @@ class Store:
             )
             return cur.rowcount == 1
 
-    @_writes
     def finish(self, key: str, fields: dict, metrics: dict, higher: dict, rows: list[dict]):
-        """Everything about a finished cell, in one transaction."""
+        """Everything about a finished cell (claimed by `begin`), in one transaction."""
+        self.record("cell", key, fields, metrics, higher, rows)
+
+    @_writes
+    def record(self, kind: str, key: str, fields: dict, metrics: dict, higher: dict, rows: list[dict]):
+        """The one writer of a finished run, in one transaction: its row, metrics (name ->
+        (mean, lo, hi), `higher` name -> higher is better) and per-example `rows`. A cell's
+        row, claimed by `begin`, is completed; a probe arm or an export is written whole,
+        replacing an earlier attempt under its key."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind of run '{kind}'. Available: {', '.join(KINDS)}")
+        now = time.time()
         with self.db:
-            cols = {**fields, "status": "done", "finished": time.time(), "error": None}
-            self.db.execute(
-                f"UPDATE runs SET {', '.join(f'{c}=?' for c in cols)} WHERE id=?",
-                [*(_sql(v) for v in cols.values()), key],
+            if kind != "cell":
+                self.db.execute("DELETE FROM runs WHERE id=?", (key,))
+            cols = {"id": key, "started": now, **fields, "kind": kind, "status": "done", "finished": now,
+                    "error": None}
+            update = ", ".join(f"{c}=excluded.{c}" for c in cols if c not in ("id", "started"))
+            self.db.execute(  # a claimed cell keeps its row's other columns and when it started
+                f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+                f"ON CONFLICT(id) DO UPDATE SET {update}",
+                [_sql(v) for v in cols.values()],
             )
             # Two grids on one store may both finish the same cell; same config and seed
             # give the same result, so the last writer simply replaces the first.
@@ -158,32 +202,47 @@ class Store:
             )
 
     @_writes
-    def alias(self, key: str, run_id: str) -> None:
-        """Record that cell key `key` is stored as run `run_id` (a key of an older scheme,
-        grid.adopt_legacy). The table is made on first use, so opening an old store to
-        read it never writes to it."""
+    def rename(self, ids: dict[str, str], fields: dict[str, dict] | None = None) -> None:
+        """Give stored runs new ids (old -> new), their metrics and predictions with them,
+        in one transaction (run/migrate.py); `fields`: columns to set on a renamed run, by
+        its new id. An unfinished run under a new id is replaced; alias rows of the renamed
+        runs (written by stores before key version 3) go."""
         with self.db:
-            self.db.execute("CREATE TABLE IF NOT EXISTS aliases (key TEXT PRIMARY KEY, run_id TEXT)")
-            self.db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?)", (key, run_id))
+            # the children follow their run within the transaction, so the check waits for its end
+            self.db.execute("PRAGMA defer_foreign_keys=ON")
+            for old, new in ids.items():
+                self.db.execute("DELETE FROM runs WHERE id=? AND status != 'done'", (new,))
+                self.db.execute("UPDATE runs SET id=? WHERE id=?", (new, old))
+                for table in ("metrics", "predictions"):
+                    self.db.execute(f"UPDATE {table} SET run_id=? WHERE run_id=?", (new, old))
+            for new, cols in (fields or {}).items():
+                self.db.execute(f"UPDATE runs SET {', '.join(f'{c}=?' for c in cols)} WHERE id=?",
+                                [*(_sql(v) for v in cols.values()), new])
+            if self._has_aliases():
+                self.db.executemany("DELETE FROM aliases WHERE run_id=?", [(o,) for o in ids])
+
+    def _has_aliases(self) -> bool:
+        return self.db.execute("SELECT name FROM sqlite_master WHERE name='aliases'").fetchone() is not None
 
     @_reads
     def aliases(self) -> dict[str, str]:
-        """Cell key -> the run id it is stored under, for cells found by an older key."""
-        if self.db.execute("SELECT name FROM sqlite_master WHERE name='aliases'").fetchone() is None:
+        """Cell key -> the run id it was stored under, recorded by grids before key version 3
+        for cells found by an older key (run/migrate.py reads them)."""
+        if not self._has_aliases():
             return {}
         return dict(self.db.execute("SELECT key, run_id FROM aliases").fetchall())
 
     @_reads
-    def runs(self, status: str | None = None) -> list[dict]:
-        q = "SELECT * FROM runs" + (" WHERE status=?" if status else "") + " ORDER BY started"
-        return [dict(r) for r in self.db.execute(q, (status,) if status else ())]
+    def runs(self, status: str | None = None, kind: str | None = None) -> list[dict]:
+        """Runs in the order they started, of one status and one kind (KINDS) if given."""
+        where = {c: v for c, v in (("status", status), ("kind", kind)) if v}
+        q = (f"SELECT * FROM (SELECT {self._columns} FROM runs)"
+             + (" WHERE " + " AND ".join(f"{c}=?" for c in where) if where else "") + " ORDER BY started")
+        return [dict(r) for r in self.db.execute(q, tuple(where.values()))]
 
     @_reads
     def run(self, prefix: str) -> dict:
         rows = self.db.execute("SELECT * FROM runs WHERE id LIKE ?", (prefix + "%",)).fetchall()
-        if not rows:  # a current cell key whose run is stored under an older key
-            ids = {v for k, v in self.aliases().items() if k.startswith(prefix)}
-            rows = [r for i in ids for r in self.db.execute("SELECT * FROM runs WHERE id=?", (i,))]
         if len(rows) != 1:
             raise TunelabError(f"run '{prefix}': {'no' if not rows else 'ambiguous'} match in {self.path}")
         return dict(rows[0])

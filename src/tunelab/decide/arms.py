@@ -26,7 +26,7 @@ from tunelab.core.config import (
 )
 from tunelab.core.store import Store
 from tunelab.decide.verdict import MARGIN
-from tunelab.run.keys import V1_TRAINED
+from tunelab.eval.predictor import PredictorInfo
 from tunelab.tasks.metrics import bootstrap_ci
 from tunelab.train.stopping import Curve, convergence
 
@@ -68,7 +68,8 @@ class Arm:
         return self.mean("train_seconds") + self.mean("eval_seconds")
 
     def info_mean(self, key: str) -> float:
-        vals = [json.loads(r["info"]).get(key) for r in self.runs if r.get("info")]
+        """Mean over seeds of a PredictorInfo field (0.0 where no seed has it)."""
+        vals = [getattr(run_info(r), key) for r in self.runs if r.get("info")]
         vals = [v for v in vals if v is not None]
         return float(np.mean(vals)) if vals else 0.0
 
@@ -82,7 +83,8 @@ class Arm:
         return stored_trained(self.cell, self.method)
 
     @property
-    def info(self) -> dict:
+    def info(self) -> PredictorInfo:
+        """What the first seed's method reported (eval/predictor.py)."""
         return run_info(self.runs[0])
 
     @property
@@ -104,13 +106,13 @@ class Arm:
     def training(self) -> str:
         """How training ended, for the table: steps, epochs, why it stopped."""
         i = self.info
-        if not self.trained or "train_steps" not in i:
+        if not self.trained or i.train_steps is None:
             return "—"
         flag = "; NOT CONVERGED" if self.convergence else ""
-        if "stop_reason" not in i:  # stored before validation-driven training, or staged
-            return f"{i['train_steps']} steps{flag}"
-        return (f"{i['train_steps']} steps, {i.get('epochs_trained', 0):.1f} ep, "
-                f"{i['stop_reason'].replace('_', ' ')}{flag}")
+        if i.stop_reason is None:  # stored before validation-driven training, or staged
+            return f"{i.train_steps} steps{flag}"
+        return (f"{i.train_steps} steps, {i.epochs_trained or 0:.1f} ep, "
+                f"{i.stop_reason.replace('_', ' ')}{flag}")
 
     def mean(self, key: str) -> float:
         vals = [r[key] for r in self.runs if r.get(key) is not None]
@@ -176,9 +178,8 @@ def distinct_labels(runs: list[dict]) -> dict[tuple[str, str, str], str]:
 
 def load_arms(store: Store, keys: set[str] | None = None) -> list[Arm]:
     """Finished runs grouped into arms (all runs, or only those whose key is in `keys`)."""
-    done = [r for r in store.runs("done") if (keys is None or r["id"] in keys)
-            # probes/summary.py, report/shipped_section.py
-            and not (r["method"] or "").startswith(("probe:", "export:"))]
+    # probe arms and exports are read by probes/summary.py and report/shipped_section.py
+    done = [r for r in store.runs("done", kind="cell") if (keys is None or r["id"] in keys)]
     labels = distinct_labels(done)
     groups = defaultdict(dict)
     for r in sorted(done, key=lambda r: r["finished"] or 0):
@@ -254,8 +255,9 @@ def unique_ids(ids: list[str]) -> list[str]:
     return out
 
 
-def run_info(run: dict) -> dict:
-    return json.loads(run["info"]) if run.get("info") else {}
+def run_info(run: dict) -> PredictorInfo:
+    """A stored cell's info, typed (keys of other versions ignored)."""
+    return PredictorInfo.from_json(json.loads(run["info"]) if run.get("info") else {})
 
 
 COLLAPSED = 0.9
@@ -281,17 +283,21 @@ def collapse(predictions: list[str], targets: list[str]) -> str | None:
             f"references hold {len(set(targets))} different ones")
 
 
-def judged(info: dict) -> tuple[bool | None, str | None]:
+def judged(info: PredictorInfo) -> tuple[bool | None, str | None]:
     """(converged, why not) of a stored run: its stored validation curve judged by the
     current rule (stopping.convergence: a corrected rule reaches stored runs too), else the
     flag stored with it. A run trained in stages (sft+dpo) is judged on each stage too."""
-    for stage in info.get("stages") or []:
-        converged, note = judged(stage)
+    for stage in info.stages or []:  # a stage's record: its tune's info, its label and size
+        converged, note = judged(PredictorInfo.from_json(stage))
         if converged is False:
             return False, f"its {stage.get('stage', 'training')} stage: {note}"
-    if len(info.get("val_losses") or []) >= 2 and info.get("stop_reason"):
-        return convergence(Curve(info["val_steps"], info["val_losses"]), info["stop_reason"])
-    return info.get("converged"), info.get("convergence_note")
+    if len(info.val_losses or []) >= 2 and info.stop_reason:
+        return convergence(Curve(info.val_steps, info.val_losses), info.stop_reason)
+    return info.converged, info.convergence_note
+
+
+TRAINED_UNRECORDED = {"lora", "full", "prompt_tuning", "dpo"}
+"""The methods that trained when runs did not yet record `trained` (key version 1)."""
 
 
 def stored_trained(cell: dict, method: str) -> bool:
@@ -300,7 +306,7 @@ def stored_trained(cell: dict, method: str) -> bool:
     if "trained" in cell:
         return bool(cell["trained"])
     m = cell.get("method") or {"name": method}
-    return m["name"] in V1_TRAINED or bool(m.get("stages"))
+    return m["name"] in TRAINED_UNRECORDED or bool(m.get("stages"))
 
 
 def primary_metric(arms: list[Arm]) -> str:

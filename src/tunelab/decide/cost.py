@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 
 from tunelab.core.config import CostConfig, from_dict
+from tunelab.decide.arms import run_info
 from tunelab.decide.verdict import best, compare
 
 RATES = {"cpu": "cpu_usd_per_hour", "cuda": "gpu_usd_per_hour"}
@@ -46,9 +47,9 @@ class Usage:
 def device(run: dict) -> str:
     """Where a stored run ran. Runs stored before the device was recorded: the openai
     backend is "api"; a CPU-only torch build ("+cpu") cannot have used a GPU; else unknown."""
-    info = json.loads(run.get("info") or "{}")
-    if info.get("device"):
-        return info["device"]
+    ran = run_info(run).device
+    if ran:
+        return ran
     cell = json.loads(run.get("config") or "{}").get("cell", {})
     if (cell.get("model") or {}).get("backend") == "openai":
         return "api"
@@ -63,12 +64,12 @@ def usage(arm) -> Usage:
         sum(e["latency_s"] or 0 for e in arm.examples) / len(arm.examples) if arm.examples else 0.0)
     model = arm.cell.get("model") or {}
     teacher, info = None, arm.info
-    if info.get("teacher_device") == "api":
+    if info.teacher_device == "api":
         teacher = (arm.info_mean("teacher_prompt_tokens"), arm.info_mean("teacher_gen_tokens"))
     return Usage(arm.name, kinds.pop() if len(kinds) == 1 else "unknown", arm.mean("train_seconds"),
                  latency, arm.mean("prompt_tokens_mean"), arm.mean("gen_tokens_mean"),
                  (model.get("price_prompt") or None, model.get("price_completion") or None),
-                 teacher, tuple(info.get("teacher_prices") or (None, None)))
+                 teacher, tuple(info.teacher_prices or (None, None)))
 
 
 def hourly(dev: str, cost: CostConfig) -> float | None:

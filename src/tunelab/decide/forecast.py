@@ -195,6 +195,23 @@ def _which(forms: dict) -> str:
     return f"estimates are the {NAMES[used[0]]}'s, each interval spans both forms' 95% intervals"
 
 
+def _goal(fc: dict, used: list[str], top: int) -> str:
+    """How far the fit puts the goal score: reached, out of reach, or how many more examples."""
+    goal, why, more, forms = fc["goal"], fc.get("why_goal") or "the target", fc["more"], fc["forms"]
+    if fc["reached"]:
+        return f"The fit is already at {goal:.3f} ({why}) at n={top:,}."
+    if not math.isfinite(more[0]):
+        return (f"{goal:.3f} ({why}) is not reachable by more data per this fit: "
+                + (f"its ceiling is {fc['ceiling'][0]:.3f}" if fc["ceiling"]
+                   else "the fitted curve does not rise")
+                + (f"; the log-linear trend, which does not level off, puts it "
+                   f"{_about(log[0], top)} more examples away (95% CI {_count(log[1], top)} to "
+                   f"{_count(log[2], top)})." if (log := forms.get("log", {}).get("more"))
+                   and used[0] == "power" and math.isfinite(log[0]) else "."))
+    return (f"To reach {goal:.3f} ({why}): label {_about(more[0], top)} more examples "
+            f"(95% CI {_count(more[1], top)} to {_count(more[2], top)}).")
+
+
 def sentences(fc: dict, margin: float) -> list[str]:
     """The forecast in plain language; scores in the metric's units, gains in points."""
     name, metric, sizes, top = fc["curve"], fc["metric"], fc["sizes"], fc["sizes"][-1]
@@ -227,20 +244,7 @@ def sentences(fc: dict, margin: float) -> list[str]:
         lines.append(f"{far // top}x the data adds {_pt(g[0])} points (95% CI {_pt(g[1])} to "
                      f"{_pt(g[2])}).")
     if fc["goal"] is not None:
-        goal, why, more = fc["goal"], fc.get("why_goal") or "the target", fc["more"]
-        if fc["reached"]:
-            lines.append(f"The fit is already at {goal:.3f} ({why}) at n={top:,}.")
-        elif not math.isfinite(more[0]):
-            lines.append(f"{goal:.3f} ({why}) is not reachable by more data per this fit: "
-                         + (f"its ceiling is {fc['ceiling'][0]:.3f}" if fc["ceiling"]
-                            else "the fitted curve does not rise")
-                         + (f"; the log-linear trend, which does not level off, puts it "
-                            f"{_about(log[0], top)} more examples away (95% CI {_count(log[1], top)} to "
-                            f"{_count(log[2], top)})." if (log := forms.get("log", {}).get("more"))
-                            and used[0] == "power" and math.isfinite(log[0]) else "."))
-        else:
-            lines.append(f"To reach {goal:.3f} ({why}): label {_about(more[0], top)} more examples "
-                         f"(95% CI {_count(more[1], top)} to {_count(more[2], top)}).")
+        lines.append(_goal(fc, used, top))
     h = fc["holdout"]
     if h is None:
         lines.append(f"No holdout check: predicting the largest size from the smaller ones needs "

@@ -184,11 +184,8 @@ def headline_comparison(tuned: list[Arm], prompted: list[Arm], metric: str, marg
     means on the test examples they are compared on, so with more than one pair to pick
     from, the intervals hold for every fine-tuned x prompting pair at once (no winner's
     curse: simultaneous.py); `corrected=False` (simulations only) compares the pair alone."""
-    bt, bp = best(tuned, metric), best(prompted, metric)
-    if not corrected or len(tuned) * len(prompted) == 1:
-        return compare(bt, bp, metric, margin)
-    others = [(t, p) for t in tuned for p in prompted if (t, p) != (bt, bp)]
-    return in_family([(bt, bp), *others], metric, margin)
+    pairs = [(t, p) for t in tuned for p in prompted]
+    return picked(pairs, (best(tuned, metric), best(prompted, metric)), metric, margin, corrected)
 
 
 def best(arms: list[Arm], metric: str) -> Arm:
@@ -296,41 +293,77 @@ def unconverged(arms: list[Arm], said: list[str]) -> list[str]:
     return lines
 
 
+def picked(pairs: list[tuple[Arm, Arm]], first: tuple[Arm, Arm], metric: str, margin: float = MARGIN,
+           corrected: bool = True) -> Comparison:
+    """`first` (a - b), one of `pairs`, picked by looking at the same test examples: its
+    intervals hold simultaneously for every pair of `pairs` (in_family), so the pick does
+    not inflate its lead. One pair alone, or `corrected=False` (simulations only): the
+    pair's own paired interval."""
+    if not corrected or len(pairs) == 1:
+        return compare(*first, metric, margin)
+    return in_family([first, *(p for p in pairs if p != first)], metric, margin)
+
+
+def tuned_vs_base(arms: list[Arm], metric: str, margin: float = MARGIN,
+                  corrected: bool = True) -> list[Comparison]:
+    """Per model, its best fine-tuned arm against the same model untuned (zero_shot). The
+    best is picked on the test examples it is compared on: the intervals hold for every
+    fine-tuned arm of every model against its base at once (picked)."""
+    picks, pairs = [], []
+    for m in sorted({a.model for a in arms}):
+        tuned = [a for a in arms if a.model == m and a.trained]
+        base = [a for a in arms if a.model == m and a.method == "zero_shot"]
+        if tuned and base:
+            picks.append((best(tuned, metric), base[0]))
+            pairs += [(t, base[0]) for t in tuned]
+    return [picked(pairs, p, metric, margin, corrected) for p in picks]
+
+
 def tuned_worse(arms: list[Arm], metric: str, margin: float = MARGIN,
                 said: list[str] = ()) -> list[str]:
     """Each model's best fine-tuned arm against the same model untuned (zero_shot): worse
     than where it started points at training (learning rate, length), not at the method.
     A comparison already in `said` is not repeated."""
     lines = []
-    for m in sorted({a.model for a in arms}):
-        tuned = [a for a in arms if a.model == m and a.trained]
-        base = [a for a in arms if a.model == m and a.method == "zero_shot"]
-        if not (tuned and base):
-            continue
-        c = compare(best(tuned, metric), base[0], metric, margin)
+    for c in tuned_vs_base(arms, metric, margin):
         if c.kind == "worse":
             what = "" if c.sentence() + "." in said else f" {c.sentence()};"
+            held = (f" (the interval holds for every one of the {c.family} fine-tuned arms it was "
+                    f"picked from, each against its untuned model: {METHOD})" if c.family > 1 else "")
             lines.append(f"Fine-tuning lost ground against the untuned model:{what} check its "
                          "learning rate and training length before trusting a verdict against "
-                         "fine-tuning.")
+                         f"fine-tuning{held}.")
     return lines
+
+
+def across(arms: list[Arm], metric: str, margin: float = MARGIN,
+           corrected: bool = True) -> list[Comparison]:
+    """Each model's best fine-tuned arm against every other model's best prompted arm. Both
+    are picked on the test examples they are compared on: the intervals hold for every
+    (fine-tuned arm of one model, prompted arm of another) pair at once (picked)."""
+    models = sorted({a.model for a in arms})
+    tuned = {m: [a for a in arms if a.model == m and a.trained] for m in models}
+    prompted = {m: [a for a in arms if a.model == m and not a.trained] for m in models}
+    picks, pairs = [], []
+    for m in models:
+        for other in models:
+            if other == m or not (tuned[m] and prompted[other]):
+                continue
+            picks.append((best(tuned[m], metric), best(prompted[other], metric)))
+            pairs += [(t, p) for t in tuned[m] for p in prompted[other]]
+    return [picked(pairs, p, metric, margin, corrected) for p in picks]
 
 
 def cross_model(arms: list[Arm], metric: str, margin: float = MARGIN) -> list[str]:
     """Each model's best fine-tuned arm against every other model's best prompted arm:
     does a small tuned model beat a larger untuned one?"""
-    models = sorted({a.model for a in arms})
-    lines = []
-    for m in models:
-        tuned = [a for a in arms if a.model == m and a.trained]
-        if not tuned:
-            continue
-        for other in models:
-            prompted = [a for a in arms if a.model == other and not a.trained]
-            if other == m or not prompted:
-                continue
-            c = compare(best(tuned, metric), best(prompted, metric), metric, margin)
-            lines.append(f"Across models: {c.sentence()}.")
+    found = across(arms, metric, margin)
+    lines = [f"Across models: {c.sentence()}." for c in found]
+    if found and found[0].family > 1:
+        lines.append(f"The intervals of the cross-model comparisons hold simultaneously for "
+                     f"every one of the {found[0].family} pairs of one model's fine-tuned arm and "
+                     f"another model's prompting arm they could have picked (correction: {METHOD}), "
+                     "so picking each model's best on the same test examples does not inflate a lead.")
     return lines
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from tunelab.backends.generate import generate
-from tunelab.backends.openai_api import ApiModel
+from tunelab.backends.registry import backend_of
 from tunelab.core.config import EvalConfig
 from tunelab.data.readers import Example
 from tunelab.eval.predictor import Predictor, as_text
@@ -32,11 +31,8 @@ def evaluate(pred: Predictor, task: Task, examples: list[Example], cfg: EvalConf
     msgs = [pred.messages(e) for e in examples]
     prompts = [as_text(pred.tok, m) for m in msgs]
     max_new = cfg.max_new_tokens or task.max_new_tokens
-    if isinstance(pred.model, ApiModel):  # same rows, generated remotely
-        gens = pred.model.chat(msgs, max_new, label=label)
-    else:
-        gens = generate(pred.model, pred.tok, prompts, max_new, cfg.batch_size, label=label,
-                        one_line=task.one_line)
+    gens = backend_of(pred.model).generate(pred.model, pred.tok, msgs, prompts, max_new,
+                                           batch_size=cfg.batch_size, label=label, one_line=task.one_line)
     scores = task.score_all([g.text for g in gens], examples)
     rows = []
     for i, (ex, g) in enumerate(zip(examples, gens, strict=True)):

@@ -20,7 +20,7 @@ from tunelab import TunelabError
 from tunelab.backends.prompt import messages
 from tunelab.core.config import EvalConfig, MethodConfig, RunConfig, TrainConfig, from_dict
 from tunelab.data.readers import Example
-from tunelab.eval.predictor import ChatPredictor, Predictor
+from tunelab.eval.predictor import ChatPredictor, Predictor, PredictorInfo
 from tunelab.tasks.base import Task
 
 PROMPTS = ("full", "short")
@@ -213,7 +213,7 @@ def chat_predictor(ctx: Context, model, system: str, shots=(), info=None) -> Cha
     def to_msgs(ex: Example) -> list[dict]:
         return messages(system, task.turns(ex), shots)
 
-    return ChatPredictor(model, ctx.tok, to_msgs, info or {})
+    return ChatPredictor(model, ctx.tok, to_msgs, info or PredictorInfo())
 
 
 def with_user_prefix(turns: list[dict], prefix: str) -> list[dict]:

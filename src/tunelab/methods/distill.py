@@ -28,16 +28,15 @@ from typing import ClassVar
 
 from tunelab import TunelabError
 from tunelab.backends.local_model import cache_root
-from tunelab.backends.openai_api import ApiModel
 from tunelab.backends.prompt import messages, render
+from tunelab.backends.registry import backend_of
 from tunelab.core.cache import cached_json, digest
-from tunelab.core.config import MODEL_IDENTITY, MethodConfig, RunConfig, grid_models, to_dict
+from tunelab.core.config import MethodConfig, RunConfig, grid_models
 from tunelab.data.datasource import data_dir
 from tunelab.data.readers import DataError, Example, field_str, normalize_text, read_records, sample
 from tunelab.eval.evaluate import evaluate
 from tunelab.eval.predictor import ChatPredictor, Predictor, as_text
 from tunelab.methods.base import REGISTRY, Context, MethodSpec, Shots, chat_predictor
-from tunelab.methods.dpo import fingerprint
 from tunelab.methods.lora import tune
 from tunelab.tasks.metrics import exact_match
 
@@ -111,13 +110,6 @@ def examples(ctx: Context) -> tuple[list[Example], list[Example]]:
     return gold, sample(inputs, n, ctx.seed)
 
 
-def identity(model) -> dict:
-    """What decides the teacher's answers besides its prompts: the endpoint, or the weights."""
-    if isinstance(model, ApiModel):
-        return {k: v for k, v in to_dict(model.cfg).items() if k in MODEL_IDENTITY}
-    return {"weights": fingerprint(model)}
-
-
 def label(ctx: Context, gold: list[Example], inputs: list[Example]) -> tuple[dict, Predictor]:
     """The teacher's answers to `inputs` (targets hidden), its seconds and tokens; cached
     per chunk ("cached": chunks read from disk / all)."""
@@ -132,7 +124,7 @@ def label(ctx: Context, gold: list[Example], inputs: list[Example]) -> tuple[dic
     pred = spec.build(replace(tctx, settings=spec.settings_of(tctx.method)))
     hidden = [replace(e, target="") for e in inputs]  # the teacher never holds their labels
     msgs = {e.id: pred.messages(e) for e in hidden}
-    fixed, who = ChatPredictor(model, tok, lambda e: msgs[e.id]), identity(model)
+    fixed, who = ChatPredictor(model, tok, lambda e: msgs[e.id]), backend_of(model).identity(model)
     setup_s, parts = time.perf_counter() - t0, []
     for i in range(0, len(hidden), CHUNK):
         chunk = hidden[i:i + CHUNK]
@@ -143,7 +135,7 @@ def label(ctx: Context, gold: list[Example], inputs: list[Example]) -> tuple[dic
         where = f"teacher {s.teacher} {i + len(chunk)}/{len(hidden)}"
         part = cached_json(path, lambda c=chunk, w=where: _answer(fixed, ctx, c, w))
         if "cut" not in part:  # a chunk cached before `cut` was stored: its answers' token counts
-            part["cut"] = [len(tok(a, add_special_tokens=False)["input_ids"]) >= max_new(ctx) - 1
+            part["cut"] = [(backend_of(model).count_tokens(tok, a) or 0) >= max_new(ctx) - 1
                            for a in part["answers"]]
         parts.append({**part, "cached": hit})
     return {"answers": [a for p in parts for a in p["answers"]], "cut": [c for p in parts for c in p["cut"]],
@@ -203,9 +195,9 @@ def build(ctx: Context) -> Predictor:
         raise TunelabError(f"distill: all {len(inputs)} teacher answers were cut off at the generation "
                            f"limit ({max_new(ctx)} tokens); raise eval.max_new_tokens or set keep_cut")
     model, info, system = tune(replace(ctx, train=data))
-    student_s = info["train_seconds"]
-    api = isinstance(tpred.model, ApiModel)
-    info.update({
+    student_s = info.train_seconds
+    teacher_backend = backend_of(tpred.model)
+    info.update(**{
         "teacher": s.teacher, "teacher_model": s.teacher_model, "labelled": len(gold), "k": s.k,
         "teacher_labelled": len(inputs), "teacher_empty": sum(not e.target for e in data),
         "teacher_cut": sum(teacher["cut"]), "student_examples": len(data), "keep_cut": s.keep_cut,
@@ -213,9 +205,8 @@ def build(ctx: Context) -> Predictor:
         # the teacher's labelling is part of what this arm costs once
         "train_seconds": teacher["seconds"] + student_s,
         "teacher_prompt_tokens": teacher["prompt_tokens"], "teacher_gen_tokens": teacher["gen_tokens"],
-        "teacher_device": "api" if api else next(tpred.model.parameters()).device.type,
-        "teacher_prices": [tpred.model.cfg.price_prompt or None, tpred.model.cfg.price_completion or None]
-                          if api else None,
+        "teacher_device": teacher_backend.device(tpred.model),
+        "teacher_prices": teacher_backend.prices(tpred.model),
         "teacher_chunks_cached": teacher["cached"],
         "teacher_agreement": agreement(task, teacher["answers"], inputs),
         "teacher_examples": [{"id": e.id, "answer": a} for e, a in zip(inputs[:3], teacher["answers"],
@@ -223,7 +214,7 @@ def build(ctx: Context) -> Predictor:
     })
     # The student trained on other inputs than the cell's sample, whose first example
     # compute_cell lints evaluation against: the training rendering of that one, same system.
-    info["train_prompt"] = render(ctx.tok, messages(system, task.turns(ctx.train[0])))
+    info.train_prompt = render(ctx.tok, messages(system, task.turns(ctx.train[0])))
     return chat_predictor(ctx, model, system, info=info)
 
 

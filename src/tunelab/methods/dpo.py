@@ -11,21 +11,19 @@ before it (`stages: [{kind: sft}]`) for "DPO after SFT"; `tune` is the `dpo` sta
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass
 
-import torch
-
 from tunelab import TunelabError
 from tunelab.backends.device import of, out_of_memory
 from tunelab.backends.generate import generate
+from tunelab.backends.hf import fingerprint
 from tunelab.backends.local_model import cache_root
 from tunelab.backends.prompt import messages, render
 from tunelab.core.cache import cached_json, digest
 from tunelab.data.readers import Example
-from tunelab.eval.predictor import Predictor
+from tunelab.eval.predictor import Predictor, PredictorInfo
 from tunelab.methods.base import Context, MethodSpec, Prompted, chat_predictor, instruction
 from tunelab.methods.finetune import trainable_copy
 from tunelab.methods.lora import lora_config
@@ -60,17 +58,6 @@ def pairs(task: Task, system: str, examples: list[Example], outputs: list[str]) 
         for ex, out in zip(examples, outputs, strict=True)
         if is_wrong(task, out, ex)
     ]
-
-
-def fingerprint(model) -> str:
-    """Cheap identity of a model's weights: a slice and the sum of every tensor."""
-    h = hashlib.sha256()
-    with torch.no_grad():
-        for name, p in model.state_dict().items():
-            h.update(name.encode())
-            h.update(p.flatten()[:32].float().cpu().numpy().tobytes())
-            h.update(p.float().sum().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def own_outputs(ctx: Context, model, system: str, max_new: int) -> list[str]:
@@ -126,17 +113,17 @@ def tune(ctx: Context, system: str | None = None, user=None):
     seconds = time.perf_counter() - t0
     tuned = trainer.model
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    info = {
-        "train_seconds": seconds, "train_steps": trainer.state.global_step,
-        "trainable_params": sum(p.numel() for p in tuned.parameters() if p.requires_grad),
-        "pairs": len(data), "right_already": len(ctx.train) - len(data), "beta": ctx.settings.beta,
-        "losses": losses, "final_loss": losses[-1] if losses else None,
-        "rejected_example": data[0]["rejected"][0]["content"],
-    }
+    info = PredictorInfo(
+        train_seconds=seconds, train_steps=trainer.state.global_step,
+        trainable_params=sum(p.numel() for p in tuned.parameters() if p.requires_grad),
+        pairs=len(data), right_already=len(ctx.train) - len(data), beta=ctx.settings.beta,
+        losses=losses, final_loss=losses[-1] if losses else None,
+        rejected_example=data[0]["rejected"][0]["content"],
+    )
     if ctx.train_cfg.save:
         path = ctx.run_dir / "adapter"
         tuned.save_pretrained(path)
-        info["artifact"] = str(path)
+        info.artifact = str(path)
     merged = tuned.merge_and_unload()
     merged.eval()
     for p in merged.parameters():

@@ -11,7 +11,7 @@ from tunelab import TunelabError
 from tunelab.backends.prompt import messages, shots_of
 from tunelab.backends.retrieve import Index
 from tunelab.data.readers import Example
-from tunelab.eval.predictor import ChatPredictor, Predictor
+from tunelab.eval.predictor import ChatPredictor, Predictor, PredictorInfo
 from tunelab.methods.base import Context, MethodSpec, Shots, instruction
 
 
@@ -23,13 +23,13 @@ def build(ctx: Context) -> Predictor:
     task = ctx.task
     index = Index([e.id for e in ctx.train], [task.user_message(e) for e in ctx.train])
     system = instruction(ctx)
-    info = {"trainable_params": 0, "shots": {}}
+    info = PredictorInfo(trainable_params=0, shots={})
 
     def to_msgs(ex: Example) -> list[dict]:
         (rows,) = index.search([task.user_message(ex)], k)
         # most similar last: nearest to the question it precedes
         chosen = [ctx.train[i] for i in reversed(rows)]
-        info["shots"][ex.id] = [e.id for e in chosen]
+        info.shots[ex.id] = [e.id for e in chosen]
         return messages(system, task.turns(ex), shots_of(chosen, task.user_message))
 
     return ChatPredictor(ctx.model, ctx.tok, to_msgs, info)

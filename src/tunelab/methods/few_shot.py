@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from tunelab import TunelabError
 from tunelab.backends.prompt import shots_of
 from tunelab.data.readers import sample
-from tunelab.eval.predictor import Predictor
+from tunelab.eval.predictor import Predictor, PredictorInfo
 from tunelab.methods.base import PROMPTING, Context, MethodSpec, Shots, chat_predictor, instruction, setting
 
 
@@ -28,7 +28,7 @@ def build(ctx: Context) -> Predictor:
     draw = setting(ctx, "draw")
     chosen = sample(ctx.train, ctx.settings.k, draw)
     shots = shots_of(chosen, ctx.task.user_message)
-    info = {"trainable_params": 0, "shots": [e.id for e in chosen]}
+    info = PredictorInfo(trainable_params=0, shots=[e.id for e in chosen])
     return chat_predictor(ctx, ctx.model, instruction(ctx), shots, info)
 
 

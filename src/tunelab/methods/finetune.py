@@ -11,6 +11,7 @@ from tunelab.backends.device import out_of_memory
 from tunelab.backends.prompt import messages, render
 from tunelab.core.ui import console
 from tunelab.data.readers import sample
+from tunelab.eval.predictor import PredictorInfo
 from tunelab.methods.base import Context, instruction
 from tunelab.train.loop import encode, train_loop
 
@@ -40,7 +41,7 @@ is stopped on the same ones."""
 
 
 def fine_tune(ctx: Context, model, label: str, system: str | None = None,
-              user=None) -> tuple[str, dict]:
+              user=None) -> tuple[str, PredictorInfo]:
     """Train `model` (its trainable parameters) on ctx.train; returns (system prompt, info).
 
     `system` and `user` (example -> user message) default to the task's; a stage trained
@@ -63,18 +64,18 @@ def fine_tune(ctx: Context, model, label: str, system: str | None = None,
              f"or train.max_length ({cfg.max_length})")
     with out_of_memory(model, f"training ({label})", lower):
         stats = train_loop(model, ctx.tok, data, cfg, ctx.seed, label=label, val=val)
-    info = {
+    info = PredictorInfo(
         **stats_info(stats),
-        "supervised_tokens": stats.supervised_tokens,
-        "truncated_examples": stats.truncated,
-        "processes": stats.processes,
-        "parallel": stats.parallel,
-        "final_loss": stats.losses[-1] if stats.losses else None,
-        "epochs_trained": stats.steps * cfg.batch_size * cfg.grad_accum / max(1, len(data)),
-        "masked_example": masked_view(ctx.tok, data[0]),
-    }
+        supervised_tokens=stats.supervised_tokens,
+        truncated_examples=stats.truncated,
+        processes=stats.processes,
+        parallel=stats.parallel,
+        final_loss=stats.losses[-1] if stats.losses else None,
+        epochs_trained=stats.steps * cfg.batch_size * cfg.grad_accum / max(1, len(data)),
+        masked_example=masked_view(ctx.tok, data[0]),
+    )
     if own_data:  # what evaluation must render for this example too (lint.check_predictor)
-        info["train_prompt"] = render(ctx.tok, messages(system, user(ctx.train[0])))
+        info.train_prompt = render(ctx.tok, messages(system, user(ctx.train[0])))
     return system, info
 
 

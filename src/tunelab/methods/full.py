@@ -14,7 +14,7 @@ def build(ctx: Context) -> Predictor:
         path = ctx.run_dir / "model"
         model.save_pretrained(path, safe_serialization=True)
         ctx.tok.save_pretrained(path)
-        info["artifact"] = str(path)
+        info.artifact = str(path)
     return chat_predictor(ctx, model, system, info=info)
 
 

@@ -30,7 +30,7 @@ def tune(ctx: Context, system: str | None = None, user=None):
     if cfg.save:
         path = ctx.run_dir / "adapter"
         model.save_pretrained(path)
-        info["artifact"] = str(path)
+        info.artifact = str(path)
     # a quantized base keeps the adapter beside it: merging into 8/4-bit weights rounds it
     return (model if is_quantized(base) else model.merge_and_unload()), info, system
 

@@ -20,7 +20,7 @@ from tunelab.backends.generate import generate
 from tunelab.backends.prompt import messages, render, shots_of
 from tunelab.data.readers import sample
 from tunelab.eval.evaluate import evaluate
-from tunelab.eval.predictor import Predictor
+from tunelab.eval.predictor import Predictor, PredictorInfo
 from tunelab.methods.base import Context, MethodSpec, Shots, chat_predictor
 
 REWRITES = (
@@ -95,13 +95,13 @@ def build(ctx: Context) -> Predictor:
     for t in tried[1:]:
         if better(t["dev_score"], best["dev_score"]):
             best = t
-    info = {
-        "trainable_params": 0,
-        "train_seconds": time.perf_counter() - t0,  # the search is this method's training
-        "chosen_prompt": {k: v for k, v in best.items() if k != "_shots"},
-        "search": [{k: v for k, v in t.items() if k != "_shots"} for t in tried],
-        "dev_examples": [e.id for e in dev], "dev_metric": primary,
-    }
+    info = PredictorInfo(
+        trainable_params=0,
+        train_seconds=time.perf_counter() - t0,  # the search is this method's training
+        chosen_prompt={k: v for k, v in best.items() if k != "_shots"},
+        search=[{k: v for k, v in t.items() if k != "_shots"} for t in tried],
+        dev_examples=[e.id for e in dev], dev_metric=primary,
+    )
     return chat_predictor(ctx, ctx.model, best["instruction"],
                           shots_of(best["_shots"], ctx.task.user_message), info)
 

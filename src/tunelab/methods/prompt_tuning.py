@@ -98,8 +98,8 @@ def build(ctx: Context) -> Predictor:
     if ctx.train_cfg.save:
         path = ctx.run_dir / "soft_prompt"
         peft_model.save_pretrained(path)
-        info["artifact"] = str(path)
-    info["virtual_tokens"] = model.n
+        info.artifact = str(path)
+    info.virtual_tokens = model.n
     model.eval()
     return chat_predictor(ctx, model, system, info=info)
 

@@ -17,7 +17,7 @@ from tunelab import TunelabError
 from tunelab.backends.prompt import messages
 from tunelab.backends.retrieve import passage_index, read_corpus
 from tunelab.data.readers import Example
-from tunelab.eval.predictor import ChatPredictor, Predictor
+from tunelab.eval.predictor import ChatPredictor, Predictor, PredictorInfo
 from tunelab.methods.base import Context, MethodSpec, Shots, instruction, with_user_prefix
 
 RULE = ("Answer only from the passages below. If they do not contain the answer, "
@@ -60,17 +60,17 @@ def build(ctx: Context) -> Predictor:
     index = passage_index(passages, ctx.run_dir / "index")
     system = f"{instruction(ctx)}\n{RULE}"
     recalls: list[float] = []
-    info = {"trainable_params": 0, "passages": len(passages), "index": str(ctx.run_dir / "index"),
-            "retrieved": {}}
+    info = PredictorInfo(trainable_params=0, passages=len(passages), index=str(ctx.run_dir / "index"),
+                         retrieved={})
 
     def to_msgs(ex: Example) -> list[dict]:
         (rows,) = index.search([task.user_message(ex)], s.k)
         ids = [index.ids[i] for i in rows]
-        info["retrieved"][ex.id] = ids
+        info.retrieved[ex.id] = ids
         if ex.meta.get("gold_passages"):
             recalls.append(recall(ex.meta["gold_passages"], ids))
-            info[f"recall_at_{s.k}"] = sum(recalls) / len(recalls)
-            info["recall_examples"] = len(recalls)
+            info.extra[f"recall_at_{s.k}"] = sum(recalls) / len(recalls)
+            info.recall_examples = len(recalls)
         context = "\n\n".join(f"[{index.ids[i]}] {index.texts[i]}" for i in rows)
         # the passages go before the last user message; earlier turns stay as they were
         return messages(system, with_user_prefix(task.turns(ex), f"Passages:\n{context}\n\n"))

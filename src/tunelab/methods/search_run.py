@@ -53,13 +53,13 @@ class Trials:
         seed_everything(ctx.seed)  # every candidate starts from the same init and draws
         with trial() if share < 1.0 else nullcontext():
             pred = self.build(replace(ctx, method=m, train_cfg=t, checkpoint=None, settings=None))
-        self.costs.append(pred.info.get("train_seconds", 0.0))
+        self.costs.append(pred.info.train_seconds or 0.0)
         return pred
 
     def score(self, setting: dict, share: float, deciding: bool) -> tuple[float, Predictor]:
         pred = self.candidate(setting, share)
         if self.trains and not deciding:
-            losses = pred.info.get("val_losses") or []
+            losses = pred.info.val_losses or []
             if not losses:
                 raise TunelabError(f"{self.where}: {self.ctx.method.name} records no validation loss, "
                                    "so it cannot be searched")
@@ -88,7 +88,7 @@ class Trials:
         return {k: [r["scores"][self.primary] for r in res.rows] for k, res in self.decided.items()}
 
     def record(self, space: dict, chosen: dict, trace: list[dict], default: dict | None) -> dict:
-        """What the run stores about its search (pred.info["settings_search"])."""
+        """What the run stores about its search (pred.info.settings_search)."""
         primary, n = self.primary, len(self.dev)
         return {
             "space": space, "chosen": chosen, "trace": trace, "seconds": sum(r["seconds"] for r in trace),
@@ -113,10 +113,10 @@ def with_search(build: Callable[[Context], Predictor],
         chosen, pred, trace = halving(
             points(space), trials.score, trials.lower_is_better,
             settle=lambda rows: keep_default(rows, default, trials.per_example(), trials.higher))
-        pred.info["settings_search"] = info = trials.record(space, chosen, trace, default)
+        pred.info.settings_search = info = trials.record(space, chosen, trace, default)
         # The one-off cost of a searched arm is the whole search (its last run included).
-        pred.info["final_train_seconds"] = pred.info.get("train_seconds", 0.0)
-        pred.info["train_seconds"] = sum(trials.costs) if trains else info["seconds"]
+        pred.info.final_train_seconds = pred.info.train_seconds or 0.0
+        pred.info.train_seconds = sum(trials.costs) if trains else info["seconds"]
         return pred
 
     return run

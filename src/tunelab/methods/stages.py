@@ -92,7 +92,7 @@ def run_stages(ctx: Context) -> tuple[Context, list[dict]]:
         foreign = stage.data is not None
         model, info, system = spec.tune(
             sctx, GENERIC if foreign else None, (lambda e: e.input) if foreign else None)
-        record = {"stage": label(stage), "n_train": len(sctx.train), "lr": train_cfg.lr, **info}
+        record = {"stage": label(stage), "n_train": len(sctx.train), "lr": train_cfg.lr, **info.to_json()}
         if ctx.checkpoint:
             record["metrics"] = ctx.checkpoint(record["stage"], chat_predictor(ctx, model, system))
         records.append(record)
@@ -108,12 +108,12 @@ def with_stages(build):
         sctx, records = run_stages(ctx)
         pred = build(sctx)
         info = pred.info
-        info["stages"] = [{k: v for k, v in r.items() if k not in ("losses", "masked_example")}
-                          for r in records]
+        info.stages = [{k: v for k, v in r.items() if k not in ("losses", "masked_example")}
+                       for r in records]
         for key in ("train_seconds", "trainable_params", "train_tokens"):
-            info[key] = info.get(key, 0) + sum(r.get(key, 0) for r in records)
-        for r in records:
-            info.setdefault("masked_example", r.get("masked_example"))
+            setattr(info, key, (getattr(info, key) or 0) + sum(r.get(key, 0) for r in records))
+        if not info.is_set("masked_example"):  # the first stage's, for a method that trains none
+            info.masked_example = records[0].get("masked_example")
         return pred
 
     return staged

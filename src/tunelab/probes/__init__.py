@@ -5,17 +5,16 @@ the style, the new surface string, or the underlying fact; `facts` trains on inv
 facts and scores near-wording, paraphrase and reversal questions, hallucination on
 unanswerable ones and forgetting, against in-context and retrieval arms.
 
-Each measured arm is stored like a run (method `probe:<name>`, one metrics row per
-figure with its CI, one prediction row per item) so `tunelab ls/show` list it and the
-report is rebuilt from the store, never from memory.
+Each measured arm is stored like a run (kind "probe", task the probe's name, method
+`probe:<name>`, one metrics row per figure with its CI, one prediction row per item) so
+`tunelab ls/show` list it and the report is rebuilt from the store, never from memory.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 
+from tunelab.core.cache import digest
 from tunelab.core.config import TrainConfig
 from tunelab.core.store import Store
 
@@ -42,8 +41,8 @@ class Result:
 
 
 def key(probe: str, arm: str, settings) -> str:
-    blob = json.dumps([probe, arm, asdict(settings)], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """The arm's run id: a digest of the probe, the arm and every setting."""
+    return digest([probe, arm, asdict(settings)])
 
 
 def save(store: Store, probe: str, settings, res: Result) -> str:
@@ -52,17 +51,17 @@ def save(store: Store, probe: str, settings, res: Result) -> str:
     from tunelab.run.compute_cell import peak_rss_mb
 
     k = key(probe, res.arm, settings)
-    store.begin(k, {"task": probe, "method": f"probe:{probe}", "label": res.arm,
-                    "model": settings.model, "n_train": res.n_train, "train_size": res.n_train,
-                    "n_test": len(res.items), "seed": settings.seed,
-                    "config": {"probe": probe, "settings": asdict(settings)},
-                    "git_commit": git_commit(), "versions": versions()}, replace=True)
     rows = [{"idx": i, "latency_s": None, "prompt_tokens": None, "gen_tokens": None, **r}
             for i, r in enumerate(res.items)]
-    store.finish(k, {"info": res.info, "train_seconds": res.info.get("train_seconds"),
-                     "trainable_params": res.info.get("trainable_params"),
-                     "peak_rss_mb": peak_rss_mb()},
-                 res.metrics, res.higher, rows)
+    store.record("probe", k, {
+        "task": probe, "method": f"probe:{probe}", "label": res.arm,
+        "model": settings.model, "n_train": res.n_train, "train_size": res.n_train,
+        "n_test": len(res.items), "seed": settings.seed,
+        "config": {"probe": probe, "settings": asdict(settings)},
+        "git_commit": git_commit(), "versions": versions(),
+        "info": res.info, "train_seconds": res.info.get("train_seconds"),
+        "trainable_params": res.info.get("trainable_params"), "peak_rss_mb": peak_rss_mb(),
+    }, res.metrics, res.higher, rows)
     return k
 
 

@@ -34,7 +34,8 @@ from tunelab.probes import replay as replay_data
 from tunelab.probes.confidence import by_set, confidence_metrics
 from tunelab.probes.kb import Fact, Question, read_kb, read_questions
 from tunelab.probes.measure import answer_logprob, block_nll, perplexity_ci, sample
-from tunelab.tasks.metrics import abstained, answer_match, bootstrap_ci, paired_bootstrap
+from tunelab.tasks.metrics import bootstrap_ci, paired_bootstrap
+from tunelab.tasks.metrics_text import abstained, answer_match
 from tunelab.train.loop import plain_text, train_loop
 
 DATA = Path(__file__).parent / "data"

@@ -22,15 +22,16 @@ from tunelab import TunelabError  # noqa: E402
 from tunelab.core.store import Store  # noqa: E402
 from tunelab.probes.confidence import paired_change  # noqa: E402
 from tunelab.probes.measure import moved  # noqa: E402
-from tunelab.report.build import _png, write_pages  # noqa: E402
+from tunelab.report.build import write_pages  # noqa: E402
+from tunelab.report.plots import png  # noqa: E402
 from tunelab.tasks.metrics import paired_bootstrap  # noqa: E402
 
 
 def load(store: Store, probe: str) -> dict[str, dict]:
     """arm label -> {run, metrics, items}, latest run of each label, in run order."""
     out = {}
-    for r in store.runs("done"):
-        if r["method"] == f"probe:{probe}":
+    for r in store.runs("done", kind="probe"):
+        if r["task"] == probe:
             out[r["label"]] = {"run": r, "metrics": store.metrics(r["id"]),
                                "items": store.predictions(r["id"]), "info": json.loads(r["info"] or "{}")}
     return out
@@ -214,7 +215,7 @@ def _bars(arms: dict, names: list[str], labels: list[str], ylabel: str, scale: f
     ax.set_ylabel(ylabel)
     ax.axhline(0, color="black", lw=0.5)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png(fig)
 
 
 def _learnability(arms: dict) -> bytes:
@@ -238,7 +239,7 @@ def _learnability(arms: dict) -> bytes:
                                       for _, a in pts], marker="o", label=kind)
     a2.set_xlabel("facts trained (LoRA, last epoch count)")
     a2.legend(fontsize=8)
-    return _png(fig)
+    return png(fig)
 
 
 def build(store_path: str | Path, out_dir: str | Path) -> tuple[Path, Path]:

@@ -7,7 +7,6 @@ from verdict.py.
 from __future__ import annotations
 
 import base64
-import io
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -37,10 +36,10 @@ from tunelab.decide.decisive import deciding  # noqa: E402
 from tunelab.decide.flips import report_flips  # noqa: E402
 from tunelab.decide.forecast import forecasts  # noqa: E402
 from tunelab.decide.verdict import MARGIN, curves, enough, recommend  # noqa: E402
-from tunelab.report import search_section  # noqa: E402
+from tunelab.report import judge_section, search_section, track_record  # noqa: E402
 from tunelab.report.confusion import breakdown  # noqa: E402
 from tunelab.report.distill_section import rows as distilled_rows  # noqa: E402
-from tunelab.report.plots import confusion_heatmap, forecast_plot, loss_curves, pareto_plot  # noqa: E402
+from tunelab.report.plots import confusion_heatmap, forecast_plot, loss_curves, pareto_plot, png  # noqa: E402
 from tunelab.report.side_by_side import side_by_side  # noqa: E402
 
 
@@ -62,13 +61,6 @@ def cost_to_reach(arms: list[Arm], metric: str, fractions=(0.5, 0.75, 0.9, 1.0))
     return {"thresholds": thresholds, "rows": rows}
 
 
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def bar_chart(arms: list[Arm], metric: str) -> bytes:
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(arms)), 3.5))
     means = [a.ci[metric][0] for a in arms]
@@ -78,7 +70,7 @@ def bar_chart(arms: list[Arm], metric: str) -> bytes:
            color=["tab:orange" if a.trained else "tab:blue" for a in arms])
     ax.set_xticks(range(len(arms)), [a.name for a in arms], rotation=30, ha="right")
     ax.set_ylabel(f"{metric} (95% CI)")
-    return _png(fig)
+    return png(fig)
 
 
 def learning_curve(arms: list[Arm], metric: str, margin: float = MARGIN) -> bytes:
@@ -110,7 +102,7 @@ def learning_curve(arms: list[Arm], metric: str, margin: float = MARGIN) -> byte
     ax.set_xlabel("training examples")
     ax.set_ylabel(f"{metric} (band: range over seeds)")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png(fig)
 
 
 def cost_quality(arms: list[Arm], metric: str) -> bytes:
@@ -129,28 +121,28 @@ def cost_quality(arms: list[Arm], metric: str) -> bytes:
     axes[0].set_ylabel(f"{metric} (95% CI)")
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle("cost vs quality (squares: changes weights; circles: prompting)", fontsize=9)
-    return _png(fig)
+    return png(fig)
 
 
 def stage_rows(arms: list[Arm], metric: str) -> list[dict]:
     """Each staged arm's score after every stage, then the final method's."""
     rows = []
     for a in arms:
-        stages = a.info.get("stages") or []
+        stages = a.info.stages or []
         for s in stages:
             m, lo, hi = s.get("metrics", {}).get(metric, (float("nan"),) * 3)
             rows.append({"arm": a.name, "stage": s["stage"], "n_train": s["n_train"],
                          "score": m, "lo": lo, "hi": hi, "seconds": s.get("train_seconds", 0.0)})
         if stages:
             m, lo, hi = a.ci[metric]
-            own = a.info.get("train_seconds", 0.0) - sum(s.get("train_seconds", 0.0) for s in stages)
+            own = (a.info.train_seconds or 0.0) - sum(s.get("train_seconds", 0.0) for s in stages)
             rows.append({"arm": a.name, "stage": f"then {a.method}", "n_train": a.n_train,
                          "score": m, "lo": lo, "hi": hi, "seconds": own})
     return rows
 
 
 def chosen_prompts(arms: list[Arm]) -> list[dict]:
-    return [{"arm": a.name, **a.info["chosen_prompt"]} for a in arms if a.info.get("chosen_prompt")]
+    return [{"arm": a.name, **a.info.chosen_prompt} for a in arms if a.info.chosen_prompt]
 
 
 def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = None,
@@ -199,12 +191,14 @@ def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = N
         "failed": store.runs("failed"),
         "stages": stage_rows(arms, metric), "chosen": chosen_prompts(arms),
         "searches": search_section.rows(arms, metric, margin),
-        "masked": run_info(tuned[0].runs[0]).get("masked_example") if tuned else None,
-        "prompt": run_info(best.runs[0]).get("prompts", [""])[0],
+        "masked": run_info(tuned[0].runs[0]).masked_example if tuned else None,
+        "prompt": (run_info(best.runs[0]).prompts or [""])[0],
         "images": {k: base64.b64encode(v).decode() for k, v in images.items()},
         "versions": json.loads(arms[0].runs[0]["versions"] or "{}"), "commit": arms[0].runs[0]["git_commit"],
         "shipped": _shipped(store, arms, metric),
         "distilled": distilled_rows(arms, metric, margin, prices),
+        "track_record": track_record.quote(arms)["sentence"],
+        "judge": judge_section.section(arms, metric),
     }
     return write_pages(out, "report", "report", ctx)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from tunelab.tasks.metrics import label_match
+from tunelab.tasks.metrics_text import label_match
 
 OTHER = "(other)"
 

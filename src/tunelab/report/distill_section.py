@@ -13,6 +13,7 @@ from __future__ import annotations
 from tunelab.core.config import CostConfig
 from tunelab.decide.cost import tokens_usd
 from tunelab.decide.verdict import compare
+from tunelab.eval.predictor import PredictorInfo
 
 
 def _k(arm) -> int | None:
@@ -32,17 +33,17 @@ def gold_arm(arms: list, d):
     return found[0] if found else None
 
 
-def _teacher_n(info: dict) -> int:
+def _teacher_n(info: PredictorInfo) -> int:
     """The training size of the teacher's own arm (zero_shot's cells are all n=0)."""
-    return 0 if info["teacher"] == "zero_shot" else info["labelled"]
+    return 0 if info.teacher == "zero_shot" else info.labelled
 
 
 def teacher_arm(arms: list, d):
     """The teacher's own arm: its method, its model, `labelled` examples, the same k."""
     i = d.info
-    model = i.get("teacher_model") or d.model
-    found = [a for a in arms if a.method == i["teacher"] and a.model == model
-             and a.n_train == _teacher_n(i) and _k(a) == i["k"] and _plain(a)]
+    model = i.teacher_model or d.model
+    found = [a for a in arms if a.method == i.teacher and a.model == model
+             and a.n_train == _teacher_n(i) and _k(a) == i.k and _plain(a)]
     return found[0] if found else None
 
 
@@ -68,27 +69,27 @@ def rows(arms: list, metric: str, margin: float, cost: CostConfig) -> list[dict]
     out = []
     for d in (a for a in arms if a.method == "distill" and a.runs[0].get("info")):
         i = d.info
-        if "teacher" not in i:
+        if i.teacher is None:
             continue
-        tmodel = i.get("teacher_model")
+        tmodel = i.teacher_model
         teacher_tok = (d.info_mean("teacher_prompt_tokens"), d.info_mean("teacher_gen_tokens"))
-        api = i.get("teacher_device") == "api"
+        api = i.teacher_device == "api"
         out.append({
             "arm": d.name, "score": d.ci[metric],
-            "teacher": f"{i['teacher']} (k={i['k']}) over {i['labelled']} gold examples"
+            "teacher": f"{i.teacher} (k={i.k}) over {i.labelled} gold examples"
                        f" on {tmodel or d.model}",
-            "labelled_by_teacher": i.get("teacher_labelled"), "empty": i.get("teacher_empty", 0),
-            "cut": i.get("teacher_cut", 0), "kept": i.get("student_examples"), "keep_cut": i.get("keep_cut"),
-            "agreement": i.get("teacher_agreement"),
+            "labelled_by_teacher": i.teacher_labelled, "empty": i.teacher_empty or 0,
+            "cut": i.teacher_cut or 0, "kept": i.student_examples, "keep_cut": i.keep_cut,
+            "agreement": i.teacher_agreement,
             "teacher_s": d.info_mean("teacher_seconds"), "student_s": d.info_mean("student_seconds"),
-            "teacher_tokens": teacher_tok, "device": i.get("teacher_device"),
-            "teacher_usd": tokens_usd(*teacher_tok, tuple(i.get("teacher_prices") or (None, None)), cost)
+            "teacher_tokens": teacher_tok, "device": i.teacher_device,
+            "teacher_usd": tokens_usd(*teacher_tok, tuple(i.teacher_prices or (None, None)), cost)
                            if api else None,
             "comparisons": [
                 versus(d, gold_arm(arms, d), metric, margin, "student on gold labels",
                        _entry("lora", d.n_train, model=d.model if d.show_model else None)),
                 versus(d, teacher_arm(arms, d), metric, margin, "the teacher itself",
-                       _entry(i["teacher"], _teacher_n(i), i["k"], tmodel)),
+                       _entry(i.teacher, _teacher_n(i), i.k, tmodel)),
             ],
         })
     return out

@@ -30,15 +30,18 @@ def arm(a) -> dict:
 
 
 def outlook(arms, metric: str, margin: float, target: float | None = None) -> dict:
-    """The report's per-example flips (every flipped example) and learning-curve forecasts,
-    without the plot's band."""
+    """The report's per-example flips (every flipped example), learning-curve forecasts
+    without the plot's band, what the verdict was drawn on, and the track-record sentence
+    with the row it quotes (report/track_record.py)."""
     from tunelab.decide.flips import report_flips
     from tunelab.decide.forecast import forecasts
 
     ahead = [{k: v for k, v in f.items() if k != "band"}
              for f in forecasts(arms, metric, target, margin)]
+    from tunelab.report.track_record import quote
+
     return {"flips": report_flips(arms, metric, show=None), "forecast": _finite(ahead),
-            "verdict": verdict(arms, metric)}
+            "verdict": verdict(arms, metric), "track_record": quote(arms)}
 
 
 def verdict(arms, metric: str) -> dict:

@@ -5,7 +5,6 @@ there is nothing to draw)."""
 from __future__ import annotations
 
 import io
-import json
 
 import matplotlib
 
@@ -14,8 +13,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
+from tunelab.decide.arms import run_info  # noqa: E402
+
 
 def png(fig) -> bytes:
+    """The figure as PNG bytes (closed after): every plot of the report and the probe
+    report goes through here, so all are drawn at one resolution."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -30,10 +33,10 @@ def loss_series(arms) -> list[tuple[str, list[dict]]]:
     for a in arms:
         runs = []
         for r in a.runs:
-            info = json.loads(r["info"]) if r.get("info") else {}
-            if info.get("losses"):
-                runs.append({"train": info["losses"], "val_steps": info.get("val_steps") or [],
-                             "val": info.get("val_losses") or [], "best": info.get("best_step")})
+            info = run_info(r)
+            if info.losses:
+                runs.append({"train": info.losses, "val_steps": info.val_steps or [],
+                             "val": info.val_losses or [], "best": info.best_step})
         if runs:
             out.append((a.name, runs))
     return out

@@ -13,10 +13,10 @@ def rows(arms: list, metric: str, margin: float) -> list[dict]:
     what the search cost."""
     out = []
     for a in arms:
-        s = a.info.get("settings_search")
+        s = a.info.settings_search
         if not s:
             continue
-        base = [b for b in arms if b is not a and not b.info.get("settings_search") and b.model == a.model
+        base = [b for b in arms if b is not a and not b.info.settings_search and b.model == a.model
                 and b.method == a.method and b.n_train == a.n_train]
         row = {"arm": a.name, "chosen": ", ".join(f"{k}={v}" for k, v in s["chosen"].items()),
                "trials": len(s["trace"]), "default_runs": s["default_runs"],

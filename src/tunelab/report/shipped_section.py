@@ -11,7 +11,8 @@ from tunelab.core.store import Store
 from tunelab.tasks.metrics import paired_bootstrap
 
 PREFIX = "export:"
-"""Method name prefix of export runs: never an arm of their own (report.load_arms)."""
+"""Begins an export's run id (`key`) and method name, so `tunelab ls` tells it apart; the
+store tells its kind by its `kind` column, not by this."""
 
 
 NEAR_TIE = 0.05
@@ -30,9 +31,7 @@ def rows(store: Store, runs: dict[str, str], metric: str) -> list[dict]:
     trained, as shipped, the paired difference on the primary metric with its 95% CI, how
     many predictions stayed the same, and a plain sentence."""
     out = []
-    for r in store.runs("done"):
-        if not (r["method"] or "").startswith(PREFIX):
-            continue
+    for r in store.runs("done", kind="export"):
         info = json.loads(r["info"] or "{}")
         src = info.get("export_of")
         if src not in runs:

@@ -64,7 +64,7 @@ def record_failure(grid: Grid, cell: Cell, e: BaseException) -> None:
 
 def record(grid: Grid, cell: Cell, result: CellResult) -> None:
     """Store a finished cell (one transaction) and log it to the tracker, if any."""
-    grid.store.finish(cell.key, result.fields, result.metrics, result.higher, result.rows)
+    grid.store.record("cell", cell.key, result.fields, result.metrics, result.higher, result.rows)
     if grid.cfg.tracking:
         from tunelab.run.tracking import log_cell
 

@@ -12,7 +12,7 @@ from tunelab import TunelabError
 from tunelab.core.config import MethodConfig, ModelConfig, RunConfig, grid_models
 from tunelab.methods import METHODS, get_spec, is_trained, needs_local_model, resolve
 from tunelab.methods.stages import staged
-from tunelab.run.keys import key, legacy_key
+from tunelab.run.keys import key, task_part
 from tunelab.tasks.base import Splits
 
 
@@ -22,11 +22,8 @@ class Cell:
     train_size: int
     seed: int
     key: str
-    """The store's run id: the version-2 key, or the legacy key a finished run of an older
-    store was found under (grid.adopt_legacy)."""
+    """The store's run id (keys.key)."""
     model: ModelConfig = field(default_factory=ModelConfig)
-    legacy_key: str = ""
-    """The key stores written before key version 2 use for this cell."""
 
     @property
     def label(self) -> str:
@@ -52,9 +49,7 @@ def cells(cfg: RunConfig, n_train_pool: int, scoring: str | None = None,
     `scoring`: the task's data-chosen scoring; classification (a changed prompt and metrics)
     enters the cell key, so such cells never resume from results scored the old way.
     `task`: the task's identity in the key (keys.task_identity; default: its name only)."""
-    task = dict(task or {"name": cfg.task.name})
-    if scoring in ("classification", "long_text"):  # as keys.task_identity
-        task["scoring"] = scoring
+    task = task_part(cfg, scoring, task)
     out = []
     for m_order, model in enumerate(grid_models(cfg)):
         for order, m in enumerate(cfg.methods):
@@ -71,8 +66,7 @@ def cells(cfg: RunConfig, n_train_pool: int, scoring: str | None = None,
             for size in sizes_of(m, n_train_pool):
                 for seed in cfg.seeds:
                     k = key(cfg, m, settings, is_trained(m), model, size, seed, task)
-                    old = legacy_key(cfg, m, model, size, seed, scoring)
-                    out.append(((size, m_order, order, seed), Cell(m, size, seed, k, model, old)))
+                    out.append(((size, m_order, order, seed), Cell(m, size, seed, k, model)))
     names = {m.name for m in grid_models(cfg)}
     for m in cfg.methods:
         unknown = [n for n in m.models if n not in names]

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunelab import TunelabError
-from tunelab.backends.local_model import timed_load
-from tunelab.backends.openai_api import ApiModel
 from tunelab.backends.prompt import template_hash
+from tunelab.backends.registry import backend_of, timed_load
 from tunelab.core.config import RunConfig, grid_models
 from tunelab.data.readers import Example, sample
 from tunelab.eval.evaluate import evaluate
@@ -34,15 +33,6 @@ class CellResult:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def device(model) -> str:
-    """Where the arm ran, for the cost table's price: "api" (a remote endpoint), else the
-    device type of the weights ("cpu", "cuda", ...)."""
-    if isinstance(model, ApiModel):
-        return "api"
-    p = next(model.parameters(), None)
-    return p.device.type if p is not None else "cpu"
 
 
 def cell_train(splits: Splits, cell: Cell) -> list[Example]:
@@ -79,27 +69,29 @@ def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, 
     pred = get_method(cell.method.name)(ctx)
     if train_only:
         return None
-    if train and pred.info.get("train_prompt") is not None:
-        check_predictor(pred, train[0], pred.info["train_prompt"])
+    if train and pred.info.train_prompt is not None:
+        check_predictor(pred, train[0], pred.info.train_prompt)
     res = evaluate(pred, task, splits.test, cfg.eval,
                    label=f"eval {cell.model.name} {cell.label} n={len(train)}")
-    info = {**pred.info, "prompts": res.prompts,
-            "template_hash": template_hash(tok) if tok is not None else None}
+    info = pred.info
+    info.update(prompts=res.prompts, template_hash=template_hash(tok) if tok is not None else None)
     n = len(res.rows)
-    if isinstance(model, ApiModel):
-        info["api_cost_usd"] = model.cost(sum(r["prompt_tokens"] for r in res.rows),
-                                          sum(r["gen_tokens"] for r in res.rows))
-    info["latency_s_mean"] = sum(r["latency_s"] for r in res.rows) / n
-    info["device"] = device(pred.model)
+    asked = backend_of(pred.model)
+    cost = asked.cost(pred.model, sum(r["prompt_tokens"] for r in res.rows),
+                      sum(r["gen_tokens"] for r in res.rows))
+    if cost is not None:  # priced per token (an API); else by device time, in decide/cost.py
+        info.api_cost_usd = cost
+    info.latency_s_mean = sum(r["latency_s"] for r in res.rows) / n
+    info.device = asked.device(pred.model)  # "api", or where the weights ran: the cost table's price
     fields = {
-        "info": info,
-        "train_seconds": info.get("train_seconds", 0.0),
+        "info": info.to_json(),
+        "train_seconds": info.train_seconds or 0.0,
         "eval_seconds": res.seconds,
-        "train_tokens": info.get("train_tokens", 0),
-        "trainable_params": info.get("trainable_params", 0),
+        "train_tokens": info.train_tokens or 0,
+        "trainable_params": info.trainable_params or 0,
         # soft-prompt models run their virtual tokens in front of every prompt
         "prompt_tokens_mean": sum(r["prompt_tokens"] for r in res.rows) / n
-                              + info.get("virtual_tokens", 0),
+                              + (info.virtual_tokens or 0),
         "gen_tokens_mean": sum(r["gen_tokens"] for r in res.rows) / n,
         "peak_rss_mb": peak_rss_mb(),
     }

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 
 from tunelab import TunelabError
-from tunelab.backends.local_model import timed_load
+from tunelab.backends.registry import timed_load
 from tunelab.core.store import StoreError
 from tunelab.core.ui import console
 from tunelab.run.cell_store import Grid, begin, record, record_failure

@@ -2,8 +2,9 @@
 
 Each cell is keyed by a hash of what its result depends on (keys.py): a finished cell is
 skipped when the same command runs again, a crashed or failed one is redone. This module
-sets a grid up (task, splits, leakage check, cells, legacy keys) and hands the unfinished
-cells to an executor (executors.py); cells.py, run/compute_cell.py and run/cell_store.py do the rest.
+sets a grid up (task, splits, leakage check, cells, a store moved onto today's keys) and
+hands the unfinished cells to an executor (executors.py); cells.py, run/compute_cell.py
+and run/cell_store.py do the rest.
 """
 
 from __future__ import annotations
@@ -19,21 +20,26 @@ from tunelab.data.check import leakage
 from tunelab.run.cell_store import Grid
 from tunelab.run.cells import Cell, cells, shortfalls
 from tunelab.run.executors import EXECUTORS
-from tunelab.run.keys import task_identity
+from tunelab.run.keys import KEY_VERSION, task_identity
+from tunelab.run.migrate import migrate
 from tunelab.tasks import get_task
 
 
-def adopt_legacy(store: Store, grid_cells: list[Cell]) -> int:
-    """Cells whose key is not finished in the store but whose legacy key (a store written
-    before key version 2) is: the cell takes the stored run's id, so it is reused, not
-    redone; the mapping is recorded in the store. Returns how many were adopted."""
-    n = 0
-    for c in grid_cells:
-        if c.legacy_key and store.status(c.key) != "done" and store.status(c.legacy_key) == "done":
-            store.alias(c.key, c.legacy_key)
-            c.key = c.legacy_key
-            n += 1
-    return n
+def _open(cfg: RunConfig, task, splits) -> tuple[Store, list[Cell], int]:
+    """The store and the grid's cells, the store first moved onto today's cell keys
+    (migrate.py: a no-op once done)."""
+    scoring = task.scoring.kind if task.scoring else None
+    identity = task_identity(task, splits, scoring)
+    grid_cells = cells(cfg, len(splits.train), scoring, identity)
+    store = Store(cfg.store)
+    return store, grid_cells, migrate(store, cfg, grid_cells, scoring, identity)
+
+
+def migrate_config(cfg: RunConfig) -> int:
+    """`tunelab store migrate`: move the stored runs of a config's cells onto today's keys;
+    how many moved."""
+    task = get_task(cfg.task)
+    return _open(cfg, task, task.load())[2]
 
 
 def prepare(cfg: RunConfig) -> Grid:
@@ -52,12 +58,11 @@ def prepare(cfg: RunConfig) -> Grid:
         raise TunelabError(f"Unknown tracking '{cfg.tracking}'. Available: mlflow")
     if cfg.executor not in EXECUTORS:
         raise TunelabError(f"Unknown executor '{cfg.executor}'. Available: {', '.join(EXECUTORS)}")
-    scoring = task.scoring.kind if task.scoring else None
     common = {"git_commit": git_commit(), "versions": versions(), "task": task.name,
               "n_test": len(splits.test)}
-    store = Store(cfg.store)
-    grid_cells = cells(cfg, len(splits.train), scoring, task_identity(task, splits, scoring))
-    adopt_legacy(store, grid_cells)
+    store, grid_cells, moved = _open(cfg, task, splits)
+    if moved:
+        console.print(f"migrated {moved} stored cells to key version {KEY_VERSION}")
     return Grid(cfg, task, splits, store, grid_cells, common)
 
 

@@ -10,7 +10,7 @@ cluster, or the other way round.
 from __future__ import annotations
 
 from tunelab import TunelabError
-from tunelab.backends.local_model import timed_load
+from tunelab.backends.registry import timed_load
 from tunelab.core.config import MethodConfig, ModelConfig, RunConfig, from_dict, to_dict
 from tunelab.core.ui import console
 from tunelab.run.cell_store import Grid, begin, record, record_failure

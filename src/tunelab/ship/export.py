@@ -24,6 +24,7 @@ from tunelab.backends.prompt import PLAIN_ROLES, messages
 from tunelab.core.config import MethodConfig, ModelConfig, RunConfig, from_dict
 from tunelab.core.store import Store
 from tunelab.data.readers import Example
+from tunelab.decide.arms import run_info
 from tunelab.eval.template_lint import check_export
 from tunelab.methods import get_spec
 from tunelab.methods.base import instruction
@@ -87,9 +88,9 @@ def find_artifact(store_path: Path, run: dict, cfg: RunConfig, kind: str) -> Pat
     """The cell's saved weights. The stored path is relative to where the grid ran, so it is
     also tried relative to the folder the store's own stored path implies (a store and its
     runs folder copied elsewhere together still export)."""
-    info = json.loads(run["info"] or "{}")
+    artifact = run_info(run).artifact
     default = Path(cfg.out_dir) / "cells" / run["id"] / kind
-    stored = Path(info["artifact"]) if info.get("artifact") else default
+    stored = Path(artifact) if artifact else default
     tries = [stored]
     if not stored.is_absolute():
         depth = len(Path(cfg.store).parts)
@@ -144,7 +145,7 @@ def shipped_template(tok, system: str) -> str:
 def lint(src: Source, tok, exported) -> None:
     """Template lint of the exported tokenizer against training and the stored evaluation."""
     test = src.test
-    evaluated = json.loads(src.run["info"] or "{}").get("prompts") or []
+    evaluated = run_info(src.run).prompts or []
     for i, ex in enumerate(test[:max(2, len(evaluated))]):
         check_export(tok, exported, src.messages(ex), evaluated[i] if i < len(evaluated) else None,
                      ex.target, f"run {src.run['id'][:12]}, test example {ex.id}")

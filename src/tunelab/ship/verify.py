@@ -3,8 +3,8 @@ store it beside the cell it came from: the report's "as shipped" rows.
 
 The exported model is loaded the way a user would load it (merged: from_pretrained of the
 folder; GGUF: tunelab's own GGUF path in backends/local_model.py; no network) and prompted through the
-exported tokenizer's chat template. Its run is stored with method "export:<format>", so
-it never counts as an arm of its own; its predictions pair with the source cell's, test
+exported tokenizer's chat template. Its run is stored as kind "export" (method
+"export:<format>"), so it never counts as an arm of its own; its predictions pair with the source cell's, test
 example by test example.
 """
 
@@ -135,12 +135,13 @@ def verify(src: Source, path: Path, label: str, export_s: float = 0.0) -> Verifi
     run = src.run
     config = {**json.loads(run["config"] or "{}"), "export": {"of": run["id"], "format": label,
                                                                "path": str(path)}}
-    src.store.begin(k, {"task": run["task"], "model": run["model"], "method": PREFIX + label,
-                        "label": f"{run['label']} as shipped ({label})", "train_size": run["train_size"],
-                        "n_train": run["n_train"], "n_test": n, "seed": run["seed"], "config": config,
-                        "git_commit": run["git_commit"], "versions": run["versions"]}, replace=True)
     higher = {name: m.higher_is_better for name, m in src.task.all_metrics.items()}
-    src.store.finish(k, fields, res.metrics, higher, res.rows)
+    src.store.record("export", k, {
+        "task": run["task"], "model": run["model"], "method": PREFIX + label,
+        "label": f"{run['label']} as shipped ({label})", "train_size": run["train_size"],
+        "n_train": run["n_train"], "n_test": n, "seed": run["seed"], "config": config,
+        "git_commit": run["git_commit"], "versions": run["versions"], **fields,
+    }, res.metrics, higher, res.rows)
     old = {name: m["value"] for name, m in src.store.metrics(run["id"]).items()}
     return Verified(k, label, same, n, res.metrics, old, info["near_ties"])
 

@@ -11,7 +11,8 @@ from tunelab.core.config import TaskConfig
 from tunelab.data.datasource import data_dir, resolve
 from tunelab.data.readers import DataError, Example, read_examples, sample, split
 from tunelab.data.scoring import Scoring
-from tunelab.tasks.metrics import METRICS, Metric, first_line, get_metric
+from tunelab.tasks.metrics import METRICS, Metric, get_metric
+from tunelab.tasks.metrics_text import first_line
 
 
 def _scored_by_task(pred: str, ref: str) -> float:

@@ -22,7 +22,8 @@ from tunelab.data.readers import Example
 from tunelab.data.scoring import KIND_METRICS, choose
 from tunelab.tasks.base import Splits, Task
 from tunelab.tasks.classify import INSTRUCTION, SHORT_INSTRUCTION
-from tunelab.tasks.metrics import CORPUS_METRICS, Metric, semantic_similarities
+from tunelab.tasks.metrics import CORPUS_METRICS, Metric
+from tunelab.tasks.metrics_text import semantic_similarities
 
 
 @dataclass

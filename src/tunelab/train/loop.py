@@ -1,8 +1,7 @@
-"""The one training loop shared by LoRA, full fine-tuning and (later) soft prompts.
+"""The one training loop shared by LoRA, full fine-tuning and soft prompts.
 
 Methods differ only in which parameters are trainable. Loss is on completion tokens
-only: the mask comes from the character offset where the rendered prompt ends, and
-every example must have some, but not all, tokens supervised (else we fail naming it).
+only (train/batches.py builds the mask and the batches; this module re-exports them).
 The LM head and cross-entropy run only at supervised positions: scoring all 49k-way
 logits at every position costs seconds per step on CPU and GBs of memory, for nothing.
 """
@@ -21,11 +20,22 @@ import torch
 import torch.nn.functional as F
 
 from tunelab import TunelabError
-from tunelab.backends.device import Tensors, cuda_bf16, frozen_in, of, tensors
-from tunelab.backends.prompt import render
+from tunelab.backends.device import cuda_bf16, frozen_in, of, tensors
 from tunelab.core.config import DEFAULT_LR, TrainConfig
 from tunelab.core.ui import budget_text, console, train_progress
+from tunelab.train.batches import (
+    BUCKET,
+    MICRO_TOKENS,
+    Encoded,
+    assistant_spans,
+    collate,
+    encode,
+    micro_batches,
+    plain_text,
+    shuffled_batches,
+)
 from tunelab.train.precision import Decision, autocast, block_shape, choose, loss_agrees
+from tunelab.train.stats import TrainStats
 from tunelab.train.stopping import (
     Stopper,
     convergence,
@@ -36,161 +46,10 @@ from tunelab.train.stopping import (
     train_budget,
 )
 
-
-@dataclass
-class Encoded:
-    ids: list[int]
-    supervised: list[bool]
-    """supervised[i]: token i is a completion token whose prediction is trained."""
-    name: str
-    truncated: bool = False
-
-
-@dataclass
-class TrainStats:
-    steps: int = 0
-    tokens: int = 0
-    """Real (non-padding) tokens processed."""
-    supervised_tokens: int = 0
-    seconds: float = 0.0
-    losses: list[float] = field(default_factory=list)
-    truncated: int = 0
-    trainable_params: int = 0
-    processes: int = 1
-    """Data-parallel processes that trained (accelerate launch / torchrun)."""
-    parallel: str = "none"
-    """How they shared the model: none, ddp (replicated) or fsdp (sharded)."""
-    val_steps: list[int] = field(default_factory=list)
-    val_losses: list[float] = field(default_factory=list)
-    """Validation loss (completion tokens) at val_steps; step 0 is before training."""
-    best_step: int | None = None
-    """epochs auto: the step whose weights were kept (the lowest validation loss)."""
-    stop_reason: str = "epochs"
-    """early_stop (patience), budget (max_epochs/max_steps/max_seconds), epochs (the fixed
-    epochs), or no_validation (epochs auto without validation examples: one epoch)."""
-    converged: bool | None = None
-    """False when the validation loss was still falling at the budget's end, or barely
-    moved; None when not measured."""
-    convergence_note: str | None = None
-    precision: str = "fp32"
-    """What the steps ran in (train.precision resolved on this machine: fp32 or bf16)."""
-    precision_reason: str = ""
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.seconds if self.seconds else 0.0
-
-
-def assistant_spans(tok, msgs: list[dict], name: str) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character span of every assistant turn in it
-    (from the end of the generation prompt before it to the end of the turn, closing
-    token included). Rendering each prefix of the conversation finds the spans without
-    guessing at template markers; a template that renders a prefix differently fails."""
-    full = render(tok, msgs, add_generation_prompt=False)
-    spans = []
-    for i, m in enumerate(msgs):
-        if m["role"] != "assistant":
-            continue
-        before = render(tok, msgs[:i], add_generation_prompt=True)
-        upto = render(tok, msgs[: i + 1], add_generation_prompt=False)
-        if not (upto.startswith(before) and full.startswith(upto)):
-            raise TunelabError(f"example {name}: chat template renders turn {i} differently "
-                               "inside the conversation; cannot mask the loss")
-        spans.append((len(before), len(upto)))
-    return full, spans
-
-
-def encode(tok, msgs: list[dict], completion: str | None, max_length: int, name: str) -> Encoded:
-    """Tokenize a conversation; supervise the tokens that start inside an assistant turn.
-
-    `completion` is appended as the final assistant turn (None: `msgs` already hold every
-    assistant turn, as in multi-turn chat data). Offsets, not token matching, decide the
-    mask, so tokenizer merges across a boundary cannot shift it.
-    """
-    if completion is not None:
-        msgs = [*msgs, {"role": "assistant", "content": completion}]
-    full, spans = assistant_spans(tok, msgs, name)
-    if not spans:
-        raise TunelabError(f"example {name}: no assistant turn to train on")
-    enc = tok(full, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = enc["input_ids"], enc["offset_mapping"]
-    sup = [any(a <= start < b for a, b in spans) for start, _ in offsets]
-    truncated = len(ids) > max_length
-    ids, sup = ids[:max_length], sup[:max_length]
-    if not any(sup):
-        why = "truncated away (raise train.max_length)" if truncated else "empty"
-        raise TunelabError(f"example {name}: no supervised tokens: completion {why}")
-    if all(sup):
-        raise TunelabError(f"example {name}: every token supervised: prompt not masked")
-    return Encoded(ids, sup, name, truncated)
-
-
-def plain_text(ids: list[int], name: str) -> Encoded:
-    """A document for language-model training (the probes' corpora): every token after
-    the first is a target.
-
-    >>> plain_text([5, 6, 7], "doc").supervised
-    [False, True, True]
-    """
-    if len(ids) < 2:
-        raise TunelabError(f"{name}: fewer than 2 tokens, nothing to train on")
-    return Encoded(list(ids), [False] + [True] * (len(ids) - 1), name)
-
-
-BUCKET = 8
-"""Batches are formed within shuffled pools of BUCKET batches, sorted by length there:
-padding (computed for nothing) drops while batch order stays random."""
-
-
-def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    pool = batch_size * BUCKET
-    batches = []
-    for start in range(0, len(order), pool):
-        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
-MICRO_TOKENS = TrainConfig.micro_tokens
-"""Padded-token budget of one micro-batch (train.micro_tokens). A step's examples are
-sorted by length and cut into micro-batches under this budget: padding is computed for
-nothing, and accumulation over the window gives the same gradient as one batch. Matmuls
-of ~100-600 rows still run near the CPU's peak, so small micro-batches cost little."""
-
-
-def micro_batches(items: list[Encoded], max_tokens: int = MICRO_TOKENS) -> list[list[Encoded]]:
-    """Length-sorted micro-batches of at most max_tokens padded tokens (at least one
-    example each).
-
-    >>> e = lambda n: Encoded([0] * n, [False] * n, str(n))
-    >>> [[len(x.ids) for x in b] for b in micro_batches([e(5), e(90), e(10), e(80)], 200)]
-    [[90, 80], [10, 5]]
-    """
-    out: list[list[Encoded]] = []
-    for e in sorted(items, key=lambda e: -len(e.ids)):
-        if out and (len(out[-1]) + 1) * len(out[-1][0].ids) <= max_tokens:
-            out[-1].append(e)
-        else:
-            out.append([e])
-    return out
-
-
-def collate(items: list[Encoded], pad_id: int, at=None):
-    """Right-padded (ids, attention mask, supervised mask), on the device of `at` (the
-    model; None: torch's default device)."""
-    width = max(len(e.ids) for e in items)
-    make = tensors(at) if at is not None else Tensors(None)
-    ids = make.full((len(items), width), pad_id)
-    att = make.zeros((len(items), width))
-    sup = make.zeros((len(items), width), dtype=torch.bool)
-    for j, e in enumerate(items):
-        ids[j, : len(e.ids)] = make.tensor(e.ids)
-        att[j, : len(e.ids)] = 1
-        sup[j, : len(e.ids)] = make.tensor(e.supervised)
-    return ids, att, sup
+__all__ = ["BUCKET", "MICRO_TOKENS", "Encoded", "Prefixed", "Shard", "TrainStats", "accumulate",
+           "assistant_spans", "collate", "completion_loss_sum", "encode", "micro_batches",
+           "plain_text", "seed_everything", "train_loop", "validation_loss"]
+"""The loop's API, the tokenised-example and batch helpers of train/batches.py included."""
 
 
 def seed_everything(seed: int) -> None:
@@ -368,6 +227,117 @@ def decide_precision(cfg: TrainConfig, shard: Shard, probe: list[Encoded], pad_i
                     d.fp32_ms, d.bf16_ms)
 
 
+@dataclass
+class _Run:
+    """One training run's moving parts, shared by its steps (see train_loop)."""
+
+    shard: Shard
+    cfg: TrainConfig
+    data: list[Encoded]
+    stats: TrainStats
+    opt: torch.optim.Optimizer
+    stopper: Stopper
+    prec: Decision
+    total: int
+    peak: float
+    pad_id: int
+    rng: random.Random
+    t0: float = 0.0
+    setup: float = 0.0
+    """Seconds before the first step (the step-0 validation): not part of a step's mean."""
+    micro: list[list[int]] = field(default_factory=list)
+
+    def no_room(self) -> bool:
+        """Out of train.max_seconds: the same answer on every process (a collective, so
+        all call it)."""
+        c = self.cfg
+        return bool(c.max_seconds) and self.shard.total(out_of_seconds(
+            time.perf_counter() - self.t0, self.stats.steps, c.max_seconds, self.setup)) > 0
+
+    def step(self) -> float:
+        """One optimizer step over the next grad_accum batches; returns its loss."""
+        c, shard, stats = self.cfg, self.shard, self.stats
+        if not self.micro:
+            self.micro = shuffled_batches([len(e.ids) for e in self.data], c.batch_size, self.rng)
+        group, self.micro = self.micro[: c.grad_accum], self.micro[c.grad_accum :]
+        window = [self.data[i] for b in group for i in b]
+        # The schedule runs over the budget: steps, or seconds where those end first,
+        # so a seconds budget still ends with the decay (the same on every process).
+        elapsed = shard.total(time.perf_counter() - self.t0) / shard.world
+        pos = schedule_position(stats.steps, self.total, elapsed, c.max_seconds)
+        warm = max(1, int(self.total * c.warmup_ratio))
+        for g in self.opt.param_groups:
+            g["lr"] = self.peak * lr_factor(pos, self.total, warm, c.schedule) * self.stopper.scale
+        parts = micro_batches(window, c.micro_tokens)
+        step_loss, n_sup, n_tok = accumulate(shard.module, parts, self.pad_id, shard, self.prec.precision)
+        step_loss, n_tok = shard.total(step_loss), int(shard.total(n_tok))
+        stats.tokens += n_tok
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        stats.steps += 1
+        stats.supervised_tokens += n_sup
+        stats.losses.append(step_loss)
+        return step_loss
+
+    def paused(self, model, on_step) -> None:
+        """on_step(stats) with the model in eval mode; its time is not training time."""
+        paused = time.perf_counter()
+        self.stats.seconds = paused - self.t0
+        model.eval()
+        on_step(self.stats)
+        model.train()
+        self.t0 += time.perf_counter() - paused
+
+
+def _start(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
+           val: list[Encoded] | None, on_step) -> _Run:
+    """Shard, optimizer, budget, precision and stopper of a run, before its first step."""
+    shard = Shard(model, cfg.fsdp)
+    if on_step is not None and shard.module is not model:
+        raise TunelabError("train.fsdp: per-step callbacks (the probes) need unsharded weights")
+    params = [p for p in shard.module.parameters() if p.requires_grad]
+    stats = TrainStats(trainable_params=sum(p.numel() for p in params),
+                       truncated=sum(e.truncated for e in data), processes=shard.world,
+                       parallel=shard.kind)
+    auto = cfg.epochs == "auto"
+    total = train_budget(cfg, len(data), 1.0 if auto and not val else cfg.epochs)
+    # fused: one kernel over all parameters; measured 4.9x faster than the default AdamW
+    # step for full fine-tuning here (bench/breakdown.py). Not for FSDP's sharded tensors.
+    peak = cfg.lr if cfg.lr is not None else DEFAULT_LR
+    opt = torch.optim.AdamW(params, lr=peak, weight_decay=cfg.weight_decay,
+                            fused=shard.kind != "fsdp")
+    rng = random.Random(seed)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    every = cfg.eval_every or max(1, math.ceil(len(data) / (cfg.batch_size * cfg.grad_accum)) // 2)
+    prec = decide_precision(cfg, shard, (val or data)[:PROBE], pad_id)
+    stats.precision, stats.precision_reason = prec.precision, prec.reason
+
+    def val_loss(items):
+        with autocast(prec.precision, shard.module):
+            return validation_loss(shard, items, pad_id, cfg.micro_tokens)
+
+    stopper = Stopper(shard.module, val or [], val_loss, every, cfg.patience, early=auto and bool(val),
+                      drops=cfg.plateau_drops)
+    stats.stop_reason = "no_validation" if auto and not val else ("budget" if auto else "epochs")
+    return _Run(shard, cfg, data, stats, opt, stopper, prec, total, peak, pad_id, rng)
+
+
+def _finish(run: _Run, model, label: str) -> TrainStats:
+    """Best weights back, the curve and its convergence into the stats, a warning if it
+    did not converge; the trained weights in `model` (FSDP gathers them), in eval mode."""
+    stats, stopper = run.stats, run.stopper
+    stats.best_step = stopper.restore_best()
+    stats.seconds = time.perf_counter() - run.t0
+    stats.val_steps, stats.val_losses = stopper.curve.steps, stopper.curve.losses
+    stats.converged, stats.convergence_note = convergence(stopper.curve, stats.stop_reason)
+    if stats.converged is False and not in_trial():  # a search's rung stops short by design
+        console.print(f"[yellow]warning:[/] {label} did not converge: {stats.convergence_note}",
+                      highlight=False, soft_wrap=True)
+    run.shard.finish(model)
+    model.eval()
+    return stats
+
+
 def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
                label: str = "train", on_step=None, val: list[Encoded] | None = None) -> TrainStats:
     """Train the parameters of `model` that require grad; returns what it cost.
@@ -380,72 +350,21 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
     own time is not counted as training time.
     """
     torch.manual_seed(seed)
-    shard = Shard(model, cfg.fsdp)
-    if on_step is not None and shard.module is not model:
-        raise TunelabError("train.fsdp: per-step callbacks (the probes) need unsharded weights")
-    params = [p for p in shard.module.parameters() if p.requires_grad]
-    stats = TrainStats(trainable_params=sum(p.numel() for p in params),
-                       truncated=sum(e.truncated for e in data), processes=shard.world,
-                       parallel=shard.kind)
-    window = cfg.batch_size * cfg.grad_accum
-    auto = cfg.epochs == "auto"
-    epochs = 1.0 if auto and not val else cfg.epochs
-    total = train_budget(cfg, len(data), epochs)
-    # fused: one kernel over all parameters; measured 4.9x faster than the default AdamW
-    # step for full fine-tuning here (bench/breakdown.py). Not for FSDP's sharded tensors.
-    peak = cfg.lr if cfg.lr is not None else DEFAULT_LR
-    opt = torch.optim.AdamW(params, lr=peak, weight_decay=cfg.weight_decay,
-                            fused=shard.kind != "fsdp")
-    warm = max(1, int(total * cfg.warmup_ratio))
-    rng = random.Random(seed)
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    every = cfg.eval_every or max(1, math.ceil(len(data) / window) // 2)
-    prec = decide_precision(cfg, shard, (val or data)[:PROBE], pad_id)
-    stats.precision, stats.precision_reason = prec.precision, prec.reason
-
-    def val_loss(items):
-        with autocast(prec.precision, shard.module):
-            return validation_loss(shard, items, pad_id, cfg.micro_tokens)
-
-    def no_room() -> bool:  # the same answer on every process (a collective, so all call it)
-        return bool(cfg.max_seconds) and shard.total(
-            out_of_seconds(time.perf_counter() - t0, stats.steps, cfg.max_seconds, setup)) > 0
-
-    stopper = Stopper(shard.module, val or [], val_loss, every, cfg.patience, early=auto and bool(val),
-                      drops=cfg.plateau_drops)
-    stats.stop_reason = "no_validation" if auto and not val else ("budget" if auto else "epochs")
-    micro = []
-    t0 = time.perf_counter()
+    run = _start(model, tok, data, cfg, seed, val, on_step)
+    stats, stopper, total = run.stats, run.stopper, run.total
+    run.t0 = time.perf_counter()
     if stopper.active:
         stopper.evaluate(0)
-    setup = time.perf_counter() - t0  # the step-0 validation: not part of a step's mean time
-    shard.module.train()
+    run.setup = time.perf_counter() - run.t0
+    run.shard.module.train()
     # On a bf16 CUDA card the frozen weights train in bf16 (device.frozen_in); FSDP owns its copy.
-    half = prec.precision == "bf16" and cuda_bf16(of(model)) and shard.kind != "fsdp"
-    with train_progress() as bar, frozen_in(shard.module, torch.bfloat16 if half else None):
+    half = run.prec.precision == "bf16" and cuda_bf16(of(model)) and run.shard.kind != "fsdp"
+    with train_progress() as bar, frozen_in(run.shard.module, torch.bfloat16 if half else None):
         task = bar.add_task(label, total=total, budget=budget_text(0, total, 0.0, cfg.max_seconds), info="")
         while stats.steps < total:
-            if not micro:
-                micro = _batches([len(e.ids) for e in data], cfg.batch_size, rng)
-            group, micro = micro[: cfg.grad_accum], micro[cfg.grad_accum :]
-            window = [data[i] for b in group for i in b]
-            # The schedule runs over the budget: steps, or seconds where those end first,
-            # so a seconds budget still ends with the decay (the same on every process).
-            elapsed = shard.total(time.perf_counter() - t0) / shard.world
-            pos = schedule_position(stats.steps, total, elapsed, cfg.max_seconds)
-            for g in opt.param_groups:
-                g["lr"] = peak * lr_factor(pos, total, warm, cfg.schedule) * stopper.scale
-            parts = micro_batches(window, cfg.micro_tokens)
-            step_loss, n_sup, n_tok = accumulate(shard.module, parts, pad_id, shard, prec.precision)
-            step_loss, n_tok = shard.total(step_loss), int(shard.total(n_tok))
-            stats.tokens += n_tok
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            stats.steps += 1
-            stats.supervised_tokens += n_sup
-            stats.losses.append(step_loss)
-            rate = stats.tokens / (time.perf_counter() - t0)
-            out_of_time = no_room()
+            step_loss = run.step()
+            rate = stats.tokens / (time.perf_counter() - run.t0)
+            out_of_time = run.no_room()
             last = stats.steps == total or out_of_time
             val_info = ""
             if stopper.due(stats.steps, last):
@@ -453,32 +372,15 @@ def train_loop(model, tok, data: list[Encoded], cfg: TrainConfig, seed: int,
                 # a regular validation that used the next step's room makes this step the
                 # last (already validated), not one more step and a second validation
                 if not last:
-                    out_of_time = no_room()
-            spent = time.perf_counter() - t0  # the bar: the budget that binds (schedule_position)
+                    out_of_time = run.no_room()
+            spent = time.perf_counter() - run.t0  # the bar: the budget that binds (schedule_position)
             done = min(total, schedule_position(stats.steps, total, spent, cfg.max_seconds))
-            bar.update(task, completed=done,
-                       budget=budget_text(stats.steps, total, spent, cfg.max_seconds),
+            bar.update(task, completed=done, budget=budget_text(stats.steps, total, spent, cfg.max_seconds),
                        info=f"loss {step_loss:.3f}{val_info}  {rate:.0f} tok/s")
             if on_step is not None:
-                paused = time.perf_counter()
-                stats.seconds = paused - t0
-                model.eval()
-                on_step(stats)
-                model.train()
-                t0 += time.perf_counter() - paused
-            if stopper.should_stop():
-                stats.stop_reason = "early_stop"
+                run.paused(model, on_step)
+            stop = "early_stop" if stopper.should_stop() else "budget" if out_of_time else None
+            if stop:
+                stats.stop_reason = stop
                 break
-            if out_of_time:
-                stats.stop_reason = "budget"
-                break
-    stats.best_step = stopper.restore_best()
-    stats.seconds = time.perf_counter() - t0
-    stats.val_steps, stats.val_losses = stopper.curve.steps, stopper.curve.losses
-    stats.converged, stats.convergence_note = convergence(stopper.curve, stats.stop_reason)
-    if stats.converged is False and not in_trial():  # a search's rung stops short by design
-        console.print(f"[yellow]warning:[/] {label} did not converge: {stats.convergence_note}",
-                      highlight=False, soft_wrap=True)
-    shard.finish(model)
-    model.eval()
-    return stats
+    return _finish(run, model, label)

@@ -1,0 +1,101 @@
+"""The track record: for every shipped task config, its verdict against the verdict of its
+reference run (configs/reference/: 400 test examples or the whole split, three seeds,
+training ended by validation loss).
+
+    python bench/track_record.py          # read the stores the configs name; write the table
+    python scripts/render_results.py      # then render it into docs/track-record.md
+
+For each task of SHIPPED, the store each config names (`store:`: runs/demo.db for the demo,
+runs/reference/<name>.db for its reference) gives the recommendation's headline: which side
+wins (fine-tune, prompt, within margin, undecided), the lead of the best fine-tuned over the
+best prompting arm with its 95% CI as the report prints it (decide/verdict.py
+headline_comparison), test examples, seeds and wall time (train + eval seconds of all cells).
+A task whose reference store is missing or unfinished gets a row saying so, with no values.
+A disagreement carries the note of configs/reference/notes.yaml for its task.
+
+Writes src/tunelab/report/track_record.json: package data, the one source of truth. The
+report of a run quotes it from any install (report/track_record.py), and the docs page is
+rendered from it (scripts/render_results.py, view `track`). Reads stores only: no model runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from tunelab.core.config import read_config, to_dict
+from tunelab.decide.track_record import agreement, differences, flat, row, store_side
+from tunelab.report.json_results import provenance
+from tunelab.report.track_record import PATH
+
+SHIPPED = {
+    "viggo": ("ViGGO demo", "configs/demo.yaml", "configs/reference/viggo_demo.yaml"),
+    "viggo_act": ("ViGGO dialogue acts", "configs/viggo_act.yaml", "configs/reference/viggo_act.yaml"),
+    "sql": ("SQL", "configs/sql.yaml", "configs/reference/sql.yaml"),
+    "tone": ("Tone", "configs/tone.yaml", "configs/reference/tone.yaml"),
+    "chat": ("Chat", "configs/chat.yaml", "configs/reference/chat.yaml"),
+    "gsm8k": ("GSM8k", "configs/gsm8k.yaml", "configs/reference/gsm8k.yaml"),
+    "your_data": ("Own-data classification example", "configs/your_data.yaml",
+                  "configs/reference/your_data.yaml"),
+}
+"""Task -> (its title, the shipped config, its reference config)."""
+
+
+def cells(cfg) -> int:
+    """Cells a config runs: each method's training sizes x seeds x models."""
+    return sum(len(m.train_sizes) for m in cfg.methods) * len(cfg.seeds) * len(cfg.models or [cfg.model])
+
+
+def task_row(task: str, title: str, config: str, reference: str, notes: dict) -> dict:
+    """One task's row from the stores its two configs name (missing ones: None)."""
+    shipped_cfg, ref_cfg = read_config(config)[0], read_config(reference)[0]
+    fingerprint = flat(to_dict(shipped_cfg))
+    shipped = ref = None
+    if Path(shipped_cfg.store).exists():
+        shipped, ran = store_side(shipped_cfg.store)
+        # a store resumed across edits of its config may hold another config's runs: say so
+        shipped["differs"] = differences(ran, fingerprint) if ran else []
+        if shipped["differs"]:
+            print(f"warning: {shipped_cfg.store} holds runs not of {config}: "
+                  f"{'; '.join(shipped['differs'][:3])}", file=sys.stderr)
+    if Path(ref_cfg.store).exists():
+        ref = store_side(ref_cfg.store)[0]
+    return row(task, title, config, reference, fingerprint, shipped, ref, notes.get(task), cells(ref_cfg))
+
+
+def read_notes(path: Path) -> dict[str, str]:
+    """configs/reference/notes.yaml: task -> why its verdicts disagree (none: {})."""
+    notes = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+    bad = [k for k, v in notes.items() if k not in SHIPPED or not isinstance(v, str)] \
+        if isinstance(notes, dict) else ["(not a mapping)"]
+    if bad:
+        sys.exit(f"{path}: '{bad[0]}': expected task: \"reason\" with a task of {', '.join(SHIPPED)}")
+    return notes
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--notes", default="configs/reference/notes.yaml",
+                    help="YAML: task -> why its shipped verdict disagrees with its reference")
+    ap.add_argument("--out", default=str(PATH), help="where the table goes (default: the package data)")
+    args = ap.parse_args(argv)
+    notes = read_notes(Path(args.notes))
+    rows = [task_row(task, *spec, notes) for task, spec in SHIPPED.items()]
+    agreed, compared, _ = agreement(rows)
+    data = {"bench": "track_record", "figures": {"tasks": len(rows), "compared": compared, "agreed": agreed},
+            "rows": rows, "provenance": provenance(argv if argv is not None else sys.argv[1:],
+                                                   "python bench/track_record.py")}
+    out = Path(args.out)
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    for r in rows:
+        print(f"{r['title']}: {r['status']}")
+    print(f"agreed: {agreed} of {compared} compared ({len(rows)} tasks); wrote {out}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
