@@ -135,3 +135,15 @@ def test_contributing_walks_through_what_this_file_does():
     assert named and named <= fields, named - fields
     settings = {f.name for f in dataclasses.fields(bm25_shots.Settings)}
     assert {"k1", "b"} <= settings and all(f"`{s}`" in method for s in ("k1", "b"))
+
+
+def test_a_stored_entry_keeps_the_flat_layout_and_reads_back_its_methods_own_settings():
+    from tunelab.methods import resolve
+    from tunelab.methods.stored import as_stored, from_stored
+
+    m = resolve(MethodConfig(name="few_shot", k=3, train_sizes=[8]))
+    d = as_stored(m)
+    assert d["k"] == 3 and d["chunk_size"] == 800 and "settings" not in d  # as every stored run
+    assert from_stored(d).settings == m.settings
+    # an entry stored flat for lora carries every method's settings: only lora's are read
+    assert dataclasses.asdict(from_stored({**d, "name": "lora"}).settings) == {"prompt": None}

@@ -1,10 +1,11 @@
 """A method entry as stored with its run, and read back from a stored run.
 
 Until settings moved onto each method's spec, every method entry was one flat dataclass
-holding every method's settings; stored runs (and version-1 cell keys) hold that flat
-layout. New runs store the same layout (FLAT_V1 filled in, the method's own settings
-over it, its new settings beside them), so the report groups old and new runs of one arm
-alike; reading one back keeps the method's own settings only.
+holding every method's settings, and stored runs hold that flat layout. New runs store the
+same layout (FLAT_V1 filled in, the method's own settings over it, its new settings beside
+them), so the report (decide/arms.py fills a stored entry's missing keys from today's
+MethodConfig) groups old and new runs of one arm alike; reading one back keeps the
+method's own settings only. Old cell keys are run/migrate.py's, which keeps its own copy.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ FLAT_V1 = {"k": 5, "draw": None, "prompt": None, "chunk_size": 800, "chunk_overl
            "teacher": "dynamic_few_shot", "teacher_model": None, "labelled": 100,
            "unlabelled": None, "keep_cut": False}
 """Frozen: the per-method settings of the flat layout, at their defaults (never change it:
-stored runs and version-1 keys hold these)."""
+stored runs hold these)."""
 
 
 def as_stored(method: MethodConfig) -> dict:
