@@ -82,6 +82,20 @@ def _table(rows) -> list[str]:
     return out
 
 
+def spec_facts(spec) -> str:
+    """What a method's spec declares besides its settings, in words."""
+    facts = ["trains weights" if spec.trains else "prompting only"]
+    if not spec.needs_local_model:
+        facts.append("also runs against an API model")
+    if spec.lr is not None:
+        facts.append(f"default lr {spec.lr:g}")
+    if spec.saved:
+        facts.append(f"`tunelab export` ships its {spec.saved}" + (", or merged" if spec.mergeable else ""))
+    if spec.stage:
+        facts.append(f"runs as stage kind `{spec.stage}`")
+    return "; ".join(facts)
+
+
 def config_reference() -> str:
     from tunelab.core import config
     from tunelab.methods import METHODS
@@ -96,9 +110,7 @@ def config_reference() -> str:
     lines += ["## `methods[]`", "", "Keys every method entry takes; every other key is one of the "
               "method's own settings (below).", "", *_table(key_rows(config.MethodConfig, list(COMMON))), ""]
     for mname, spec in METHODS.items():
-        kind = "trains weights" if spec.trains else "prompting only"
-        local = "" if spec.needs_local_model else "; also runs against an API model"
-        lines += [f"### `{mname}`", "", f"`name: {mname}` ({kind}{local}). Its own settings:", "",
+        lines += [f"### `{mname}`", "", f"`name: {mname}` ({spec_facts(spec)}). Its own settings:", "",
                   *_table(key_rows(spec.settings)), ""]
     return "\n".join(lines)
 

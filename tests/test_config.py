@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from tunelab import TunelabError
-from tunelab.core.config import RunConfig, from_dict, method_train, to_dict
-from tunelab.methods import METHODS, load_config
+from tunelab.core.config import RunConfig, from_dict, to_dict
+from tunelab.methods import METHODS, load_config, method_train, resolve
 from tunelab.tasks import TASKS
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
@@ -15,7 +15,9 @@ CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
 def test_round_trip():
     cfg = load_config(CONFIGS[0])
-    assert from_dict(RunConfig, to_dict(cfg)) == cfg
+    back = from_dict(RunConfig, to_dict(cfg))
+    back.methods = [resolve(m) for m in back.methods]  # own settings: read as a mapping, then the spec's
+    assert back == cfg
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -54,12 +56,13 @@ def test_bad_micro_token_budget_is_named_with_its_file(tmp_path):
 
 
 def test_each_training_method_gets_its_own_default_lr():
-    from tunelab.core.config import METHOD_LR, MethodConfig, RunConfig, TrainConfig, method_train
+    from tunelab.core.config import MethodConfig, RunConfig, TrainConfig
 
     cfg = RunConfig()
     got = {m: method_train(cfg, MethodConfig(name=m)).lr for m in ("lora", "full", "prompt_tuning", "dpo")}
-    assert got == {m: METHOD_LR[m] for m in got} and got["lora"] / got["full"] == 40
-    assert method_train(cfg, MethodConfig(name="distill")).lr == METHOD_LR["lora"]  # its student is LoRA
+    assert got == {"lora": 2e-3, "full": 5e-5, "prompt_tuning": 3e-2, "dpo": 1e-4}  # each spec's lr
+    assert got == {m: METHODS[m].lr for m in got} and got["lora"] / got["full"] == 40
+    assert method_train(cfg, MethodConfig(name="distill")).lr == METHODS["lora"].lr  # its student is LoRA
     # A rate set at the top or on the method wins over the method's default.
     assert method_train(RunConfig(train=TrainConfig(lr=0.3)), MethodConfig(name="full")).lr == 0.3
     assert method_train(cfg, MethodConfig(name="full", train={"lr": 0.2})).lr == 0.2

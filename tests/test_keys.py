@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import pytest
+
 from tests.conftest import write_config
+from tunelab import TunelabError
 from tunelab.core.config import MethodConfig, RunConfig
 from tunelab.methods import load_config
 from tunelab.run.cells import cells
@@ -21,9 +24,12 @@ def test_key_holds_the_methods_own_settings_task_version_and_data_only():
                               MethodConfig(name="few_shot", train_sizes=[8])])
     task = {"name": "viggo", "version": 1, "data": "abc"}
     keys = _keys(base, task)
-    # a setting lora does not have, a display label and a speed knob change nothing
-    other = replace(base, methods=[replace(base.methods[0], k=9, label="mine", models=[]),
+    # a display label and a speed knob change nothing (a setting lora does not have, such as
+    # k, is refused: settings live on each method's spec)
+    other = replace(base, methods=[replace(base.methods[0], label="mine", models=[]),
                                    base.methods[1]])
+    with pytest.raises(TunelabError, match=r"^methods.lora.k: not a setting of lora"):
+        _keys(replace(base, methods=[replace(base.methods[0], k=9), base.methods[1]]), task)
     other.eval.batch_size = 64
     other.model.concurrency = 9
     assert _keys(other, task) == keys

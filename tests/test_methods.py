@@ -219,8 +219,8 @@ def test_bad_stage_kind_is_one_line(tmp_path, tiny_model_dir, viggo_dir):
 
 
 def test_few_shot_draw_chooses_which_shots_and_a_search_can_choose_it(tiny, viggo_dir):
-    from tunelab.core.config import MethodConfig, RunConfig, from_dict, method_train
-    from tunelab.methods import get_method
+    from tunelab.core.config import MethodConfig, RunConfig, from_dict
+    from tunelab.methods import get_method, method_train
     from tunelab.methods.base import Context
     from tunelab.methods.search_run import default_setting
     from tunelab.tasks import get_task
@@ -247,4 +247,4 @@ def test_few_shot_draw_chooses_which_shots_and_a_search_can_choose_it(tiny, vigg
     assert picked == shots({"draw": s["chosen"]["draw"]})[0]
     m = from_dict(MethodConfig, {"name": "few_shot", "search": {"draw": [0]}}, "m")
     ctx = Context(None, None, None, [], m, method_train(RunConfig(methods=[m]), m), 4, None)
-    assert default_setting(ctx, m.search, False) == {"draw": 4}
+    assert default_setting(ctx, m.search) == {"draw": 4}

@@ -367,3 +367,18 @@ def test_probe_runs_are_listed_shown_and_refused_by_rerun_in_one_line(tmp_path):
     assert r.exit_code != 0 and isinstance(r.exception, SystemExit), r.exception  # no KeyError
     lines = [x for x in r.output.splitlines() if x.strip()]
     assert len(lines) == 1 and "a probe arm (probe:facts)" in lines[0], r.output
+
+
+def test_substitute_trains_at_the_methods_own_defaults():
+    # the probe fine-tunes as a grid cell of the method would (its spec's lr: LoRA's 2e-3,
+    # not a probe-only 1e-3), on its own fixed budget
+    from tunelab.core.config import MethodConfig, RunConfig
+    from tunelab.methods import METHODS, method_train
+    from tunelab.probes.substitute import SubstituteSettings, train_settings
+
+    s = SubstituteSettings(corpus="x", steps=[5, 9])
+    for name in ("lora", "full"):
+        t, cell = train_settings(s, name), method_train(RunConfig(), MethodConfig(name=name))
+        assert t.lr == METHODS[name].lr == cell.lr and (t.lora_r, t.schedule) == (cell.lora_r, cell.schedule)
+        assert (t.epochs, t.min_steps, t.save) == (0, 9, False)
+    assert train_settings(SubstituteSettings(corpus="x", lr=0.01), "lora").lr == 0.01

@@ -13,19 +13,23 @@ from tunelab import TunelabError
 from tunelab.cli.main import app
 from tunelab.core.config import MethodConfig, from_dict
 from tunelab.eval import evaluate
-from tunelab.methods import finetune
+from tunelab.methods import finetune, load_config
 
 
-@pytest.mark.parametrize("space, msg", [
-    ({"lr": []}, "search.lr: must be a non-empty list of values"),
-    ({"colour": [1]}, "search.colour: not a searchable setting"),
-    ({"schedule": ["sideways"]}, "search.schedule.schedule: unknown 'sideways'"),
-    ({"k": ["many"]}, "search.k"),
+@pytest.mark.parametrize("name, space, msg", [
+    ("lora", {"lr": []}, "search.lr: must be a non-empty list of values"),
+    ("lora", {"colour": [1]}, "search.colour: not a searchable setting of lora"),
+    ("lora", {"schedule": ["sideways"]}, "search.schedule.schedule: unknown 'sideways'"),
+    ("lora", {"k": [2]}, "search.k: not a searchable setting of lora"),  # few_shot's, not lora's
+    ("few_shot", {"k": ["many"]}, "search.k.k: expected int"),
+    ("few_shot", {"k": [0]}, "search.k.k: must be at least 1"),
 ])
-def test_a_bad_search_space_is_one_line_naming_the_key(space, msg):
+def test_a_bad_search_space_is_one_line_naming_the_key(tmp_path, name, space, msg):
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps({"methods": [{"name": "zero_shot"}, {"name": name, "search": space}]}))
     with pytest.raises(TunelabError) as e:
-        from_dict(MethodConfig, {"name": "lora", "search": space}, "methods[1]")
-    assert str(e.value).startswith("methods[1].") and msg in str(e.value)
+        load_config(path)
+    assert str(e.value).startswith(f"{path}: ") and msg in str(e.value), str(e.value)
     assert "\n" not in str(e.value)
 
 
@@ -114,8 +118,8 @@ def test_search_never_scores_a_test_example(tmp_path, tiny_model_dir, viggo_dir,
 
 
 def test_default_setting_resolves_what_the_arm_runs_without_a_search():
-    from tunelab.core.config import TrainConfig, method_train
-    from tunelab.methods import get_spec
+    from tunelab.core.config import TrainConfig
+    from tunelab.methods import get_spec, method_train
     from tunelab.methods.base import Context
     from tunelab.methods.search_run import default_setting
 
@@ -127,7 +131,7 @@ def test_default_setting_resolves_what_the_arm_runs_without_a_search():
                        settings=get_spec(m.name).settings_of(m))
 
     lora = ctx({"name": "lora", "search": {"lr": [1e-3], "lora_r": [8], "prompt": ["full"]}})
-    assert default_setting(lora, lora.method.search, True) == {"lr": 2e-3, "lora_r": 16, "prompt": "short"}
+    assert default_setting(lora, lora.method.search) == {"lr": 2e-3, "lora_r": 16, "prompt": "short"}
     shots = ctx({"name": "few_shot", "k": 3, "search": {"k": [1], "prompt": ["short"]}})
-    assert default_setting(shots, shots.method.search, False) == {"k": 3, "prompt": "full"}
+    assert default_setting(shots, shots.method.search) == {"k": 3, "prompt": "full"}
     assert TrainConfig().lr is None  # resolved per method above, never matched as None

@@ -16,6 +16,7 @@ from tunelab import TunelabError
 from tunelab.cli.main import app
 from tunelab.core.config import MethodConfig
 from tunelab.methods import METHODS, load_config
+from tunelab.methods.base import COMMON
 
 runner = CliRunner()
 
@@ -32,12 +33,14 @@ def _entry(name: str, **extra) -> str:
 
 def test_registry_names_and_settings_agree():
     fields = {f.name for f in dataclasses.fields(MethodConfig)}
+    assert fields == {*COMMON, "settings"}  # the shared entry holds no method's own setting
     for name, spec in METHODS.items():
         assert spec.name == name
         own = {f.name for f in dataclasses.fields(spec.settings)}
-        # the YAML entry is read into MethodConfig first: a setting it lacks is unreadable
-        assert own <= fields, (name, own - fields)
+        assert not own & fields, (name, own & fields)  # each setting is its spec's alone
         assert spec.needs_local_model or not spec.trains, name
+        assert (spec.lr is not None) == spec.trains, name  # every training method declares its lr
+        assert spec.mergeable <= (spec.saved is not None), name
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -33,17 +33,19 @@ def test_your_data_yaml_is_what_init_writes_and_loads():
     assert cfg.task.name == "jsonl" and cfg.task.train == str(SHIPPED) and cfg.task.scoring == "auto"
     text = Path("configs/your_data.yaml").read_text()
     from tunelab.data.init_config import inspect_file, render
+    from tunelab.methods import default_lrs
 
-    assert render(inspect_file(SHIPPED), "configs/your_data.yaml") == text
+    assert render(inspect_file(SHIPPED), "configs/your_data.yaml", default_lrs()) == text
     # every key that takes a value says what it does
     keyed = [line for line in text.splitlines() if re.match(r"\s*-? ?\{?\w+: \S", line)]
     assert len(keyed) >= 15 and all("#" in line for line in keyed), [x for x in keyed if "#" not in x]
     # no lr is written: every method trains at its own default (a config-wide 1e-3 would be 20x
     # too high for full fine-tuning and 30x too low for a soft prompt)
-    from tunelab.core.config import METHOD_LR, MethodConfig, method_train
+    from tunelab.core.config import MethodConfig
+    from tunelab.methods import METHODS, method_train
 
     for name in ("lora", "full", "prompt_tuning"):
-        assert method_train(cfg, MethodConfig(name=name)).lr == METHOD_LR[name]
+        assert method_train(cfg, MethodConfig(name=name)).lr == METHODS[name].lr
 
 
 def _tiny_config(tmp_path: Path, init_cfg: Path, model: Path) -> Path:

@@ -121,10 +121,11 @@ def init(
     """Look at your data file (format, size, labels or free text) and write a runnable,
     commented config for it, with splits and methods that fit; prints what it found."""
     from tunelab.data.init_config import write_config
+    from tunelab.methods import default_lrs
 
     config = config or Path(f"{data.stem}.yaml")
     try:
-        profile = write_config(data, config, force)
+        profile = write_config(data, config, default_lrs(), force)
     except TunelabError as e:
         _fail(e)
     if as_json:

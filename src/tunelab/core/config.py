@@ -6,18 +6,16 @@ silently falls back to a default.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
-import textwrap
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import yaml
 
 from tunelab import TunelabError
+from tunelab.core.config_after import SHIP_FORMATS, CostConfig, ExportConfig  # noqa: F401
+from tunelab.core.schema import field_docs, from_dict, to_dict  # noqa: F401  (their old home)
 
 
 @dataclass
@@ -142,8 +140,8 @@ class TrainConfig:
     """Validation examples scored for the validation loss (the same ones for every cell)."""
     lr: float | None = None
     """Peak learning rate (warm-up, then `schedule` decay over the budget). Default: the
-    method's own (METHOD_LR): LoRA, full fine-tuning and soft prompts want rates 600x
-    apart, and one shared default under-trains some of them."""
+    method's own (the lr on its spec): LoRA, full fine-tuning and soft prompts want rates
+    600x apart, and one shared default under-trains some of them."""
     schedule: str = "cosine"
     """After warm-up: cosine (to 10% of the peak), linear (to 0) or constant."""
     plateau_drops: int = 0
@@ -204,14 +202,10 @@ class TrainConfig:
                 raise TunelabError(f"{name}: must be at least 0, got {getattr(self, name)}")
 
 
-METHOD_LR = {"lora": 2e-3, "distill": 2e-3, "full": 5e-5, "prompt_tuning": 3e-2, "dpo": 1e-4}
-"""Default peak lr per training method (distill's student is LoRA): the rates the shipped
-configs were tuned with on ViGGO (LoRA's against 1e-3 on the demo's grid; the others the
-rates the shipped configs and benchmarks use). `train.lr` overrides them."""
 DEFAULT_LR = 1e-3
-"""A method without a rate of its own in METHOD_LR (e.g. rag with an sft stage: a stage
-trains at its method's lr unless it sets one), and a loop run outside a method without an
-lr (tests, benches): the former LoRA default, kept where 2e-3 has not been measured."""
+"""The lr of a method whose spec declares none (e.g. rag with an sft stage: a stage trains
+at its kind's lr unless it sets one), and of a loop run outside a method without an lr
+(tests, benches): the former LoRA default, kept where 2e-3 has not been measured."""
 
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -220,7 +214,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 @dataclass
 class StageConfig:
     kind: str = "sft"
-    """What this stage trains: sft (LoRA, merged afterwards) or dpo (preference pairs)."""
+    """What this stage trains: a method that declares a stage kind on its spec: sft (lora,
+    merged afterwards) or dpo (preference pairs)."""
     data: str | None = None
     """Training file for this stage (alpaca, prompt/completion or messages records), path
     absolute or relative to $TUNELAB_DATA_DIR; default: the cell's task examples."""
@@ -235,21 +230,19 @@ class StageConfig:
     """Name of the stage in the report (default: kind and data)."""
 
 
-@dataclass
+@dataclass(init=False)
 class MethodConfig:
+    """One method entry: the keys every method takes. Its other keys are the method's own
+    settings (its spec's dataclass, methods/<name>.py): `settings`."""
+
+    OTHER_KEYS: ClassVar[str] = "settings"
+    """from_dict puts an entry's keys not declared here into `settings` (schema.from_dict)."""
+
     name: str = "zero_shot"
-    """Method name (see METHODS)."""
+    """Method name (see `tunelab methods`)."""
     train_sizes: list[int] = field(default_factory=lambda: [0])
     """Training-set sizes; one cell per size. Prompting methods use the pool for shots.
     For a method that trains, 0 (the default) is the whole training split."""
-    k: int = 5
-    """Number of in-context examples (few-shot)."""
-    draw: int | None = None
-    """few_shot: which seeded draw of the k shots from the pool (default: the cell's seed);
-    `search: {draw: [0, 1, 2, 3]}` chooses the shots on validation."""
-    prompt: str | None = None
-    """Instruction in the prompt: 'full' (the task's long one) or 'short'. Default: full
-    for prompting methods, short for fine-tuned ones (a tuned model learned the format)."""
     label: str | None = None
     """Display name in the report (default: the method name)."""
     train: dict = field(default_factory=dict)
@@ -259,56 +252,44 @@ class MethodConfig:
     stages: list[StageConfig] = field(default_factory=list)
     """Training stages run in order before the method itself, each scored on the test
     slice (e.g. sft on alpaca, then the method; or sft then dpo; or sft then rag)."""
-    chunk_size: int = 800
-    """rag: characters per corpus chunk."""
-    chunk_overlap: int = 150
-    """rag: characters shared by consecutive chunks, so no fact is cut in two everywhere."""
-    budget: int = 12
-    """prompt_search: evaluations (instruction x shot subset) on the dev slice."""
-    dev_size: int = 20
-    """prompt_search: validation examples in the dev slice (the test split is never used)."""
-    beta: float = 0.1
-    """dpo: strength of the KL pull towards the reference model."""
-    virtual_tokens: int = 20
-    """prompt_tuning: number of trainable soft-prompt embeddings."""
-    teacher: str = "dynamic_few_shot"
-    """distill: the prompting method that labels the student's training inputs."""
-    teacher_model: str | None = None
-    """distill: the model (by name, one of the grid's) the teacher runs on; default: the
-    cell's own."""
-    labelled: int = 100
-    """distill: gold examples the teacher draws on (the first of the seeded training sample,
-    the same ones a teacher arm at this train size gets)."""
-    unlabelled: str | None = None
-    """distill: JSONL of inputs (field `input`) for the teacher to label, path absolute or
-    relative to $TUNELAB_DATA_DIR; default: training inputs with their targets hidden."""
-    keep_cut: bool = False
-    """distill: also train on teacher answers cut off at the generation limit (default: drop
-    them; an unfinished answer, often a repetition loop)."""
     search: dict = field(default_factory=dict)
-    """Settings to search, each with a list of values (method settings such as k or
-    prompt, or train settings such as lr or lora_r), by successive halving on the
-    validation split only (search.py). The chosen setting is the arm; empty: no search."""
+    """Settings to search, each with a list of values (the method's own settings such as k
+    or prompt, or train settings such as lr or lora_r), by successive halving on the
+    validation split only (methods/search.py). The chosen setting is the arm; empty: no search."""
+    settings: Any = field(default_factory=dict)
+    """The method's own settings: the entry's other keys as read (a mapping), made into its
+    spec's dataclass by methods.resolve (load_config does it for a file)."""
+
+    def __init__(self, name: str = "zero_shot", train_sizes: list[int] | None = None,
+                 label: str | None = None, train: dict | None = None, models: list[str] | None = None,
+                 stages: list[StageConfig] | None = None, search: dict | None = None,
+                 settings: Any = None, **own):
+        """`own`: settings by keyword (MethodConfig(name="few_shot", k=3)), merged into `settings`."""
+        self.name, self.label = name, label
+        self.train_sizes = [0] if train_sizes is None else train_sizes
+        self.train, self.models = train or {}, models or []
+        self.stages, self.search = stages or [], search or {}
+        settings = {} if settings is None else settings
+        if own:
+            settings = {**settings, **own} if isinstance(settings, dict) else \
+                {**dataclasses.asdict(settings), **own}
+        self.settings = settings
+        self.__post_init__()
 
     def __post_init__(self):
         for key, values in self.search.items():
-            cls = TrainConfig if key in SEARCH_TRAIN else MethodConfig
-            if key not in SEARCH_TRAIN | SEARCH_METHOD:
-                raise TunelabError(f"search.{key}: not a searchable setting. Available: "
-                                   f"{', '.join(sorted(SEARCH_TRAIN | SEARCH_METHOD))}")
             if not isinstance(values, list) or not values:
                 raise TunelabError(f"search.{key}: must be a non-empty list of values")
-            for v in values:
-                from_dict(cls, {key: v}, f"search.{key}")
+            if key in SEARCH_TRAIN:  # the method's own keys are checked by its spec (methods)
+                for v in values:
+                    from_dict(TrainConfig, {key: v}, f"search.{key}")
         if self.search and self.label is None:
             self.label = f"{self.name} searched"
 
 
-SEARCH_METHOD = {f.name for f in dataclasses.fields(MethodConfig)} - {
-    "name", "label", "train", "models", "stages", "search", "train_sizes"}
 SEARCH_TRAIN = {f.name for f in dataclasses.fields(TrainConfig)} - {"save", "fsdp", "val_size"}
-"""Settings a `search:` may vary: the method's own and training's, not what names the arm,
-places it in the grid, or changes how it is measured."""
+"""Training settings a `search:` may vary (not what changes how an arm is measured); the
+method's own settings are searchable too (methods.base.MethodSpec.searchable)."""
 
 
 @dataclass
@@ -341,46 +322,6 @@ class ReportConfig:
             raise TunelabError(f"margin: must be between 0 and 100 points, got {self.margin}")
         if self.target is not None and not 0 < self.target <= 1:  # a score, not points
             raise TunelabError(f"target: must be a score between 0 and 1 (e.g. 0.75), got {self.target}")
-
-
-@dataclass
-class CostConfig:
-    """Prices for the report's cost table (all optional; units in the names). Without them
-    the table gives tokens and seconds only: no dollars are made up. Not part of any cell's
-    key: adding or changing prices reuses every finished cell."""
-
-    gpu_usd_per_hour: float | None = None
-    """Price of the GPU machine an arm ran on (used where the run recorded a GPU)."""
-    cpu_usd_per_hour: float | None = None
-    """Price of the CPU machine an arm ran on (used where the run recorded the CPU)."""
-    api_input_usd_per_mtok: float | None = None
-    """openai backend: dollars per million prompt tokens (a model's own price_prompt wins)."""
-    api_output_usd_per_mtok: float | None = None
-    """openai backend: dollars per million generated tokens (a model's own price_completion wins)."""
-    requests_per_day: float | None = None
-    """Expected volume: the report turns break-even volumes into days and costs into $/day."""
-
-    def __post_init__(self):
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if v is not None and not (0 <= v < float("inf")):  # NaN fails this too
-                raise TunelabError(f"{f.name}: must be a number >= 0, got {v}")
-
-
-SHIP_FORMATS = ("adapter", "merged", "gguf-f32", "gguf-f16", "gguf-q8_0")
-
-
-@dataclass
-class ExportConfig:
-    verify: list[str] = field(default_factory=list)
-    """After the grid: export the best fine-tuned arm in these formats (adapter, merged,
-    gguf-f32, gguf-f16, gguf-q8_0), re-score each on the test slice; the report shows them
-    "as shipped" beside "as trained"."""
-
-    def __post_init__(self):
-        for f in self.verify:
-            if f not in SHIP_FORMATS:
-                raise TunelabError(f"verify: unknown format '{f}'. Available: {', '.join(SHIP_FORMATS)}")
 
 
 @dataclass
@@ -424,75 +365,6 @@ class RunConfig:
     """Export and re-score the best fine-tuned arm (see ExportConfig), e.g. {verify: gguf-q8_0}."""
 
 
-def _convert(tp, value, where: str):
-    """Coerce a YAML value to the annotated type, or fail naming the key."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise TunelabError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return from_dict(tp, value, where)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        for a in args:
-            try:
-                return _convert(a, value, where)
-            except TunelabError:
-                continue
-        raise TunelabError(f"{where}: {value!r} is not a valid {tp}")
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            value = [value]
-        return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if tp is dict:
-        if not isinstance(value, dict):
-            raise TunelabError(f"{where}: expected a mapping")
-        return value
-    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, str, bool) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
-        return value
-    raise TunelabError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
-
-
-def from_dict(cls, data: dict, where: str = "config"):
-    """Build dataclass `cls` from a dict, rejecting unknown keys. A dataclass's own check
-    (__post_init__) raises naming its field first; `where` is put before it."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        raise TunelabError(
-            f"{where}: unknown key '{unknown[0]}'. Available: {', '.join(names)}"
-        )
-    values = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
-    try:
-        return cls(**values)
-    except TunelabError as e:
-        raise TunelabError(f"{where}.{e}") from None
-
-
-def field_docs(cls) -> dict[str, str]:
-    """Each field of dataclass `cls` with its docstring (the string under it in the class
-    body; "" if none), in order: the help text of `tunelab tasks NAME`.
-
-    >>> field_docs(EvalConfig)["batch_size"]
-    'Prompts per generation batch.'
-    """
-    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
-    docs = {}
-    for node, after in zip(body, [*body[1:], None], strict=True):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            doc = ""
-            if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) \
-                    and isinstance(after.value.value, str):
-                doc = " ".join(after.value.value.split())
-            docs[node.target.id] = doc
-    return docs
-
-
 def read_config(path: str | Path) -> tuple[RunConfig, dict]:
     """A config file as a RunConfig (the shared keys checked) and as the mapping it was
     read from. Its method entries are checked against each method's own spec by
@@ -512,18 +384,15 @@ def read_config(path: str | Path) -> tuple[RunConfig, dict]:
         raise TunelabError(f"{path}: {e}") from None
 
 
-def to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
-
-
 def grid_models(cfg: RunConfig) -> list[ModelConfig]:
     """The grid's models: `models` if given, else the single `model`."""
     return cfg.models or [cfg.model]
 
 
-def method_train(cfg: RunConfig, method: MethodConfig) -> TrainConfig:
-    """The top-level train settings with the method's overrides applied."""
+def merged_train(cfg: RunConfig, method: MethodConfig, default_lr: float | None) -> TrainConfig:
+    """The top-level train settings with the method's overrides applied; an lr set nowhere
+    is `default_lr` (the method's own, from its spec: methods.method_train), else DEFAULT_LR."""
     merged = {**to_dict(cfg.train), **method.train}
     if merged.get("lr") is None:
-        merged["lr"] = METHOD_LR.get(method.name, DEFAULT_LR)
+        merged["lr"] = DEFAULT_LR if default_lr is None else default_lr
     return from_dict(TrainConfig, merged, where=f"methods.{method.name}.train")

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunelab import TunelabError
-from tunelab.core.config import METHOD_LR
 from tunelab.data.readers import DataError, Example, detect_format, read_examples, read_records, split
 from tunelab.data.scoring import KIND_METRICS, Scoring, choose
 
@@ -123,8 +122,9 @@ out_dir: runs/{stem}        # adapters, and the report in report/report.html
 """
 
 
-def render(p: Profile, config: str | Path) -> str:
-    """The config text for profile `p`, to be written at `config`."""
+def render(p: Profile, config: str | Path, lrs: dict[str, float]) -> str:
+    """The config text for profile `p`, to be written at `config`; `lrs`: each training
+    method's default lr, for the note (the method registry sits above this module)."""
     pool = p.sizes["train"]
     sizes = sorted({min(pool, 100), min(pool, 1000)})
     labels = len(p.scoring.labels)
@@ -141,17 +141,18 @@ def render(p: Profile, config: str | Path) -> str:
                     f"{p.scoring.kind} scores {', '.join(metrics)}",
         fraction=p.split_fraction, n_test=p.sizes["test"],
         instruction_note="lists the labels, asks for one" if classify else "reply with the answer only",
-        lr_note=", ".join(f"{m} {v:g}" for m, v in METHOD_LR.items()), max_length=max_length, k=k,
+        lr_note=", ".join(f"{m} {v:g}" for m, v in lrs.items()), max_length=max_length, k=k,
         few=min(pool, 100), sizes=", ".join(map(str, sizes)),
         stem=p.path.stem)
 
 
-def write_config(data: str | Path, out: str | Path, force: bool = False) -> Profile:
-    """Inspect `data`, write its config at `out` (never over an existing file unless `force`)."""
+def write_config(data: str | Path, out: str | Path, lrs: dict[str, float], force: bool = False) -> Profile:
+    """Inspect `data`, write its config at `out` (never over an existing file unless `force`);
+    `lrs` as render's."""
     out = Path(out)
     if out.exists() and not force:
         raise TunelabError(f"{out}: already exists; pass --force to overwrite or -o another path")
     p = inspect_file(data)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(p, out))
+    out.write_text(render(p, out, lrs))
     return p

@@ -1,8 +1,11 @@
 """What a method is (MethodSpec), receives (Context) and returns (a Predictor).
 
-A method declares its own settings (a small dataclass, checked when the config is read),
-whether it trains weights, whether it needs the weights here (not an API model), and its
-`build(ctx)`. Adding a method is its module plus one line in methods.METHODS.
+A method declares everything about itself on its spec: its own settings (a small
+dataclass, checked when the config is read), whether it trains weights, whether it needs
+the weights here (not an API model), its `build(ctx)`, and, for a training method, its
+default lr, what its cell saves for export, whether it runs as a stage, and how the
+min_budget floor applies. Adding a method is its module plus one line: `register(SPEC)`
+(methods/__init__.py does it for the shipped ones).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import ClassVar
 
 from tunelab import TunelabError
 from tunelab.backends.prompt import messages
-from tunelab.core.config import EvalConfig, MethodConfig, RunConfig, TrainConfig
+from tunelab.core.config import EvalConfig, MethodConfig, RunConfig, TrainConfig, from_dict
 from tunelab.data.readers import Example
 from tunelab.eval.predictor import ChatPredictor, Predictor, PredictorInfo
 from tunelab.tasks.base import Task
@@ -84,9 +87,23 @@ class Context:
     """(model, tokenizer) of a model of the grid by name (distill's teacher); set by the grid."""
 
 
+def full(ctx: Context) -> str:
+    return "full"
+
+
+def short(ctx: Context) -> str:
+    return "short"
+
+
+PROMPTING = {"prompt": full}
+"""A prompting method's unset prompt: the task's full instruction."""
+TRAINED = {"prompt": short}
+"""A training method's unset prompt: the short one (a tuned model learned the format)."""
+
+
 @dataclass(frozen=True)
 class MethodSpec:
-    """Everything tunelab needs to know about a method."""
+    """Everything tunelab needs to know about a method: the one place it is described."""
 
     name: str
     settings: type[Prompted]
@@ -100,24 +117,48 @@ class MethodSpec:
     check: Callable[[Prompted, RunConfig], None] | None = None
     """Checks of settings against the rest of the config (e.g. a model name of the grid),
     run when the config is read; one line naming the key."""
+    lr: float | None = None
+    """Its default peak lr (`train.lr` overrides it); None: config.DEFAULT_LR."""
+    saved: str | None = None
+    """The folder its cell saves (train.save) under the cell's folder, which `tunelab export`
+    ships: adapter, model or soft_prompt; None: nothing to export."""
+    mergeable: bool = False
+    """What it saved merges into the base weights (exports as merged weights and GGUF)."""
+    floor_exact: bool = False
+    """It trains on the cell's training subset itself (more with replay, never fewer), so
+    whether train.min_budget raises its budget is known from the size (run/keys.floor_binds)."""
+    stage: str | None = None
+    """The stage kind it runs as under `stages:` (sft, dpo), through `tune`."""
+    tune: Callable | None = None
+    """tune(ctx, system, user) -> (model, info, system): its training alone, for stages."""
+    unset: dict[str, Callable[[Context], object]] | None = None
+    """What a setting left unset (None) means, by name; None: PROMPTING or TRAINED."""
 
     @property
     def names(self) -> list[str]:
         """The method's own setting names (its settings dataclass's fields)."""
         return [f.name for f in dataclasses.fields(self.settings)]
 
-    def settings_of(self, method: MethodConfig) -> Prompted:
-        """The method's settings read off a config entry (validated by the dataclass)."""
-        try:
-            return self.settings(**{n: getattr(method, n) for n in self.names})
-        except TunelabError as e:
-            raise TunelabError(f"methods.{method.label or method.name}.{e}") from None
+    def resolve_unset(self, name: str, ctx: Context):
+        """The value an unset setting `name` stands for in this context (None: no rule)."""
+        rules = self.unset if self.unset is not None else TRAINED if self.trains else PROMPTING
+        return rules[name](ctx) if name in rules else None
 
-    def check_keys(self, entry: dict, where: str) -> None:
+    def settings_of(self, method: MethodConfig) -> Prompted:
+        """The method's settings of a config entry (a mapping as read, or already its
+        dataclass), validated: a key it lacks or a bad value is one line naming the key."""
+        if isinstance(method.settings, self.settings):
+            return method.settings
+        raw = method.settings if isinstance(method.settings, dict) else dataclasses.asdict(method.settings)
+        where = f"methods.{method.label or method.name}"
+        self.check_keys(raw, where, common=False)
+        return from_dict(self.settings, raw, where)
+
+    def check_keys(self, entry: dict, where: str, common: bool = True) -> None:
         """A config entry's keys: common ones, or this method's settings; else one line."""
         own = self.names
         for key in entry:
-            if key not in COMMON and key not in own:
+            if (key not in COMMON or not common) and key not in own:
                 raise TunelabError(f"{where}.{key}: not a setting of {self.name}. Its settings: "
                                    f"{', '.join(own)} (and {', '.join(COMMON)})")
 
@@ -129,8 +170,36 @@ that names another (distill's teacher) reads it here instead of importing the re
 which imports that method: no import circle."""
 
 
-def instruction(ctx: Context, default: str) -> str:
-    which = (ctx.settings.prompt if ctx.settings is not None else ctx.method.prompt) or default
+def register(spec: MethodSpec) -> MethodSpec:
+    """Add a method to the registry: the one line a new method needs (its module may live
+    anywhere, e.g. a plugin or a test folder)."""
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def stage_kinds() -> dict[str, MethodSpec]:
+    """Stage kind -> the method that runs as it (a spec declaring `stage` and `tune`)."""
+    return {s.stage: s for s in REGISTRY.values() if s.stage and s.tune is not None}
+
+
+def setting(ctx: Context, name: str):
+    """A setting of this cell's method, its unset value resolved by its spec's rule."""
+    value = getattr(own_settings(ctx), name, None)
+    if value is None and ctx.method.name in REGISTRY:
+        value = REGISTRY[ctx.method.name].resolve_unset(name, ctx)
+    return value
+
+
+def own_settings(ctx: Context):
+    """ctx.settings, else the ones of ctx.method read by its spec."""
+    spec = REGISTRY.get(ctx.method.name)
+    return ctx.settings if ctx.settings is not None or spec is None else spec.settings_of(ctx.method)
+
+
+def instruction(ctx: Context, default: str | None = None) -> str:
+    """The task's instruction the prompt carries: the setting `prompt`, else `default`,
+    else what the method's spec says an unset prompt means."""
+    which = getattr(own_settings(ctx), "prompt", None) or default or setting(ctx, "prompt") or "full"
     if which not in PROMPTS:
         raise TunelabError(f"methods.{ctx.method.name}.prompt: unknown '{which}'. "
                            f"Available: {', '.join(PROMPTS)}")

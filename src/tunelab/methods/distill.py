@@ -117,9 +117,10 @@ def label(ctx: Context, gold: list[Example], inputs: list[Example]) -> tuple[dic
     if s.teacher_model and ctx.load is None:
         raise TunelabError("distill: teacher_model needs the grid's models (Context.load)")
     model, tok = ctx.load(s.teacher_model) if s.teacher_model else (ctx.model, ctx.tok)
-    tctx = replace(ctx, model=model, tok=tok, train=gold, settings=None, run_dir=ctx.run_dir / "teacher",
-                   method=MethodConfig(name=s.teacher, k=s.k, train_sizes=[len(gold)]))
     spec = REGISTRY[s.teacher]  # a prompting method with no stages or search: its build alone
+    own = {"k": s.k} if "k" in spec.names else {}
+    tctx = replace(ctx, model=model, tok=tok, train=gold, settings=None, run_dir=ctx.run_dir / "teacher",
+                   method=MethodConfig(name=s.teacher, train_sizes=[len(gold)], settings=own))
     pred = spec.build(replace(tctx, settings=spec.settings_of(tctx.method)))
     hidden = [replace(e, target="") for e in inputs]  # the teacher never holds their labels
     msgs = {e.id: pred.messages(e) for e in hidden}
@@ -217,4 +218,7 @@ def build(ctx: Context) -> Predictor:
     return chat_predictor(ctx, model, system, info=info)
 
 
-SPEC = MethodSpec("distill", Distill, trains=True, needs_local_model=True, build=build, check=check)
+# its student is LoRA (lora.tune): LoRA's lr; it trains on teacher answers, not the cell's
+# subset, so the min_budget floor is not exact; its student's adapter is not exported
+SPEC = MethodSpec("distill", Distill, trains=True, needs_local_model=True, build=build, check=check,
+                  lr=2e-3)

@@ -136,4 +136,5 @@ def build(ctx: Context) -> Predictor:
     return chat_predictor(ctx, model, system, info=info)
 
 
-SPEC = MethodSpec("dpo", Settings, trains=True, needs_local_model=True, build=build)
+SPEC = MethodSpec("dpo", Settings, trains=True, needs_local_model=True, build=build,
+                  lr=1e-4, saved="adapter", mergeable=True, stage="dpo", tune=tune)

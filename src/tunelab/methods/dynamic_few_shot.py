@@ -22,7 +22,7 @@ def build(ctx: Context) -> Predictor:
                            "training examples in this cell")
     task = ctx.task
     index = Index([e.id for e in ctx.train], [task.user_message(e) for e in ctx.train])
-    system = instruction(ctx, "full")
+    system = instruction(ctx)
     info = PredictorInfo(trainable_params=0, shots={})
 
     def to_msgs(ex: Example) -> list[dict]:

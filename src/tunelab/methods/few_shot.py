@@ -12,7 +12,7 @@ from tunelab import TunelabError
 from tunelab.backends.prompt import shots_of
 from tunelab.data.readers import sample
 from tunelab.eval.predictor import Predictor, PredictorInfo
-from tunelab.methods.base import Context, MethodSpec, Shots, chat_predictor, instruction
+from tunelab.methods.base import PROMPTING, Context, MethodSpec, Shots, chat_predictor, instruction, setting
 
 
 @dataclass
@@ -25,11 +25,12 @@ def build(ctx: Context) -> Predictor:
     if len(ctx.train) < ctx.settings.k:
         raise TunelabError(f"few_shot: k={ctx.settings.k} but only {len(ctx.train)} "
                            "training examples in this cell")
-    draw = ctx.seed if ctx.settings.draw is None else ctx.settings.draw
+    draw = setting(ctx, "draw")
     chosen = sample(ctx.train, ctx.settings.k, draw)
     shots = shots_of(chosen, ctx.task.user_message)
     info = PredictorInfo(trainable_params=0, shots=[e.id for e in chosen])
-    return chat_predictor(ctx, ctx.model, instruction(ctx, "full"), shots, info)
+    return chat_predictor(ctx, ctx.model, instruction(ctx), shots, info)
 
 
-SPEC = MethodSpec("few_shot", Settings, trains=False, needs_local_model=False, build=build)
+SPEC = MethodSpec("few_shot", Settings, trains=False, needs_local_model=False, build=build,
+                  unset={**PROMPTING, "draw": lambda ctx: ctx.seed})

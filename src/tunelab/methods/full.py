@@ -18,4 +18,5 @@ def build(ctx: Context) -> Predictor:
     return chat_predictor(ctx, model, system, info=info)
 
 
-SPEC = MethodSpec("full", Prompted, trains=True, needs_local_model=True, build=build)
+SPEC = MethodSpec("full", Prompted, trains=True, needs_local_model=True, build=build,
+                  lr=5e-5, saved="model", mergeable=True, floor_exact=True)

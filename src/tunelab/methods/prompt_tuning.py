@@ -104,4 +104,6 @@ def build(ctx: Context) -> Predictor:
     return chat_predictor(ctx, model, system, info=info)
 
 
-SPEC = MethodSpec("prompt_tuning", Settings, trains=True, needs_local_model=True, build=build)
+# a soft prompt is not a weight change: it ships as its adapter only, never merged
+SPEC = MethodSpec("prompt_tuning", Settings, trains=True, needs_local_model=True, build=build,
+                  lr=3e-2, saved="soft_prompt", floor_exact=True)

@@ -58,7 +58,7 @@ def build(ctx: Context) -> Predictor:
                            "files or a JSONL of passages)")
     passages = read_corpus(task.path(task.cfg.corpus), s.chunk_size, s.chunk_overlap)
     index = passage_index(passages, ctx.run_dir / "index")
-    system = f"{instruction(ctx, 'short' if m.stages else 'full')}\n{RULE}"
+    system = f"{instruction(ctx)}\n{RULE}"
     recalls: list[float] = []
     info = PredictorInfo(trainable_params=0, passages=len(passages), index=str(ctx.run_dir / "index"),
                          retrieved={})
@@ -78,4 +78,6 @@ def build(ctx: Context) -> Predictor:
     return ChatPredictor(ctx.model, ctx.tok, to_msgs, info)
 
 
-SPEC = MethodSpec("rag", Settings, trains=False, needs_local_model=False, build=build)
+SPEC = MethodSpec("rag", Settings, trains=False, needs_local_model=False, build=build,
+                  # with a training stage, the short instruction the stage trained on
+                  unset={"prompt": lambda ctx: "short" if ctx.method.stages else "full"})

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from tunelab import TunelabError
-from tunelab.core.config import SEARCH_METHOD, SEARCH_TRAIN, MethodConfig, TrainConfig
+from tunelab.core.config import SEARCH_TRAIN, MethodConfig, TrainConfig
 
 ETA = 3
 """Each rung keeps the best 1/ETA of its candidates."""
@@ -157,12 +157,17 @@ def setting_id(setting: dict) -> str:
 
 def apply(method: MethodConfig, train: TrainConfig, setting: dict, share: float,
           n_train: int) -> tuple[MethodConfig, TrainConfig]:
-    """The method and train settings of one trial: the setting applied, and for training
-    a budget cut to `share` of one default run's (steps, and seconds if budgeted), with
-    validation loss measured at its start and end only."""
+    """The method and train settings of one trial: the setting applied (the method's own
+    keys by replacing fields of its settings object), and for training a budget cut to
+    `share` of one default run's (steps, and seconds if budgeted), with validation loss
+    measured at its start and end only."""
     from tunelab.train.stopping import train_budget
 
-    m = replace(method, search={}, **{k: v for k, v in setting.items() if k in SEARCH_METHOD})
+    own = {k: v for k, v in setting.items() if k not in SEARCH_TRAIN}
+    settings = method.settings
+    if own:
+        settings = {**settings, **own} if isinstance(settings, dict) else replace(settings, **own)
+    m = replace(method, search={}, settings=settings)
     t = replace(train, **{k: v for k, v in setting.items() if k in SEARCH_TRAIN})
     if share < 1.0:  # of the budget without the min_budget floor: see RUNGS
         steps = train_budget(t, n_train, min_budget=0)

@@ -14,31 +14,20 @@ from pathlib import Path
 from tunelab import TunelabError
 from tunelab.core.config import (
     DEFAULT_LR,
-    METHOD_LR,
     MethodConfig,
     RunConfig,
     StageConfig,
     TrainConfig,
     from_dict,
-    method_train,
+    merged_train,
     to_dict,
 )
 from tunelab.data.datasource import data_dir
 from tunelab.data.readers import Example, read_examples, sample
-from tunelab.methods.base import Context, Prompted, chat_predictor
-from tunelab.methods.dpo import Settings as DpoSettings
-from tunelab.methods.dpo import tune as dpo_tune
-from tunelab.methods.lora import tune as sft_tune
-
-STAGES = {"sft": (sft_tune, Prompted), "dpo": (dpo_tune, DpoSettings)}
-"""Stage kind -> (its tune function, the settings it reads: the method's own when they are
-of that kind, else their defaults with the method's prompt)."""
+from tunelab.methods.base import REGISTRY, Context, chat_predictor, stage_kinds
 
 GENERIC = "Follow the instruction and reply with the answer only."
 """System prompt of stages trained on another dataset than the task's."""
-
-STAGE_LR = {"sft": "lora", "dpo": "dpo"}
-"""Stage kind -> the method whose default lr (METHOD_LR) the stage trains at."""
 
 
 def staged(cfg: RunConfig, method: MethodConfig) -> MethodConfig:
@@ -47,12 +36,12 @@ def staged(cfg: RunConfig, method: MethodConfig) -> MethodConfig:
     method's rate are left as they were, so their cells keep their keys."""
     if not method.stages:
         return method
-    inherited = method_train(cfg, method).lr
-    stages = []
+    inherited = merged_train(cfg, method, REGISTRY[method.name].lr if method.name in REGISTRY else None).lr
+    kinds, stages = stage_kinds(), []
     for s in method.stages:
         if s.train.get("lr") is None:
-            lr = cfg.train.lr if cfg.train.lr is not None else \
-                METHOD_LR.get(STAGE_LR.get(s.kind, ""), DEFAULT_LR)
+            kind_lr = kinds[s.kind].lr if s.kind in kinds else None
+            lr = cfg.train.lr if cfg.train.lr is not None else kind_lr if kind_lr is not None else DEFAULT_LR
             if lr != inherited:
                 s = replace(s, train={**s.train, "lr": lr})
         stages.append(s)
@@ -71,11 +60,13 @@ def _examples(ctx: Context, stage: StageConfig, where: str) -> list[Example]:
 
 
 def check_stages(stages: list[StageConfig], train: TrainConfig, where: str) -> None:
-    """Each stage's kind and train overrides, checked when the config is read."""
+    """Each stage's kind (a method of the registry that runs as a stage) and train
+    overrides, checked when the config is read."""
+    kinds = stage_kinds()
     for i, stage in enumerate(stages):
-        if stage.kind not in STAGES:
+        if stage.kind not in kinds:
             raise TunelabError(f"{where}.stages[{i}].kind: Unknown stage '{stage.kind}'. "
-                               f"Available: {', '.join(STAGES)}")
+                               f"Available: {', '.join(kinds)}")
         from_dict(TrainConfig, {**to_dict(train), **stage.train}, f"{where}.stages[{i}].train")
 
 
@@ -89,14 +80,17 @@ def run_stages(ctx: Context) -> tuple[Context, list[dict]]:
     for i, stage in enumerate(ctx.method.stages):
         where = f"methods.{ctx.method.name}.stages[{i}]"
         check_stages([stage], ctx.train_cfg, f"methods.{ctx.method.name}")
-        tune, kind = STAGES[stage.kind]
-        settings = ctx.settings if isinstance(ctx.settings, kind) else kind(prompt=ctx.settings.prompt)
+        spec = stage_kinds()[stage.kind]
+        # the method's own settings when they are of the stage's kind, else that kind's
+        # defaults with the method's prompt
+        settings = ctx.settings if isinstance(ctx.settings, spec.settings) else \
+            spec.settings(prompt=ctx.settings.prompt)
         train_cfg = from_dict(TrainConfig, {**to_dict(ctx.train_cfg), **stage.train}, f"{where}.train")
         sctx = replace(ctx, model=model, train=_examples(ctx, stage, where), train_cfg=train_cfg,
                        run_dir=ctx.run_dir / f"stage{i}", settings=settings)
         sctx.run_dir.mkdir(parents=True, exist_ok=True)
         foreign = stage.data is not None
-        model, info, system = tune(
+        model, info, system = spec.tune(
             sctx, GENERIC if foreign else None, (lambda e: e.input) if foreign else None)
         record = {"stage": label(stage), "n_train": len(sctx.train), "lr": train_cfg.lr, **info.to_json()}
         if ctx.checkpoint:

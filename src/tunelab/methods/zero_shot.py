@@ -5,7 +5,7 @@ from tunelab.methods.base import Context, MethodSpec, Prompted, chat_predictor, 
 
 
 def build(ctx: Context) -> Predictor:
-    return chat_predictor(ctx, ctx.model, instruction(ctx, "full"), info=PredictorInfo(trainable_params=0))
+    return chat_predictor(ctx, ctx.model, instruction(ctx), info=PredictorInfo(trainable_params=0))
 
 
 SPEC = MethodSpec("zero_shot", Prompted, trains=False, needs_local_model=False, build=build)

@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from tunelab import TunelabError
-from tunelab.core.config import TrainConfig
+from tunelab.core.config import MethodConfig, RunConfig, TrainConfig
 from tunelab.data.readers import field_str, read_records
+from tunelab.methods import method_train
 from tunelab.methods.finetune import stats_info
 from tunelab.probes import Result, save, trainable
 from tunelab.probes.measure import (
@@ -61,8 +62,9 @@ class SubstituteSettings:
     block: int = 128
     """Tokens per training / perplexity window."""
     batch_size: int = 8
-    lr_lora: float = 1e-3
-    lr_full: float = 5e-5
+    lr: float | None = None
+    """Peak lr of every method; default: each method's own, as a grid cell trains it (its
+    spec's lr: lora 2e-3, full 5e-5)."""
     scope: str = "play"
     """play: the stretch of the corpus from the first to the last mention; all: everything."""
     cloze_share: float = 0.4
@@ -211,6 +213,16 @@ def result(arm: str, m: dict, base: dict | None, s: SubstituteSettings, sp: Spli
     return Result(arm, metrics, higher, items, info, n_train)
 
 
+def train_settings(s: SubstituteSettings, method: str) -> TrainConfig:
+    """The train settings a grid cell of `method` gets (its spec's lr, the adapter's rank,
+    the schedule: methods.method_train), on the probe's fixed budget and blocks. The probe
+    runs the shared loop itself, not the method's build: it measures at checkpoints inside
+    one run (on_step) and trains on raw text blocks, not chat examples."""
+    base = method_train(RunConfig(train=TrainConfig(lr=s.lr)), MethodConfig(name=method))
+    return replace(base, epochs=0, min_steps=max(s.steps), batch_size=s.batch_size,
+                   max_length=s.block, save=False)
+
+
 def run(s: SubstituteSettings, model, tok, store) -> list[str]:
     """Measure the base model, then every method at every checkpoint; returns run keys."""
     path = Path(s.corpus)
@@ -224,9 +236,7 @@ def run(s: SubstituteSettings, model, tok, store) -> list[str]:
     base = measure(model, tok, s, sp, questions, ppl_ids)
     keys = [save(store, "substitute", s, result("base", base, None, s, sp, questions, {}, 0))]
     for method in s.methods:
-        lr = s.lr_lora if method == "lora" else s.lr_full
-        cfg = TrainConfig(epochs=0, min_steps=max(s.steps), lr=lr, batch_size=s.batch_size,
-                          max_length=s.block, save=False)
+        cfg = train_settings(s, method)
         tuned = trainable(model, method, cfg, s.seed)
 
         def checkpoint(stats, method=method, tuned=tuned):

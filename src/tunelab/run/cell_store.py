@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 from tunelab import TunelabError
 from tunelab.backends.prompt import template_hash
-from tunelab.core.config import RunConfig, method_train, to_dict
+from tunelab.core.config import RunConfig, to_dict
 from tunelab.core.store import Store
 from tunelab.core.ui import console
-from tunelab.methods import is_trained
+from tunelab.methods import is_trained, method_train
+from tunelab.methods.stored import as_stored
 from tunelab.run.cells import Cell
 from tunelab.run.compute_cell import CellResult
 from tunelab.tasks.base import Splits, Task
@@ -37,7 +38,7 @@ def begin(grid: Grid, cell: Cell, tok) -> bool:
     what the report needs without live code (trained or not, primary metric and its
     direction)."""
     cfg, task = grid.cfg, grid.task
-    config = {**to_dict(cfg), "cell": {"method": to_dict(cell.method), "model": to_dict(cell.model),
+    config = {**to_dict(cfg), "cell": {"method": as_stored(cell.method), "model": to_dict(cell.model),
               "train_size": cell.train_size, "seed": cell.seed,
               "train": to_dict(method_train(cfg, cell.method)),
               "splits": grid.splits.source, "primary": task.primary,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from tunelab import TunelabError
 from tunelab.core.config import MethodConfig, ModelConfig, RunConfig, grid_models
-from tunelab.methods import get_spec, is_trained, needs_local_model
+from tunelab.methods import METHODS, get_spec, is_trained, needs_local_model, resolve
 from tunelab.methods.stages import staged
 from tunelab.run.keys import key, task_part
 from tunelab.tasks.base import Splits
@@ -53,16 +53,16 @@ def cells(cfg: RunConfig, n_train_pool: int, scoring: str | None = None,
     out = []
     for m_order, model in enumerate(grid_models(cfg)):
         for order, m in enumerate(cfg.methods):
-            m = staged(cfg, m)  # each stage's own lr (an SFT stage under DPO: LoRA's rate)
-            spec = get_spec(m.name)
-            settings = spec.settings_of(m)
+            m = resolve(staged(cfg, m))  # each stage's own lr (an SFT stage under DPO: LoRA's rate)
+            settings = m.settings
             if m.models and model.name not in m.models:
                 continue
             if model.backend == "openai" and needs_local_model(m):
                 raise TunelabError(
                     f"methods.{m.name}: needs the model's weights here ("
                     f"{'trains' if is_trained(m) else 'generates itself'}), but model '{model.name}' "
-                    "uses the openai backend (prompting only: zero_shot, few_shot, dynamic_few_shot, rag)")
+                    "uses the openai backend (prompting only: "
+                    f"{', '.join(n for n, s in METHODS.items() if not s.needs_local_model)})")
             for size in sizes_of(m, n_train_pool):
                 for seed in cfg.seeds:
                     k = key(cfg, m, settings, is_trained(m), model, size, seed, task)
@@ -93,7 +93,8 @@ def shortfalls(cfg: RunConfig, splits: Splits) -> list[str]:
             if size > n_train:
                 out.append(f"methods.{m.label or m.name}.train_sizes: {size} asked, but the "
                            f"training split has {n_train} examples; that cell uses {n_train}")
-        if m.name == "prompt_search" and m.dev_size > n_val:
-            out.append(f"methods.{m.label or m.name}.dev_size: {m.dev_size} asked, but the "
+        dev_size = getattr(resolve(m).settings, "dev_size", 0)  # prompt_search's
+        if dev_size > n_val:
+            out.append(f"methods.{m.label or m.name}.dev_size: {dev_size} asked, but the "
                        f"validation split has {n_val} examples; searching on {n_val}")
     return out

@@ -12,11 +12,11 @@ from pathlib import Path
 from tunelab import TunelabError
 from tunelab.backends.prompt import template_hash
 from tunelab.backends.registry import backend_of, timed_load
-from tunelab.core.config import RunConfig, grid_models, method_train
+from tunelab.core.config import RunConfig, grid_models
 from tunelab.data.readers import Example, sample
 from tunelab.eval.evaluate import evaluate
 from tunelab.eval.template_lint import check_predictor
-from tunelab.methods import Context, get_method
+from tunelab.methods import Context, get_method, method_train
 from tunelab.run.cells import Cell
 from tunelab.tasks.base import Splits, Task
 from tunelab.train.loop import seed_everything

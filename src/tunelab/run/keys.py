@@ -28,11 +28,11 @@ from tunelab.core.config import (
     ModelConfig,
     RunConfig,
     grid_models,
-    method_train,
     model_identity,
     to_dict,
 )
 from tunelab.data.datasource import data_dir
+from tunelab.methods import get_spec, method_train
 from tunelab.train.stopping import train_budget
 
 KEY_VERSION = 3
@@ -92,11 +92,6 @@ def key(cfg: RunConfig, method: MethodConfig, settings, trains: bool, model: Mod
     return digest(parts, 16)
 
 
-FLOOR_EXACT = {"lora", "full", "prompt_tuning"}
-"""Methods that train on the cell's training subset itself (more with replay, never fewer),
-so whether train.min_budget raises their budget is known from the size before they run."""
-
-
 def floor_binds(method: MethodConfig, train, size: int) -> bool:
     """Whether the min_budget floor can change this cell's training budget. Where it
     cannot (fixed epochs; a training set whose max_epochs budget already reaches it), the
@@ -105,7 +100,7 @@ def floor_binds(method: MethodConfig, train, size: int) -> bool:
     their key holds it."""
     if train.epochs != "auto" or not train.min_budget:
         return False
-    if method.name not in FLOOR_EXACT or method.stages:
+    if not get_spec(method.name).floor_exact or method.stages:  # MethodSpec.floor_exact
         return True
     return train_budget(train, size) != train_budget(train, size, min_budget=0)
 

@@ -16,9 +16,9 @@ import dataclasses
 import json
 
 from tunelab.core.cache import digest
-from tunelab.core.config import RunConfig, method_train, to_dict
+from tunelab.core.config import RunConfig, to_dict
 from tunelab.core.store import Store
-from tunelab.methods import is_trained
+from tunelab.methods import is_trained, method_train
 from tunelab.run.cells import Cell
 from tunelab.run.keys import corpus_hash, task_part
 from tunelab.train.stopping import train_budget

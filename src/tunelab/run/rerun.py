@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunelab import TunelabError
-from tunelab.core.config import MethodConfig, ModelConfig, RunConfig, from_dict
+from tunelab.core.config import ModelConfig, RunConfig, from_dict
 from tunelab.core.provenance import git_commit, versions
 from tunelab.core.store import Store
+from tunelab.methods.stored import from_stored
 from tunelab.run.grid import run_grid
 
 
@@ -44,7 +45,7 @@ def cell_config(stored: dict, out_dir: Path) -> RunConfig:
     """A one-cell RunConfig from a run's stored config."""
     cell = stored.pop("cell")
     cfg = from_dict(RunConfig, stored, where="stored config")
-    method = from_dict(MethodConfig, {**cell["method"], "train_sizes": [cell["train_size"]]})
+    method = from_stored({**cell["method"], "train_sizes": [cell["train_size"]]})
     # The cell's train settings were resolved at run time: pin them as top-level ones.
     cfg.train = from_dict(type(cfg.train), cell["train"])
     method.train = {}

@@ -26,14 +26,13 @@ from tunelab.core.store import Store
 from tunelab.data.readers import Example
 from tunelab.decide.arms import run_info
 from tunelab.eval.template_lint import check_export
+from tunelab.methods import get_spec
 from tunelab.methods.base import instruction
+from tunelab.methods.stored import from_stored
 from tunelab.tasks import get_task
 from tunelab.tasks.base import Task
 
 FORMATS = ("adapter", "merged", "gguf")
-SAVED = {"lora": "adapter", "dpo": "adapter", "full": "model", "prompt_tuning": "soft_prompt"}
-"""Trained method -> what its cell saved (train.save) under the cell's folder."""
-MERGEABLE = {"lora", "dpo", "full"}
 
 
 @dataclass
@@ -69,8 +68,9 @@ def load_source(store_path: str | Path, run_id: str) -> Source:
         raise TunelabError(f"run {run['id']}: status {run['status']}; only finished runs export")
     stored = json.loads(run["config"] or "{}")
     cell = stored.pop("cell", {})
-    method = from_dict(MethodConfig, cell.get("method") or {"name": run["method"]}, "stored method")
-    if method.name not in SAVED:
+    method = from_stored(cell.get("method") or {"name": run["method"]})
+    saved = get_spec(method.name).saved  # MethodSpec.saved: what its cell saved, if anything
+    if saved is None:
         raise TunelabError(f"run {run['id']}: method {method.name} trains no weights; nothing to export")
     if method.stages:
         raise TunelabError(f"run {run['id']}: a staged cell's adapter sits on a stage-trained base "
@@ -80,7 +80,7 @@ def load_source(store_path: str | Path, run_id: str) -> Source:
     # the device is where this machine runs it, not part of what was trained: the export
     # and its re-scoring run on this machine's own (auto), whatever the training one had
     model_cfg = replace(model_cfg, device="auto")
-    artifact = find_artifact(Path(store_path), run, cfg, SAVED[method.name])
+    artifact = find_artifact(Path(store_path), run, cfg, saved)
     return Source(store, run, cfg, method, model_cfg, get_task(cfg.task), artifact)
 
 
@@ -106,11 +106,11 @@ def find_artifact(store_path: Path, run: dict, cfg: RunConfig, kind: str) -> Pat
 
 def trained_model(src: Source):
     """(model, tokenizer) with the cell's training applied, merged, in eval mode."""
-    name = src.method.name
-    if name not in MERGEABLE:
+    name, spec = src.method.name, get_spec(src.method.name)
+    if not spec.mergeable:
         raise TunelabError(f"run {src.run['id']}: {name} cannot be merged into the weights "
                            "(a soft prompt is not a weight change); export --format adapter")
-    if name == "full":
+    if spec.saved == "model":  # whole weights (full), not an adapter
         return load_model(ModelConfig(name=str(src.artifact), dtype=src.model_cfg.dtype,
                                       device=src.model_cfg.device))
     from peft import PeftModel

@@ -167,7 +167,7 @@ def ship_best(cfg, keys: list[str]) -> list[Verified]:
     metric mean; its first seed) in each format and re-score it. An export already stored
     for that cell is kept (like finished cells, it is not redone)."""
     from tunelab.decide.arms import load_arms, primary_metric
-    from tunelab.ship.export import MERGEABLE
+    from tunelab.methods import METHODS
 
     store = Store(cfg.store)
     arms = load_arms(store, set(keys))
@@ -181,7 +181,7 @@ def ship_best(cfg, keys: list[str]) -> list[Verified]:
     done = []
     for label in cfg.export.verify:
         fmt, _, gguf_type = label.partition("-")
-        if fmt != "adapter" and best.method not in MERGEABLE:
+        if fmt != "adapter" and not (best.method in METHODS and METHODS[best.method].mergeable):
             continue  # a soft prompt only ships as its adapter
         if store.status(key(run_id, label)) == "done":
             continue
