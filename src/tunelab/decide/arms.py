@@ -120,7 +120,7 @@ class Arm:
 PARTS = {"task": TaskConfig, "eval": EvalConfig, "model": ModelConfig, "method": MethodConfig,
          "train": TrainConfig}
 NOT_ARM = {"method": ("train_sizes", "models", "label", "train"), "train": ("save",),
-           "eval": ("batch_size", "bootstrap"),
+           "eval": ("batch_size", "bootstrap", "sequential", "round_size"),
            "model": ("api_key_env", "concurrency", "max_retries", "timeout", "price_prompt",
                      "price_completion")}
 """Settings that choose which cells run, how fast, or what they are called, not what an arm

@@ -174,6 +174,8 @@ def legacy_key(cfg: RunConfig, method: MethodConfig, model: ModelConfig, size: i
     parts["model"].pop("device")  # added after version 1; where it ran, never identity
     parts["train"].pop("min_budget")  # added after version 1
     parts["train"].pop("plateau_drops")
+    parts["eval"].pop("sequential")  # added after version 1; how many examples, not which
+    parts["eval"].pop("round_size")
     if method.name not in V1_TRAINED and not method.stages:
         parts.pop("train")
     if scoring == "classification":
