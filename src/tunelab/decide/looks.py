@@ -74,7 +74,7 @@ def expand(crit: float, n: int, alpha: float) -> float:
     tail (Hesterberg 2015); unchanged as n grows.
 
     >>> round(expand(2.576, 20, 0.01), 2), round(expand(2.576, 100000, 0.01), 2)
-    (2.93, 2.58)
+    (2.94, 2.58)
     """
     if n < 2:
         return crit
