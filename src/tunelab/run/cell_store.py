@@ -6,6 +6,7 @@ way and nothing else writes the store.
 
 from __future__ import annotations
 
+import json
 import traceback
 from dataclasses import dataclass
 
@@ -32,10 +33,22 @@ class Grid:
     common: dict
 
 
-def begin(grid: Grid, cell: Cell, tok) -> bool:
+def complete(grid: Grid, key: str) -> bool:
+    """Whether a cell is finished in the store. With `eval.sequential: false` a cell that
+    sequential evaluation stopped early (fewer examples scored than the slice holds) is
+    not: a fixed-slice run scores it again on the whole slice."""
+    if grid.store.status(key) != "done":
+        return False
+    if grid.cfg.eval.sequential or grid.cfg.executor != "local":
+        return True
+    n = run_info(grid.store.run(key)).get("n_scored")
+    return n is None or n >= len(grid.splits.test)
+
+
+def begin(grid: Grid, cell: Cell, tok, replace: bool = False) -> bool:
     """Mark the cell running in the store, with the exact config that reproduces it and
     what the report needs without live code (trained or not, primary metric and its
-    direction)."""
+    direction). `replace`: claim it even if finished (complete() said it is not)."""
     cfg, task = grid.cfg, grid.task
     config = {**to_dict(cfg), "cell": {"method": to_dict(cell.method), "model": to_dict(cell.model),
               "train_size": cell.train_size, "seed": cell.seed,
@@ -48,7 +61,11 @@ def begin(grid: Grid, cell: Cell, tok) -> bool:
     return grid.store.begin(cell.key, {**grid.common, "model": cell.model.name, "method": cell.method.name,
                                 "label": cell.label, "train_size": cell.train_size,
                                 "n_train": cell.train_size, "seed": cell.seed,
-                                "config": config})
+                                "config": config}, replace=replace)
+
+
+def run_info(run: dict) -> dict:
+    return json.loads(run["info"]) if run.get("info") else {}
 
 
 def record_failure(grid: Grid, cell: Cell, e: BaseException) -> None:

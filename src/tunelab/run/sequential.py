@@ -1,0 +1,124 @@
+"""Sequential evaluation in the local executor: every pending cell scored in lockstep
+rounds, until the comparison the recommendation needs is decided.
+
+Every pending cell's predictor is built first (trained cells hold their own copy of the
+weights, so predictors coexist). Then round after round, each scores the next
+`eval.round_size` examples of the test slice (its seeded order, the same for every arm),
+and decide/sequential.py checks the headline with intervals adjusted for the planned
+looks (decide/looks.py). Scoring stops once it is decided or the slice is used up; each
+cell is then stored with how many examples it was scored on and why it stopped (info:
+n_scored, stopped, looks). Cells already finished in the store take part with the
+examples they were scored on, as stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tunelab.core.store import StoreError
+from tunelab.core.ui import console
+from tunelab.decide.looks import planned_looks, round_ends
+from tunelab.decide.sequential import interim_arms, settled, stop_note
+from tunelab.eval.evaluate import EvalResult, evaluate, joined
+from tunelab.methods import is_trained
+from tunelab.run.cell_store import Grid, begin, complete, record, record_failure
+from tunelab.run.cells import Cell
+from tunelab.run.compute_cell import build_cell, cell_result
+
+Loader = Callable[[Cell], tuple]
+"""A cell -> (model, tok) of its model, loaded once per grid."""
+
+
+@dataclass
+class Live:
+    """A cell whose predictor is built and being scored round by round."""
+
+    cell: Cell
+    pred: object
+    model: object
+    tok: object
+    parts: list[EvalResult] = field(default_factory=list)
+
+
+def as_scored(cell: Cell, rows: list[dict]) -> dict:
+    """What decide/sequential.interim_arms reads of a cell."""
+    return {"model": cell.model.name, "label": cell.label, "method": cell.method.name,
+            "n_train": cell.train_size, "trained": is_trained(cell.method), "rows": rows}
+
+
+def _fail(grid: Grid, cell: Cell, e: Exception, fail_fast: bool) -> None:
+    if isinstance(e, StoreError):
+        raise e
+    record_failure(grid, cell, e)  # a failed cell must not stop the grid
+    if fail_fast:
+        raise e
+
+
+def build_all(grid: Grid, todo: list[Cell], load: Loader, fail_fast: bool) -> list[Live]:
+    """Claim and build every pending cell (failures booked, the rest returned)."""
+    live = []
+    for cell in todo:
+        if complete(grid, cell.key):  # another grid on this store did it meanwhile
+            continue
+        model, tok = load(cell)
+        if not begin(grid, cell, tok, replace=grid.store.status(cell.key) == "done"):
+            continue
+        try:
+            pred = build_cell(grid.cfg, cell, grid.task, grid.splits, model, tok)
+        except Exception as e:
+            _fail(grid, cell, e, fail_fast)
+            continue
+        live.append(Live(cell, pred, model, tok))
+    return live
+
+
+def score_round(grid: Grid, live: list[Live], start: int, end: int, fail_fast: bool) -> list[Live]:
+    """Examples start..end of the slice for every live cell; the cells still live after."""
+    kept = []
+    for lv in live:
+        c = lv.cell
+        try:
+            lv.parts.append(evaluate(lv.pred, grid.task, grid.splits.test[start:end], grid.cfg.eval,
+                                     label=f"eval {c.model.name} {c.label} n={c.train_size} "
+                                           f"[{start}:{end}]", start=start))
+        except Exception as e:
+            _fail(grid, c, e, fail_fast)
+            continue
+        kept.append(lv)
+    return kept
+
+
+def stored(grid: Grid, skip: set[str]) -> list[dict]:
+    """The grid's cells already finished in the store, as scored (all their stored rows)."""
+    return [as_scored(c, grid.store.predictions(c.key)) for c in grid.cells
+            if c.key not in skip and grid.store.status(c.key) == "done"]
+
+
+def run_sequential(grid: Grid, todo: list[Cell], load: Loader, fail_fast: bool) -> None:
+    """Build every pending cell, score them in rounds until the headline is decided or the
+    slice is used up, then store each with its count and reason."""
+    live = build_all(grid, todo, load, fail_fast)
+    if not live:
+        return
+    n_test, size = len(grid.splits.test), grid.cfg.eval.round_size
+    looks = planned_looks(n_test, size)
+    done = stored(grid, {lv.cell.key for lv in live})
+    decided, start = None, 0
+    for end in round_ends(n_test, size):
+        live = score_round(grid, live, start, end, fail_fast)
+        start = end
+        if looks == 1 or not live:  # one look: scored in full, nothing to stop early
+            continue
+        now = [as_scored(lv.cell, [r for p in lv.parts for r in p.rows]) for lv in live]
+        decided = settled(interim_arms(done + now, looks), grid.task.primary, grid.cfg.report.margin)
+        if decided is not None:
+            break
+    why = stop_note(decided, start)
+    if start < n_test:
+        console.print(f"[bold]sequential evaluation:[/] {why}; {n_test - start} of {n_test} test "
+                      "examples per arm left unscored")
+    for lv in live:
+        res = cell_result(grid.task, lv.model, lv.tok, lv.pred, joined(lv.parts, grid.task, grid.cfg.eval))
+        res.fields["info"].update(n_scored=len(res.rows), stopped=why, looks=looks, round_size=size)
+        record(grid, lv.cell, res)
