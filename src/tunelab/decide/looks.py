@@ -33,24 +33,6 @@ METHOD = "Bonferroni repeated confidence intervals over the planned looks, Jenni
 """How the report names the look adjustment."""
 
 
-def planned_looks(n_test: int, round_size: int) -> int:
-    """Looks sequential evaluation plans on a slice of n_test examples: one per round.
-
-    >>> planned_looks(100, 20), planned_looks(101, 20), planned_looks(6, 20)
-    (5, 6, 1)
-    """
-    return max(1, math.ceil(n_test / round_size))
-
-
-def round_ends(n_test: int, round_size: int) -> list[int]:
-    """How many examples are scored after each round (the last round may be short).
-
-    >>> round_ends(50, 20)
-    [20, 40, 50]
-    """
-    return [min(k * round_size, n_test) for k in range(1, planned_looks(n_test, round_size) + 1)]
-
-
 def look_alpha(alpha: float, looks: int) -> float:
     """The level each look's interval is computed at so that all `looks` hold at once.
 

@@ -5,7 +5,8 @@ will compare them (verdict.py): the best fine-tuned arm against the best prompti
 in the simultaneous family of every fine-tuned x prompting pair; without both kinds of
 arm, the two best arms in the family of every pair. Scoring stops when that comparison
 is decided (better, worse or equivalent) with intervals adjusted for the planned looks,
-or when the slice is used up. The same functions replay a finished store (bench/
+or when the slice is used up. The executor sits below this layer, so the command that
+runs a grid hands it `rule`. The same functions replay a finished store (bench/
 sequential.py) and simulate the procedure (`simulate`), so what is measured is what runs.
 Pure: numpy only, no torch.
 """
@@ -18,8 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tunelab.decide.decisive import deciding
-from tunelab.decide.looks import planned_looks, round_ends
 from tunelab.decide.verdict import MARGIN, Comparison, best, headline_comparison, in_family
+from tunelab.run.rounds import planned_looks, round_ends
 
 
 @dataclass
@@ -105,6 +106,16 @@ def stop_note(c: Comparison | None, n: int) -> str:
     if c is None:
         return "test slice used up"
     return f"the headline was decided after {n} examples ({c.a} vs {c.b}: {c.kind})"
+
+
+def rule(cells: list[dict], looks: int, metric: str, margin: float) -> str | None:
+    """The stopping rule the executor is handed (run/sequential.Settle): why scoring may
+    stop now (stop_note), or None to go on. `cells` as interim_arms reads them."""
+    arms = interim_arms(cells, looks)
+    c = settled(arms, metric, margin)
+    if c is None:
+        return None
+    return stop_note(c, min(len(v) for a in arms for v in a.scores.values()))
 
 
 # --- simulation: the procedure on synthetic arms of known true difference -----------------

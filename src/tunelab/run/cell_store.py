@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tunelab import TunelabError
@@ -31,6 +32,14 @@ class Grid:
     store: Store
     cells: list[Cell]
     common: dict
+    settle: Callable | None = None
+    """Sequential evaluation's stopping rule (run/sequential.Settle), handed in by the
+    command that runs the grid; None: every arm is scored on the whole slice."""
+
+
+def sequential(grid: Grid) -> bool:
+    """Whether this grid's cells are scored in rounds (local executor, a rule handed in)."""
+    return grid.cfg.eval.sequential and grid.cfg.executor == "local" and grid.settle is not None
 
 
 def complete(grid: Grid, key: str) -> bool:
@@ -39,7 +48,7 @@ def complete(grid: Grid, key: str) -> bool:
     not: a fixed-slice run scores it again on the whole slice."""
     if grid.store.status(key) != "done":
         return False
-    if grid.cfg.eval.sequential or grid.cfg.executor != "local":
+    if sequential(grid):
         return True
     n = run_info(grid.store.run(key)).get("n_scored")
     return n is None or n >= len(grid.splits.test)

@@ -16,7 +16,7 @@ from tunelab import TunelabError
 from tunelab.backends.local_model import timed_load
 from tunelab.core.store import StoreError
 from tunelab.core.ui import console
-from tunelab.run.cell_store import Grid, begin, complete, record, record_failure
+from tunelab.run.cell_store import Grid, begin, complete, record, record_failure, sequential
 from tunelab.run.cells import Cell
 from tunelab.run.compute_cell import compute_cell
 from tunelab.run.ray_executor import run_ray
@@ -61,7 +61,7 @@ def run_local(grid: Grid, todo: list[Cell], fail_fast: bool) -> None:
     is settled (eval.sequential, run/sequential.py), else one after another on the whole
     slice."""
     load = loader()
-    if grid.cfg.eval.sequential:
+    if sequential(grid):
         run_sequential(grid, todo, load, fail_fast)
         return
     for cell in todo:

@@ -20,6 +20,7 @@ from tunelab.run.cell_store import Grid, complete
 from tunelab.run.cells import Cell, cells, shortfalls
 from tunelab.run.executors import EXECUTORS
 from tunelab.run.keys import task_identity
+from tunelab.run.sequential import Settle
 from tunelab.tasks import get_task
 
 
@@ -61,9 +62,12 @@ def prepare(cfg: RunConfig) -> Grid:
     return Grid(cfg, task, splits, store, grid_cells, common)
 
 
-def run_grid(cfg: RunConfig, fail_fast: bool = False) -> list[str]:
-    """Run every unfinished cell; returns the keys of the grid's cells."""
+def run_grid(cfg: RunConfig, fail_fast: bool = False, settle: Settle | None = None) -> list[str]:
+    """Run every unfinished cell; returns the keys of the grid's cells. `settle`: the
+    verdict's stopping rule for sequential evaluation (decide/sequential.rule; without
+    it every arm is scored on the whole slice)."""
     grid = prepare(cfg)
+    grid.settle = settle
     todo = [c for c in grid.cells if not complete(grid, c.key)]
     console.print(f"[bold]{len(grid.cells)} cells[/], {len(grid.cells) - len(todo)} already done; "
                   f"{len(grid.splits.test)} test examples ({grid.splits.source})")
@@ -72,7 +76,7 @@ def run_grid(cfg: RunConfig, fail_fast: bool = False) -> list[str]:
     if grid.task.scoring:
         console.print(f"scoring: {grid.task.scoring.kind}: {grid.task.scoring.why}",
                       highlight=False, soft_wrap=True)
-    if todo and cfg.eval.sequential and cfg.executor != "local":
+    if todo and cfg.eval.sequential and cfg.executor != "local" and settle is not None:
         console.print(f"note: sequential evaluation is implemented in the local executor only; "
                       f"{cfg.executor} scores every arm on the whole test slice", highlight=False)
     if todo:

@@ -4,11 +4,11 @@ rounds, until the comparison the recommendation needs is decided.
 Every pending cell's predictor is built first (trained cells hold their own copy of the
 weights, so predictors coexist). Then round after round, each scores the next
 `eval.round_size` examples of the test slice (its seeded order, the same for every arm),
-and decide/sequential.py checks the headline with intervals adjusted for the planned
-looks (decide/looks.py). Scoring stops once it is decided or the slice is used up; each
-cell is then stored with how many examples it was scored on and why it stopped (info:
-n_scored, stopped, looks). Cells already finished in the store take part with the
-examples they were scored on, as stored.
+and the verdict's rule (Grid.settle: decide/sequential.rule) checks the headline with
+intervals adjusted for the planned looks (decide/looks.py). Scoring stops once it is
+decided or the slice is used up; each cell is then stored with how many examples it
+was scored on and why it stopped (info: n_scored, stopped, looks). Cells already
+finished in the store take part with the examples they were scored on, as stored.
 """
 
 from __future__ import annotations
@@ -18,16 +18,19 @@ from dataclasses import dataclass, field
 
 from tunelab.core.store import StoreError
 from tunelab.core.ui import console
-from tunelab.decide.looks import planned_looks, round_ends
-from tunelab.decide.sequential import interim_arms, settled, stop_note
 from tunelab.eval.evaluate import EvalResult, evaluate, joined
 from tunelab.methods import is_trained
 from tunelab.run.cell_store import Grid, begin, complete, record, record_failure
 from tunelab.run.cells import Cell
 from tunelab.run.compute_cell import build_cell, cell_result
+from tunelab.run.rounds import planned_looks, round_ends
 
 Loader = Callable[[Cell], tuple]
 """A cell -> (model, tok) of its model, loaded once per grid."""
+Settle = Callable[[list[dict], int, str, float], "str | None"]
+"""(cells as scored so far, planned looks, primary metric, margin) -> why scoring may stop,
+or None. The verdict's rule (decide/sequential.rule) sits above this layer: the command
+that runs the grid hands it in (Grid.settle)."""
 
 
 @dataclass
@@ -104,17 +107,17 @@ def run_sequential(grid: Grid, todo: list[Cell], load: Loader, fail_fast: bool) 
     n_test, size = len(grid.splits.test), grid.cfg.eval.round_size
     looks = planned_looks(n_test, size)
     done = stored(grid, {lv.cell.key for lv in live})
-    decided, start = None, 0
+    why, start = None, 0
     for end in round_ends(n_test, size):
         live = score_round(grid, live, start, end, fail_fast)
         start = end
         if looks == 1 or not live:  # one look: scored in full, nothing to stop early
             continue
         now = [as_scored(lv.cell, [r for p in lv.parts for r in p.rows]) for lv in live]
-        decided = settled(interim_arms(done + now, looks), grid.task.primary, grid.cfg.report.margin)
-        if decided is not None:
+        why = grid.settle(done + now, looks, grid.task.primary, grid.cfg.report.margin)
+        if why is not None:
             break
-    why = stop_note(decided, start)
+    why = why or "test slice used up"
     if start < n_test:
         console.print(f"[bold]sequential evaluation:[/] {why}; {n_test - start} of {n_test} test "
                       "examples per arm left unscored")
