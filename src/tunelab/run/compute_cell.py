@@ -102,6 +102,7 @@ def cell_result(task: Task, model, tok, pred, res: EvalResult) -> CellResult:
                                           sum(r["gen_tokens"] for r in res.rows))
     info["latency_s_mean"] = sum(r["latency_s"] for r in res.rows) / n
     info["device"] = device(pred.model)
+    info["n_scored"] = n  # test examples scored (sequential evaluation may stop short)
     fields = {
         "info": info,
         "train_seconds": info.get("train_seconds", 0.0),
