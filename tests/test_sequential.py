@@ -19,6 +19,8 @@ from tunelab.decide.verdict import recommend
 from tunelab.eval.predictor import ChatPredictor
 from tunelab.methods import METHODS, load_config
 from tunelab.methods.base import MethodSpec, Prompted
+from tunelab.report.build import build
+from tunelab.report.json_results import arm
 from tunelab.run.grid import run_grid
 
 N_TEST = 60
@@ -89,6 +91,12 @@ def test_a_clear_winner_stops_early_and_a_fixed_slice_run_scores_it_in_full(
     said = recommend(arms, "slot_f1")
     assert said[1].startswith("Recommendation: fine-tune (oracle n=8)"), said
     assert "look-adjusted 95% CI" in said[0] and any("up to 6 times" in x for x in said), said
+    n = got["oracle"][0]
+    md = build(tmp_path / "s.db", tmp_path / "report")[0].read_text()
+    assert f"- oracle n=8: scored on {n} of {N_TEST} test examples; the headline was decided after {n}" in md
+    assert "look-adjusted 95% CI" in md
+    js = {a["method"]: a for a in map(arm, arms)}
+    assert js["zero_shot"]["n_scored"] == n and js["zero_shot"]["stopped"].startswith("the headline")
     # the same store, a fixed-slice run: the cells stopped early are scored again in full
     fixed = load_config(_grid(tmp_path, tiny_model_dir, ", sequential: false"))
     run_grid(fixed, fail_fast=True, settle=rule)
@@ -111,6 +119,8 @@ def test_without_a_rule_or_with_one_round_nothing_is_adjusted(tmp_path, tiny_mod
     assert {a.looks for a in one} == {1}
     said = recommend(one, "slot_f1")
     assert "look-adjusted" not in " ".join(said) and "(95% CI" in said[0], said
+    md = build(tmp_path / "s.db", tmp_path / "report")[0].read_text()
+    assert "Sequential evaluation" not in md and "scored on" not in md
 
 
 @pytest.mark.parametrize("kind", ["binary", "continuous"])
