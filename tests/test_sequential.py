@@ -3,6 +3,7 @@ is not, stores how far it got; the look adjustment keeps the null's wrong verdic
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sqlite3
 import zlib
@@ -24,6 +25,7 @@ from tunelab.report.json_results import arm
 from tunelab.run.grid import run_grid
 
 N_TEST = 60
+BENCH = Path(__file__).parents[1] / "bench"
 MARK = "ORACLE-ARM"
 
 
@@ -136,3 +138,22 @@ def test_the_null_simulation_declares_a_winner_at_most_5_percent_of_the_time(kin
 def test_a_large_difference_stops_well_before_the_slice_ends():
     got = simulate("binary", 0.4, n=100, round_size=20, draws=40, seed=2)
     assert got["better"] >= 0.95 and got["examples_mean"] <= 60, got
+
+
+def test_replaying_a_fixed_slice_store_stops_where_a_sequential_run_does(tmp_path, tiny_model_dir, fake):
+    spec = importlib.util.spec_from_file_location("bench_sequential", BENCH / "sequential.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    path = _grid(tmp_path, tiny_model_dir, ", sequential: false")
+    run_grid(load_config(path), fail_fast=True, settle=rule)
+    assert {n for n, _ in _scored(tmp_path / "s.db").values()} == {N_TEST}
+    figures, per = bench.replay(str(tmp_path / "s.db"), str(path))
+    live = load_config(_grid(tmp_path, tiny_model_dir))
+    live.store = str(tmp_path / "live.db")
+    run_grid(live, fail_fast=True, settle=rule)
+    stopped = {n for n, _ in _scored(tmp_path / "live.db").values()}
+    assert stopped == {figures["stopped_after"]} and figures["stopped_after"] < N_TEST, (stopped, figures)
+    left = N_TEST - figures["stopped_after"]
+    assert figures["examples_saved"] == 2 * left and figures["examples_total"] == 2 * N_TEST
+    assert figures["eval_seconds_saved"] == pytest.approx(2 * left * 0.5)  # the fake's latency
+    assert figures["why"].startswith("the headline was decided") and len(per) == 2
