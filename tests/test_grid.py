@@ -72,7 +72,8 @@ def test_fields_added_later_leave_existing_cell_keys_unchanged():
     old_task = {k: v for k, v in to_dict(cfg.task).items() if k != "scoring"}
     old_train = {k: v for k, v in to_dict(method_train(cfg, cfg.methods[0])).items()
                  if k not in ("min_budget", "plateau_drops")}
-    parts = {"task": old_task, "model": old_model, "eval": to_dict(cfg.eval),
+    old_eval = {k: v for k, v in to_dict(cfg.eval).items() if k not in ("sequential", "round_size")}
+    parts = {"task": old_task, "model": old_model, "eval": old_eval,
              "method": old_method, "train": old_train, "train_size": 8, "seed": 0}
     assert cells(cfg, 100)[0].legacy_key == cell_key(parts)
     cfg.model.price_prompt = 1.0  # a non-default value is part of the key
