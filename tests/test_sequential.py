@@ -157,3 +157,23 @@ def test_replaying_a_fixed_slice_store_stops_where_a_sequential_run_does(tmp_pat
     assert figures["examples_saved"] == 2 * left and figures["examples_total"] == 2 * N_TEST
     assert figures["eval_seconds_saved"] == pytest.approx(2 * left * 0.5)  # the fake's latency
     assert figures["why"].startswith("the headline was decided") and len(per) == 2
+
+
+def test_a_run_that_dies_between_rounds_keeps_what_it_scored(tmp_path, tiny_model_dir, fake, monkeypatch):
+    fake.update(tuned=50, prompted=50)  # undecided after round 1: a second round starts
+    import tunelab.eval.evaluate as ev
+
+    calls, real = [], ev.generate
+
+    def dies_in_round_two(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:  # both cells scored their first round and were stored
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(ev, "generate", dies_in_round_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(load_config(_grid(tmp_path, tiny_model_dir)), fail_fast=True, settle=rule)
+    got = _scored(tmp_path / "s.db")
+    why = "the run ended after 10 examples, before the headline was decided"
+    assert got == {"zero_shot": (10, why), "oracle": (10, why)}, got
