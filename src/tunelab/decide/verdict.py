@@ -10,6 +10,9 @@ ways, against a stated margin (`report.margin`, in points of the metric):
 - better / worse: the 95% CI excludes 0 (and the two are not equivalent);
 - undecided: neither; the sentence then says how many test examples would settle it at
   the observed difference and per-example spread.
+
+Arms evaluated sequentially (scored in rounds until the headline was decided) carry the
+looks that run planned; their comparisons use intervals adjusted for every look (looks.py).
 """
 
 from __future__ import annotations
