@@ -70,18 +70,20 @@ class Timer:
         self.s = time.perf_counter() - self.t
 
 
-def emit(figures: dict[str, object], rows: list[dict] | None = None) -> Path:
+def emit(figures: dict[str, object], rows: list[dict] | None = None, name: str | None = None) -> Path:
     """The parseable tail every benchmark ends with (one `name: value` per line), and its
-    result file results/bench_<script>.json: the figures, the per-arm rows if any, and
-    where they came from. Returns the file's path."""
+    result file results/bench_<script>.json (bench_<name>.json where a script writes
+    several): the figures, the per-arm rows if any, and where they came from. Returns the
+    file's path."""
     from tunelab.report.json_results import _finite, provenance
 
     figures = {k: v for k, v in figures.items() if k != "machine"}  # provenance names it
     for k, v in figures.items():
         print(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
-    name = Path(sys.argv[0]).stem
+    script = Path(sys.argv[0]).stem
+    name = name or script
     data = {"bench": name, "figures": figures, **({"rows": rows} if rows else {}),
-            "provenance": provenance(sys.argv[1:], program=f"python bench/{name}.py")
+            "provenance": provenance(sys.argv[1:], program=f"python bench/{script}.py")
             | {"threads": torch.get_num_threads()}}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"bench_{name}.json"

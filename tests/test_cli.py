@@ -144,15 +144,15 @@ def test_leaked_test_set_is_refused(tmp_path, tiny_model_dir, viggo_dir):
 
 def test_every_cell_failed_exits_non_zero_naming_the_count_and_first_error(
         tmp_path, tiny_model_dir, viggo_dir, monkeypatch):
-    import tunelab.run.executors as grid  # where executors call compute_cell
+    import tunelab.run.sequential as grid  # where `tunelab run` builds each cell (in rounds)
 
     def broken(cfg, cell, *a, **k):
         if cell.method.name in fails:
             raise AttributeError(f"'DynamicLayer' object has no attribute 'dtype' ({cell.method.name})")
         return real(cfg, cell, *a, **k)
 
-    real, fails = grid.compute_cell, {"zero_shot", "few_shot"}
-    monkeypatch.setattr(grid, "compute_cell", broken)
+    real, fails = grid.build_cell, {"zero_shot", "few_shot"}
+    monkeypatch.setattr(grid, "build_cell", broken)
     methods = "  - {name: zero_shot}\n  - {name: few_shot, k: 2, train_sizes: [8]}\n"
     cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, tmp_path / "a.db", methods)
     r = runner.invoke(app, ["run", str(cfg)])

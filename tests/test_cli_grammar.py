@@ -128,16 +128,16 @@ def test_every_result_command_prints_valid_json(tmp_path, tiny_model_dir, viggo_
 
 def test_run_with_a_failed_cell_finishes_the_others_and_exits_1(tmp_path, tiny_model_dir, viggo_dir,
                                                                  monkeypatch):
-    import tunelab.run.executors as grid  # where executors call compute_cell
+    import tunelab.run.sequential as grid  # where `tunelab run` builds each cell (in rounds)
 
-    real = grid.compute_cell
+    real = grid.build_cell
 
     def broken(cfg, cell, *a, **k):
         if cell.method.name == "zero_shot":
             raise RuntimeError("injected failure")
         return real(cfg, cell, *a, **k)
 
-    monkeypatch.setattr(grid, "compute_cell", broken)
+    monkeypatch.setattr(grid, "build_cell", broken)
     store = tmp_path / "runs" / "t.db"
     methods = "  - {name: zero_shot}\n  - {name: few_shot, k: 2, train_sizes: [8]}\n"
     cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, store, methods)

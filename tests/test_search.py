@@ -54,9 +54,9 @@ def test_search_never_scores_a_test_example(tmp_path, tiny_model_dir, viggo_dir,
     seen_eval, seen_val = [], []
     real_eval, real_loop = evaluate.evaluate, finetune.train_loop
 
-    def spy_eval(pred, task, examples, cfg, label="eval"):
+    def spy_eval(pred, task, examples, cfg, label="eval", start=0):
         seen_eval.append((label, {e.input for e in examples}))
-        return real_eval(pred, task, examples, cfg, label)
+        return real_eval(pred, task, examples, cfg, label, start)
 
     def spy_loop(model, tok, data, cfg, seed, label="train", on_step=None, val=None):
         seen_val.append({e.name for e in val or []})
@@ -64,6 +64,7 @@ def test_search_never_scores_a_test_example(tmp_path, tiny_model_dir, viggo_dir,
 
     monkeypatch.setattr(evaluate, "evaluate", spy_eval)
     monkeypatch.setattr("tunelab.run.compute_cell.evaluate", spy_eval)
+    monkeypatch.setattr("tunelab.run.sequential.evaluate", spy_eval)  # `tunelab run` scores in rounds
     monkeypatch.setattr(finetune, "train_loop", spy_loop)
     store = tmp_path / "runs" / "t.db"
     cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, store,

@@ -104,7 +104,10 @@ def test_init_config_runs_classification_end_to_end(tmp_path, tiny_model_dir):
     zs = next(r for r in runs if r["method"] == "zero_shot")
     show = json.loads(runner.invoke(app, ["show", zs["id"], "--store", store, "--json"]).stdout)
     assert show["metrics"]["label_match"]["lo"] <= show["metrics"]["label_match"]["mean"]
-    assert len(show["predictions"]) == 40 and show["config"]["cell"]["scoring"]["kind"] == "classification"
+    # sequential evaluation (the default) may stop before the 40th test example: all it scored is kept
+    n = show["info"]["n_scored"]
+    assert n in (20, 40) and len(show["predictions"]) == n
+    assert show["config"]["cell"]["scoring"]["kind"] == "classification"
     # the zero-shot prompt gives the label set, so the model can answer a label
     prompt = show["info"]["prompts"][0]
     for label in ("inform", "request_attribute", "verify_attribute", "give_opinion"):

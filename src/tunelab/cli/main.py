@@ -73,6 +73,7 @@ def run(
     Results (table, recommendation, report path) go to stdout; progress and logs to stderr.
     Exits 1 when a cell failed (after running the others), 2 when the run could not start."""
     from tunelab.core.store import Store
+    from tunelab.decide.sequential import rule
     from tunelab.methods import load_config
     from tunelab.report import build as report
     from tunelab.run.grid import run_grid
@@ -83,7 +84,7 @@ def run(
         if store:
             cfg.store = store
         cfg.allow_leakage = cfg.allow_leakage or allow_leakage
-        keys = run_grid(cfg, fail_fast=fail_fast)
+        keys = run_grid(cfg, fail_fast=fail_fast, settle=rule)
         if cfg.export.verify:
             from tunelab.ship.verify import ship_best
 

@@ -48,12 +48,13 @@ def compact_rows(arms) -> tuple[list[str], list[list[str]]]:
 def table(arms, margin: float) -> None:
     """The results and the recommendation on stdout: a compact table drawn to the terminal,
     or, where there is no terminal (`> log`), the same table in markdown."""
-    from tunelab.report.build import primary_metric, recommend
+    from tunelab.report.build import primary_metric, recommend, scored_lines
 
     if not arms:
         return
     header, rows = compact_rows(arms)
-    findings = [f"- {line}" for line in recommend(arms, primary_metric(arms), margin)]
+    said = [*recommend(arms, primary_metric(arms), margin), *scored_lines(arms)]
+    findings = [f"- {line}" for line in said]
     if not out.is_terminal:
         md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         md += ["| " + " | ".join(r) + " |" for r in rows]

@@ -300,6 +300,18 @@ class EvalConfig:
     """Default: the task's own limit."""
     bootstrap: int = 1000
     """Bootstrap resamples for confidence intervals."""
+    sequential: bool = True
+    """Score the arms in rounds of `round_size` test examples and stop once the comparisons
+    the recommendation needs are decided (intervals adjusted for the repeated looks), or the
+    test slice is used up. false: score every arm on the whole slice (local executor only;
+    ray and accelerate always do)."""
+    round_size: int = 20
+    """Test examples per round of sequential evaluation; the looks planned are the slice's
+    size over this, and every look widens the intervals a little (Bonferroni over looks)."""
+
+    def __post_init__(self):
+        if self.round_size < 1:
+            raise TunelabError(f"round_size: must be at least 1, got {self.round_size}")
 
 
 @dataclass

@@ -103,6 +103,22 @@ class Arm:
         return collapse([e["prediction"] for e in self.examples], [e["target"] for e in self.examples])
 
     @property
+    def looks(self) -> int:
+        """Looks at the test slice its comparisons are adjusted for: those sequential
+        evaluation planned (decide/looks.py); 1 for a run scored on the whole slice."""
+        return max(int(run_info(r).looks or 1) for r in self.runs)
+
+    @property
+    def n_scored(self) -> int:
+        """Test examples the arm was scored on (the fewest of its seeds)."""
+        return min(len(d) for d in self.scores.values()) if self.scores else len(self.examples)
+
+    @property
+    def stopped(self) -> str | None:
+        """Why sequential evaluation stopped scoring it; None if it ran on a fixed slice."""
+        return run_info(self.runs[0]).stopped
+
+    @property
     def training(self) -> str:
         """How training ended, for the table: steps, epochs, why it stopped."""
         i = self.info
@@ -122,7 +138,7 @@ class Arm:
 PARTS = {"task": TaskConfig, "eval": EvalConfig, "model": ModelConfig, "method": MethodConfig,
          "train": TrainConfig}
 NOT_ARM = {"method": ("train_sizes", "models", "label", "train"), "train": ("save",),
-           "eval": ("batch_size", "bootstrap"),
+           "eval": ("batch_size", "bootstrap", "sequential", "round_size"),
            "model": ("api_key_env", "concurrency", "max_retries", "timeout", "price_prompt",
                      "price_completion")}
 """Settings that choose which cells run, how fast, or what they are called, not what an arm

@@ -10,13 +10,16 @@ ways, against a stated margin (`report.margin`, in points of the metric):
 - better / worse: the 95% CI excludes 0 (and the two are not equivalent);
 - undecided: neither; the sentence then says how many test examples would settle it at
   the observed difference and per-example spread.
+
+Arms evaluated sequentially (scored in rounds until the headline was decided) carry the
+looks that run planned; their comparisons use intervals adjusted for every look (looks.py).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Protocol
 
@@ -24,6 +27,8 @@ import numpy as np
 
 from tunelab import TunelabError
 from tunelab.decide.decisive import deciding
+from tunelab.decide.looks import METHOD as LOOKS_METHOD
+from tunelab.decide.looks import expand, look_alpha, resamples_for
 from tunelab.decide.simultaneous import METHOD, max_t
 from tunelab.tasks.metrics import paired_bootstrap
 
@@ -84,14 +89,21 @@ class Comparison:
     simultaneous critical values of a family of pairs (simultaneous.max_t)."""
     family: int = 1
     """Pairs the intervals hold for at once (1: this pair alone)."""
+    looks: int = 1
+    """Looks at the test slice the intervals are adjusted for (sequential evaluation,
+    looks.py; 1: the slice was scored in full before anyone looked)."""
+
+    def _label(self, level: str) -> str:
+        kind = [w for w, on in (("simultaneous", self.family > 1), ("look-adjusted", self.looks > 1)) if on]
+        return f"{', '.join(kind)} {level} CI".lstrip()
 
     @property
     def ci95(self) -> str:
-        return "95% CI" if self.family == 1 else "simultaneous 95% CI"
+        return self._label("95%")
 
     @property
     def ci90(self) -> str:
-        return "90% CI" if self.family == 1 else "simultaneous 90% CI"
+        return self._label("90%")
 
     @property
     def kind(self) -> str:
@@ -149,8 +161,17 @@ def _s(x: float) -> str:
     return f"{100 * x:+.1f}"
 
 
+def looks_of(arms) -> int:
+    """The looks an arm's intervals must be adjusted for: the most any of them planned
+    (stored with a sequentially evaluated run; arms without it were scored in full)."""
+    return max((getattr(a, "looks", 1) for a in arms), default=1)
+
+
 def compare(a: Arm, b: Arm, metric: str, margin: float = MARGIN) -> Comparison:
-    """a - b on the test examples both arms share, paired."""
+    """a - b on the test examples both arms share, paired (look-adjusted where an arm was
+    evaluated sequentially: in_family of the one pair)."""
+    if looks_of((a, b)) > 1:
+        return in_family([(a, b)], metric, margin)
     common = sorted(set(a.scores[metric]) & set(b.scores[metric]))
     if not common:
         raise TunelabError(f"{a.name} and {b.name} share no test examples")
@@ -170,12 +191,16 @@ def in_family(pairs: list[tuple[Arm, Arm]], metric: str, margin: float = MARGIN)
     if not common:
         raise TunelabError(f"{pairs[0][0].name} and {pairs[0][1].name}: the arms share no test examples")
     diffs = np.array([[a.scores[metric][e] - b.scores[metric][e] for a, b in pairs] for e in common])
-    fam = max_t(diffs)
-    lo, hi = fam.interval(0, 0.05)
-    lo90, hi90 = fam.interval(0, 0.10)
+    looks = looks_of(arms)
+    a95, a90 = look_alpha(0.05, looks), look_alpha(0.10, looks)
+    fam = max_t(diffs, (a95, a90), n_resamples=resamples_for(a95))
+    if looks > 1:  # early looks are small: Student tails (looks.expand)
+        fam = replace(fam, crit={a: expand(c, len(common), a) for a, c in fam.crit.items()})
+    lo, hi = fam.interval(0, a95)
+    lo90, hi90 = fam.interval(0, a90)
     sd = float(np.std(diffs[:, 0], ddof=1)) if len(common) > 1 else 0.0
     return Comparison(pairs[0][0].name, pairs[0][1].name, metric, margin, float(fam.d[0]), lo, hi,
-                      lo90, hi90, len(common), sd, fam.crit[0.05], fam.crit[0.10], len(pairs))
+                      lo90, hi90, len(common), sd, fam.crit[a95], fam.crit[a90], len(pairs), looks)
 
 
 def headline_comparison(tuned: list[Arm], prompted: list[Arm], metric: str, margin: float = MARGIN,
@@ -267,10 +292,16 @@ def headline(tuned: list[Arm], prompted: list[Arm], metric: str, margin: float =
 
 
 def corrected(c: Comparison, pairs: str) -> list[str]:
-    """What a simultaneous interval corrects, and how (nothing for a single pair)."""
+    """What a simultaneous or look-adjusted interval corrects, and how (nothing for a
+    single pair scored in full)."""
+    lines = []
+    if c.looks > 1:
+        lines.append(f"Sequential evaluation looked at the test slice up to {c.looks} times, so "
+                     f"the intervals of {c.a} vs {c.b} are adjusted for every look "
+                     f"({LOOKS_METHOD}): stopping once the answer was settled does not inflate it.")
     if c.family == 1:
-        return []
-    return [f"The intervals of {c.a} vs {c.b} hold simultaneously for every one of the "
+        return lines
+    return lines + [f"The intervals of {c.a} vs {c.b} hold simultaneously for every one of the "
             f"{c.family} {pairs} it could have picked (correction: {METHOD}), so picking the "
             "best on the same test examples does not inflate the lead."]
 

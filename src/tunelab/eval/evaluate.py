@@ -24,7 +24,9 @@ class EvalResult:
 
 
 def evaluate(pred: Predictor, task: Task, examples: list[Example], cfg: EvalConfig,
-             label: str = "eval") -> EvalResult:
+             label: str = "eval", start: int = 0) -> EvalResult:
+    """Score `examples` (the test slice, or the part of it from position `start` on: a
+    round of sequential evaluation; rows keep their positions in the slice)."""
     t0 = time.perf_counter()
     # messages once per example (a method may record what it chose for each), rendered
     # here for every method: the API model is sent the same messages the text shows
@@ -37,7 +39,7 @@ def evaluate(pred: Predictor, task: Task, examples: list[Example], cfg: EvalConf
     rows = []
     for i, (ex, g) in enumerate(zip(examples, gens, strict=True)):
         rows.append({
-            "idx": i,
+            "idx": start + i,
             "example_id": ex.id,
             "input": ex.input,
             "target": ex.target,
@@ -47,11 +49,23 @@ def evaluate(pred: Predictor, task: Task, examples: list[Example], cfg: EvalConf
             "gen_tokens": g.gen_tokens,
             "latency_s": g.latency_s,
         })
+    return EvalResult(rows, summarize(rows, task, cfg), time.perf_counter() - t0, prompts[:2])
+
+
+def summarize(rows: list[dict], task: Task, cfg: EvalConfig) -> dict[str, tuple[float, float, float]]:
+    """Each metric's (mean, CI low, CI high) over scored rows (per-example metrics from
+    their scores, corpus metrics from the predictions and targets)."""
     metrics = {
         name: bootstrap_ci([r["scores"][name] for r in rows], cfg.bootstrap)
         for name in task.metrics
     }
-    cleaned = [task.clean(g.text) for g in gens]
+    cleaned = [task.clean(r["prediction"]) for r in rows]
     for name, m in task.corpus_metrics.items():
-        metrics[name] = corpus_ci(m.fn, cleaned, [e.target for e in examples], cfg.bootstrap)
-    return EvalResult(rows, metrics, time.perf_counter() - t0, prompts[:2])
+        metrics[name] = corpus_ci(m.fn, cleaned, [r["target"] for r in rows], cfg.bootstrap)
+    return metrics
+
+
+def joined(parts: list[EvalResult], task: Task, cfg: EvalConfig) -> EvalResult:
+    """Rounds of one predictor's evaluation as one result over all their rows."""
+    rows = [r for p in parts for r in p.rows]
+    return EvalResult(rows, summarize(rows, task, cfg), sum(p.seconds for p in parts), parts[0].prompts)

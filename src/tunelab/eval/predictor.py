@@ -110,6 +110,15 @@ class PredictorInfo:
     latency_s_mean: float | None = None
     device: str | None = None
     """Where it ran: "api", or the weights' device type (the cost table's price)."""
+    # added by sequential evaluation (run/sequential.py)
+    n_scored: int | None = None
+    """Test examples scored (sequential evaluation may stop before the slice's end)."""
+    stopped: str | None = None
+    """Why scoring stopped (the headline decided, the slice used up, the run ended)."""
+    round_size: int | None = None
+    """Examples per round of sequential evaluation."""
+    looks: int | None = None
+    """Planned looks at the slice (its size over the round size): the look adjustment's K."""
     extra: dict[str, Any] | None = None
     """Keys named at run time (rag's recall_at_<k>), stored beside the fields."""
 

@@ -188,7 +188,7 @@ def build(store_path: str | Path, out_dir: str | Path, keys: set[str] | None = N
         "reach": cost_to_reach(arms, metric), "costs": costs,
         "flips": report_flips(arms, metric), "forecasts": ahead,
         "best": best, "side": side_by_side(arms, metric), "scoring": scoring, "classes": classes,
-        "failed": store.runs("failed"),
+        "failed": store.runs("failed"), "scored": scored_lines(arms),
         "stages": stage_rows(arms, metric), "chosen": chosen_prompts(arms),
         "searches": search_section.rows(arms, metric, margin),
         "masked": run_info(tuned[0].runs[0]).masked_example if tuned else None,
@@ -224,6 +224,15 @@ def _env() -> jinja2.Environment:
     # matched), so model output, inputs and errors reach the page as text, never as markup.
     return jinja2.Environment(loader=jinja2.PackageLoader("tunelab.report", "templates"),
                               autoescape=jinja2.select_autoescape(["html", "html.j2"]))
+
+
+def scored_lines(arms: list[Arm]) -> list[str]:
+    """Per arm, how many test examples it was scored on and why scoring stopped (sequential
+    evaluation); nothing where every arm was scored on a fixed slice or in one look."""
+    if not any(a.looks > 1 for a in arms):
+        return []
+    return [f"{a.name}: scored on {a.n_scored} of {a.runs[0]['n_test']} test examples; "
+            f"{a.stopped or 'a fixed slice'}." for a in arms]
 
 
 def results_markdown(arms: list[Arm]) -> str:

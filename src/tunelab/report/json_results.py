@@ -26,7 +26,7 @@ def arm(a) -> dict:
             "seeds": len(a.runs), "run_ids": [r["id"] for r in a.runs],
             "metrics": {m: ci(v) for m, v in a.ci.items()},
             "prompt_tokens_mean": a.mean("prompt_tokens_mean"), "train_seconds": a.mean("train_seconds"),
-            "eval_seconds": a.mean("eval_seconds")}
+            "eval_seconds": a.mean("eval_seconds"), "n_scored": a.n_scored, "stopped": a.stopped}
 
 
 def outlook(arms, metric: str, margin: float, target: float | None = None) -> dict:
@@ -49,12 +49,16 @@ def verdict(arms, metric: str) -> dict:
     moves where it cannot: decisive.py) and the correction of the headline's intervals for
     picking the best arm of each side (simultaneous.py), with how many pairs it covers."""
     from tunelab.decide.decisive import deciding
+    from tunelab.decide.looks import METHOD as LOOKS
     from tunelab.decide.simultaneous import METHOD
+    from tunelab.decide.verdict import looks_of
 
     decided_on, note = deciding(arms, metric)
     pairs = sum(a.trained for a in arms) * sum(not a.trained for a in arms)
+    looks = looks_of(arms)
     return {"metric": decided_on, "why_not_primary": note,
-            "headline_pairs": pairs, "correction": METHOD if pairs > 1 else None}
+            "headline_pairs": pairs, "correction": METHOD if pairs > 1 else None,
+            "looks": looks, "look_adjustment": LOOKS if looks > 1 else None}
 
 
 def _finite(x):

@@ -6,7 +6,9 @@ way and nothing else writes the store.
 
 from __future__ import annotations
 
+import json
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tunelab import TunelabError
@@ -31,12 +33,32 @@ class Grid:
     store: Store
     cells: list[Cell]
     common: dict
+    settle: Callable | None = None
+    """Sequential evaluation's stopping rule (run/sequential.Settle), handed in by the
+    command that runs the grid; None: every arm is scored on the whole slice."""
 
 
-def begin(grid: Grid, cell: Cell, tok) -> bool:
+def sequential(grid: Grid) -> bool:
+    """Whether this grid's cells are scored in rounds (local executor, a rule handed in)."""
+    return grid.cfg.eval.sequential and grid.cfg.executor == "local" and grid.settle is not None
+
+
+def complete(grid: Grid, key: str) -> bool:
+    """Whether a cell is finished in the store. With `eval.sequential: false` a cell that
+    sequential evaluation stopped early (fewer examples scored than the slice holds) is
+    not: a fixed-slice run scores it again on the whole slice."""
+    if grid.store.status(key) != "done":
+        return False
+    if sequential(grid):
+        return True
+    n = run_info(grid.store.run(key)).n_scored
+    return n is None or n >= len(grid.splits.test)
+
+
+def begin(grid: Grid, cell: Cell, tok, replace: bool = False) -> bool:
     """Mark the cell running in the store, with the exact config that reproduces it and
     what the report needs without live code (trained or not, primary metric and its
-    direction)."""
+    direction). `replace`: claim it even if finished (complete() said it is not)."""
     cfg, task = grid.cfg, grid.task
     config = {**to_dict(cfg), "cell": {"method": as_stored(cell.method), "model": to_dict(cell.model),
               "train_size": cell.train_size, "seed": cell.seed,
@@ -49,7 +71,11 @@ def begin(grid: Grid, cell: Cell, tok) -> bool:
     return grid.store.begin(cell.key, {**grid.common, "model": cell.model.name, "method": cell.method.name,
                                 "label": cell.label, "train_size": cell.train_size,
                                 "n_train": cell.train_size, "seed": cell.seed,
-                                "config": config})
+                                "config": config}, replace=replace)
+
+
+def run_info(run: dict) -> dict:
+    return json.loads(run["info"]) if run.get("info") else {}
 
 
 def record_failure(grid: Grid, cell: Cell, e: BaseException) -> None:

@@ -14,7 +14,7 @@ from tunelab.backends.prompt import template_hash
 from tunelab.backends.registry import backend_of, timed_load
 from tunelab.core.config import RunConfig, grid_models
 from tunelab.data.readers import Example, sample
-from tunelab.eval.evaluate import evaluate
+from tunelab.eval.evaluate import EvalResult, evaluate
 from tunelab.eval.template_lint import check_predictor
 from tunelab.methods import Context, get_method, method_train
 from tunelab.run.cells import Cell
@@ -44,6 +44,16 @@ def cell_train(splits: Splits, cell: Cell) -> list[Example]:
 def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, tok,
                  train_only: bool = False) -> CellResult | None:
     """Build the cell's predictor (training if the method trains) and evaluate it."""
+    pred = build_cell(cfg, cell, task, splits, model, tok)
+    if train_only:
+        return None
+    res = evaluate(pred, task, splits.test, cfg.eval,
+                   label=f"eval {cell.model.name} {cell.label} n={cell.train_size}")
+    return cell_result(task, model, tok, pred, res)
+
+
+def build_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, tok):
+    """The cell's predictor (training if the method trains), checked, not yet evaluated."""
     seed_everything(cell.seed)
     train = cell_train(splits, cell)
     run_dir = Path(cfg.out_dir) / "cells" / cell.key
@@ -67,12 +77,13 @@ def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, 
                   cell.seed, run_dir, validation=splits.validation, eval_cfg=cfg.eval,
                   checkpoint=checkpoint, pool=splits.train, load=load)
     pred = get_method(cell.method.name)(ctx)
-    if train_only:
-        return None
     if train and pred.info.train_prompt is not None:
         check_predictor(pred, train[0], pred.info.train_prompt)
-    res = evaluate(pred, task, splits.test, cfg.eval,
-                   label=f"eval {cell.model.name} {cell.label} n={len(train)}")
+    return pred
+
+
+def cell_result(task: Task, model, tok, pred, res: EvalResult) -> CellResult:
+    """What the store keeps of an evaluated predictor: info, costs, metrics, rows."""
     info = pred.info
     info.update(prompts=res.prompts, template_hash=template_hash(tok) if tok is not None else None)
     n = len(res.rows)
@@ -83,6 +94,7 @@ def compute_cell(cfg: RunConfig, cell: Cell, task: Task, splits: Splits, model, 
         info.api_cost_usd = cost
     info.latency_s_mean = sum(r["latency_s"] for r in res.rows) / n
     info.device = asked.device(pred.model)  # "api", or where the weights ran: the cost table's price
+    info.n_scored = n  # test examples scored (sequential evaluation may stop short)
     fields = {
         "info": info.to_json(),
         "train_seconds": info.train_seconds or 0.0,

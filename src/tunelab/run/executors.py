@@ -16,16 +16,18 @@ from tunelab import TunelabError
 from tunelab.backends.registry import timed_load
 from tunelab.core.store import StoreError
 from tunelab.core.ui import console
-from tunelab.run.cell_store import Grid, begin, record, record_failure
+from tunelab.run.cell_store import Grid, begin, complete, record, record_failure, sequential
 from tunelab.run.cells import Cell
 from tunelab.run.compute_cell import compute_cell
 from tunelab.run.ray_executor import run_ray
+from tunelab.run.sequential import run_sequential
 
 Executor = Callable[[Grid, list[Cell], bool], None]
 
 
 def _compute_and_book(grid: Grid, cell: Cell, model, tok, fail_fast: bool) -> None:
-    if not begin(grid, cell, tok):  # another grid on this store did it meanwhile
+    # replace: a cell stopped early by sequential evaluation, now wanted on the whole slice
+    if not begin(grid, cell, tok, replace=grid.store.status(cell.key) == "done"):
         return
     try:
         result = compute_cell(grid.cfg, cell, grid.task, grid.splits, model, tok)
@@ -39,18 +41,33 @@ def _compute_and_book(grid: Grid, cell: Cell, model, tok, fail_fast: bool) -> No
     record(grid, cell, result)
 
 
-def run_local(grid: Grid, todo: list[Cell], fail_fast: bool) -> None:
-    """Cells one after another in this process; each model is loaded once."""
+def loader() -> Callable[[Cell], tuple]:
+    """cell -> (model, tok), each model loaded once."""
     loaded = {}
-    for cell in todo:
-        if grid.store.status(cell.key) == "done":  # another grid on this store did it meanwhile
-            continue
+
+    def load(cell: Cell) -> tuple:
         name = cell.model.name
         if name not in loaded:
             model, tok, load_s = timed_load(cell.model)
             console.print(f"model {name} loaded in {load_s:.1f} s")
             loaded[name] = (model, tok)
-        _compute_and_book(grid, cell, *loaded[name], fail_fast)
+        return loaded[name]
+
+    return load
+
+
+def run_local(grid: Grid, todo: list[Cell], fail_fast: bool) -> None:
+    """Cells in this process, each model loaded once: in lockstep rounds until the verdict
+    is settled (eval.sequential, run/sequential.py), else one after another on the whole
+    slice."""
+    load = loader()
+    if sequential(grid):
+        run_sequential(grid, todo, load, fail_fast)
+        return
+    for cell in todo:
+        if complete(grid, cell.key):  # another grid on this store did it meanwhile
+            continue
+        _compute_and_book(grid, cell, *load(cell), fail_fast)
 
 
 def run_accelerate(grid: Grid, todo: list[Cell], fail_fast: bool) -> None:

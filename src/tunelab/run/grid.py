@@ -17,11 +17,12 @@ from tunelab.core.provenance import git_commit, versions
 from tunelab.core.store import Store
 from tunelab.core.ui import console
 from tunelab.data.check import leakage
-from tunelab.run.cell_store import Grid
+from tunelab.run.cell_store import Grid, complete
 from tunelab.run.cells import Cell, cells, shortfalls
 from tunelab.run.executors import EXECUTORS
 from tunelab.run.keys import KEY_VERSION, task_identity
 from tunelab.run.migrate import migrate
+from tunelab.run.sequential import Settle
 from tunelab.tasks import get_task
 
 
@@ -66,10 +67,13 @@ def prepare(cfg: RunConfig) -> Grid:
     return Grid(cfg, task, splits, store, grid_cells, common)
 
 
-def run_grid(cfg: RunConfig, fail_fast: bool = False) -> list[str]:
-    """Run every unfinished cell; returns the keys of the grid's cells."""
+def run_grid(cfg: RunConfig, fail_fast: bool = False, settle: Settle | None = None) -> list[str]:
+    """Run every unfinished cell; returns the keys of the grid's cells. `settle`: the
+    verdict's stopping rule for sequential evaluation (decide/sequential.rule; without
+    it every arm is scored on the whole slice)."""
     grid = prepare(cfg)
-    todo = [c for c in grid.cells if grid.store.status(c.key) != "done"]
+    grid.settle = settle
+    todo = [c for c in grid.cells if not complete(grid, c.key)]
     console.print(f"[bold]{len(grid.cells)} cells[/], {len(grid.cells) - len(todo)} already done; "
                   f"{len(grid.splits.test)} test examples ({grid.splits.source})")
     for line in shortfalls(cfg, grid.splits):
@@ -77,6 +81,9 @@ def run_grid(cfg: RunConfig, fail_fast: bool = False) -> list[str]:
     if grid.task.scoring:
         console.print(f"scoring: {grid.task.scoring.kind}: {grid.task.scoring.why}",
                       highlight=False, soft_wrap=True)
+    if todo and cfg.eval.sequential and cfg.executor != "local" and settle is not None:
+        console.print(f"note: sequential evaluation is implemented in the local executor only; "
+                      f"{cfg.executor} scores every arm on the whole test slice", highlight=False)
     if todo:
         EXECUTORS[cfg.executor](grid, todo, fail_fast)
     keys = [c.key for c in grid.cells]
