@@ -102,7 +102,7 @@ def config_reference() -> str:
     from tunelab.methods.base import COMMON
 
     lines = ["# Configuration reference", "",
-             "Generated from the config dataclasses' field docstrings (`src/tunelab/core/config.py`) "
+             "Generated from the config dataclasses' field docstrings (`src/tunelab/core/config*.py`) "
              "and each method's own settings (`src/tunelab/methods/`). An unknown key fails when "
              "the config is read, naming the file and the key.", ""]
     for where, name, about in SECTIONS:
