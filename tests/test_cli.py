@@ -29,11 +29,11 @@ def _runs(db):
 def _half_right(monkeypatch):
     """Every arm answers the gold MR for 3 of the 6 test sentences: the tiny model alone scores
     0 everywhere (value = CI low = CI high = 0), which no check of the stored CIs can tell apart."""
-    import tunelab.eval.evaluate
+    import tunelab.backends.hf
 
     gold = {r["ref"]: r["mr"] for r in viggo_rows("test", 6)}
     right = sorted(gold)[:3]
-    real = tunelab.eval.evaluate.generate
+    real = tunelab.backends.hf.generate
 
     def generate(model, tok, prompts, *args, **kwargs):
         gens = real(model, tok, prompts, *args, **kwargs)
@@ -41,7 +41,7 @@ def _half_right(monkeypatch):
             g.text = next((gold[ref] for ref in right if ref in p), g.text)
         return gens
 
-    monkeypatch.setattr(tunelab.eval.evaluate, "generate", generate)
+    monkeypatch.setattr(tunelab.backends.hf, "generate", generate)  # what the local backend calls
 
 
 def test_run_store_report_and_resume(tmp_path, tiny_model_dir, viggo_dir, monkeypatch):
@@ -106,7 +106,8 @@ def test_unknown_method_keeps_earlier_runs(tmp_path, tiny_model_dir, viggo_dir):
 def test_unknown_config_key(tmp_path, tiny_model_dir, viggo_dir):
     cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, tmp_path / "s.db",
                        "  - {name: zero_shot, shots: 3}\n")
-    _one_line_error(runner.invoke(app, ["run", str(cfg)]), "unknown key 'shots'", "train_sizes")
+    _one_line_error(runner.invoke(app, ["run", str(cfg)]), "(zero_shot).shots: not a setting of zero_shot",
+                    "train_sizes")
 
 
 def _jsonl_config(tmp_path, tiny_model_dir, train_text: str):

@@ -52,7 +52,7 @@ def fake(monkeypatch):
 
     def build(ctx):
         return ChatPredictor(ctx.model, ctx.tok,
-                             lambda ex: [{"role": "system", "content": MARK}, *ctx.task.turns(ex)], {})
+                             lambda ex: [{"role": "system", "content": MARK}, *ctx.task.turns(ex)])
 
     def generate(model, tok, prompts, max_new, batch_size=16, label="", one_line=False, **_):
         out = []
@@ -64,7 +64,7 @@ def fake(monkeypatch):
         return out
 
     monkeypatch.setitem(METHODS, "oracle", MethodSpec("oracle", Prompted, True, True, build))
-    monkeypatch.setattr("tunelab.eval.evaluate.generate", generate)
+    monkeypatch.setattr("tunelab.backends.hf.generate", generate)  # what the local backend calls
     return rates
 
 
@@ -161,7 +161,7 @@ def test_replaying_a_fixed_slice_store_stops_where_a_sequential_run_does(tmp_pat
 
 def test_a_run_that_dies_between_rounds_keeps_what_it_scored(tmp_path, tiny_model_dir, fake, monkeypatch):
     fake.update(tuned=50, prompted=50)  # undecided after round 1: a second round starts
-    import tunelab.eval.evaluate as ev
+    import tunelab.backends.hf as ev  # what the local backend calls
 
     calls, real = [], ev.generate
 

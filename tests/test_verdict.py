@@ -18,6 +18,7 @@ from tunelab.core.config import MethodConfig, ModelConfig, TrainConfig, to_dict
 from tunelab.core.store import Store
 from tunelab.decide.verdict import Z95, compare, recommend
 from tunelab.methods import load_config
+from tunelab.methods.stored import as_stored
 from tunelab.report.build import build, load_arms
 
 SRC = Path(__file__).parents[1] / "src"
@@ -37,7 +38,7 @@ def add(store: Store, method: str, scores: list[float], n: int = 0, seed: int = 
         cell: dict | None = None, **settings) -> str:
     """One finished run whose per-example scores are `scores`, with a config as a grid stores it."""
     m = MethodConfig(name=method, label=label, train=train or {}, **settings)
-    cell = {"method": to_dict(m), "model": to_dict(ModelConfig(name=model)), "train_size": n,
+    cell = {"method": as_stored(m), "model": to_dict(ModelConfig(name=model)), "train_size": n,
             "seed": seed, "train": to_dict(TrainConfig(**(train or {}))), **(cell or {})}
     key = key or f"{model}-{label or method}-{n}-{seed}-{len(store.runs())}"
     store.begin(key, {"task": "viggo", "model": model, "method": method, "label": label or method,

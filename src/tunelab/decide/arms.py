@@ -27,6 +27,7 @@ from tunelab.core.config import (
 from tunelab.core.store import Store
 from tunelab.decide.verdict import MARGIN
 from tunelab.eval.predictor import PredictorInfo
+from tunelab.eval.predictor import stored_info as run_info  # a stored cell's info, typed
 from tunelab.tasks.metrics import bootstrap_ci
 from tunelab.train.stopping import Curve, convergence
 
@@ -269,11 +270,6 @@ def unique_ids(ids: list[str]) -> list[str]:
         seen[i] += 1
         out.append(i if seen[i] == 1 else f"{i}#{seen[i]}")
     return out
-
-
-def run_info(run: dict) -> PredictorInfo:
-    """A stored cell's info, typed (keys of other versions ignored)."""
-    return PredictorInfo.from_json(json.loads(run["info"]) if run.get("info") else {})
 
 
 COLLAPSED = 0.9

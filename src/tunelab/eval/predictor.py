@@ -155,6 +155,11 @@ class PredictorInfo:
 FIELDS = frozenset(f.name for f in fields(PredictorInfo))
 
 
+def stored_info(run: dict) -> PredictorInfo:
+    """A stored run's info (the store's `info` JSON), typed; keys of other versions ignored."""
+    return PredictorInfo.from_json(json.loads(run["info"]) if run.get("info") else {})
+
+
 class Predictor(Protocol):
     """A model plus the chat messages it is asked for each example."""
 

@@ -16,7 +16,7 @@ what replay does to forgetting.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +26,9 @@ from tunelab.backends.generate import generate
 from tunelab.backends.local_model import cache_root
 from tunelab.backends.prompt import messages, render
 from tunelab.core.cache import cached_json, digest
-from tunelab.core.config import TrainConfig
+from tunelab.core.config import MethodConfig, RunConfig, TrainConfig
 from tunelab.data.readers import read_records
+from tunelab.methods import method_train
 from tunelab.methods.finetune import stats_info
 from tunelab.probes import Result, save, trainable
 from tunelab.probes import replay as replay_data
@@ -56,8 +57,9 @@ class FactsSettings:
     methods: list[str] = field(default_factory=lambda: ["lora", "full"])
     epochs: list[int] = field(default_factory=lambda: [2, 5, 10])
     """Checkpoints (passes over the fact sentences) of one training run."""
-    lr_lora: float = 1e-3
-    lr_full: float = 5e-5
+    lr: float | None = None
+    """Peak lr of every method; default: each method's own, as a grid cell trains it (its
+    spec's lr: lora 2e-3, full 5e-5)."""
     batch_size: int = 8
     augment: int = 2
     """Model-written paraphrases per fact for the augmented arm (0: no such arm)."""
@@ -258,8 +260,11 @@ class FactsProbe:
         data = [plain_text(self.tok(t + eos, add_special_tokens=False)["input_ids"], f"fact {i}")
                 for i, t in enumerate(texts)] + list(extra or [])
         per_epoch = -(-len(data) // s.batch_size)
-        cfg = TrainConfig(epochs=0, min_steps=per_epoch * max(epochs), batch_size=s.batch_size,
-                          lr=s.lr_lora if method == "lora" else s.lr_full, save=False)
+        # a grid cell's train settings for `method` (methods.method_train: its spec's lr), on
+        # the probe's exact step count: it measures at checkpoints inside one run
+        grid = method_train(RunConfig(train=TrainConfig(lr=s.lr)), MethodConfig(name=method))
+        cfg = replace(grid, epochs=0, min_steps=per_epoch * max(epochs), batch_size=s.batch_size,
+                      save=False)
         tuned = trainable(self.model, method, cfg, s.seed)
 
         def checkpoint(stats):

@@ -6,7 +6,6 @@ way and nothing else writes the store.
 
 from __future__ import annotations
 
-import json
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from tunelab.backends.prompt import template_hash
 from tunelab.core.config import RunConfig, to_dict
 from tunelab.core.store import Store
 from tunelab.core.ui import console
+from tunelab.eval.predictor import stored_info as run_info
 from tunelab.methods import is_trained, method_train
 from tunelab.methods.stored import as_stored
 from tunelab.run.cells import Cell
@@ -72,10 +72,6 @@ def begin(grid: Grid, cell: Cell, tok, replace: bool = False) -> bool:
                                 "label": cell.label, "train_size": cell.train_size,
                                 "n_train": cell.train_size, "seed": cell.seed,
                                 "config": config}, replace=replace)
-
-
-def run_info(run: dict) -> dict:
-    return json.loads(run["info"]) if run.get("info") else {}
 
 
 def record_failure(grid: Grid, cell: Cell, e: BaseException) -> None:
