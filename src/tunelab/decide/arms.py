@@ -336,14 +336,19 @@ def shared_metrics(arms: list[Arm]) -> list[str]:
     return [m for m in arms[0].ci if all(m in a.ci for a in arms)]
 
 
+def stored_configs(arms: list[Arm]) -> list[dict]:
+    """The run config every run of these arms was made with, as stored (one per run)."""
+    return [json.loads(r["config"] or "{}") for a in arms for r in a.runs]
+
+
 def stored_margin(arms: list[Arm]) -> float:
     """The equivalence margin (points) the runs were made with: the largest, if they differ."""
-    cfgs = [json.loads(r["config"] or "{}") for a in arms for r in a.runs]
+    cfgs = stored_configs(arms)
     return max((c.get("report", {}).get("margin", MARGIN) for c in cfgs), default=MARGIN)
 
 
 def stored_target(arms: list[Arm]) -> float | None:
     """The forecast's goal the runs were made with (report.target), if any: the highest."""
-    cfgs = [json.loads(r["config"] or "{}") for a in arms for r in a.runs]
+    cfgs = stored_configs(arms)
     found = [c["report"]["target"] for c in cfgs if c.get("report", {}).get("target") is not None]
     return max(found) if found else None

@@ -15,7 +15,7 @@ from tunelab import TunelabError
 from tunelab.backends.openai_api import OpenAIBackend
 from tunelab.core.config import ModelConfig, from_dict
 from tunelab.data.datasource import cache_dir
-from tunelab.decide.arms import Arm
+from tunelab.decide.arms import Arm, stored_configs
 from tunelab.decide.verdict import best
 from tunelab.eval.judge import Item, judge, summary
 from tunelab.tasks.metrics import bootstrap_ci
@@ -23,11 +23,10 @@ from tunelab.tasks.metrics import bootstrap_ci
 
 def stored_judge(arms: list[Arm]) -> ModelConfig | None:
     """The judge model the runs were configured with (report.judge), if any."""
-    for a in arms:
-        for r in a.runs:
-            found = json.loads(r["config"] or "{}").get("report", {}).get("judge")
-            if found:
-                return from_dict(ModelConfig, found, "report.judge")
+    for cfg in stored_configs(arms):
+        found = cfg.get("report", {}).get("judge")
+        if found:
+            return from_dict(ModelConfig, found, "report.judge")
     return None
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tunelab.decide.arms import stored_configs
 from tunelab.decide.track_record import agreement, match, side
 
 PATH = Path(__file__).with_name("track_record.json")
@@ -63,7 +64,7 @@ def quote(arms, rows: list[dict] | None = None) -> dict:
     rows = load() if rows is None else rows
     if rows is None:
         return {"kind": None, "sentence": "Track record: none in this install.", "row": None}
-    configs = [json.loads(r["config"] or "{}") for a in arms for r in a.runs]
+    configs = stored_configs(arms)
     found, diffs = match(configs, rows)
     if found is None:
         return {"kind": "own data", "sentence": own_data(rows), "row": None}
