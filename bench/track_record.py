@@ -29,6 +29,7 @@ import yaml
 
 from tunelab.core.config import read_config, to_dict
 from tunelab.decide.track_record import agreement, differences, flat, row, store_side
+from tunelab.methods import get_spec
 from tunelab.report.json_results import provenance
 from tunelab.report.track_record import PATH
 
@@ -46,8 +47,10 @@ SHIPPED = {
 
 
 def cells(cfg) -> int:
-    """Cells a config runs: each method's training sizes x seeds x models."""
-    return sum(len(m.train_sizes) for m in cfg.methods) * len(cfg.seeds) * len(cfg.models or [cfg.model])
+    """Cells a config runs: each method's training sizes x seeds (one seed for a method that
+    ignores it) x models."""
+    return sum(len(m.train_sizes) * (len(cfg.seeds) if get_spec(m.name).seeded else 1)
+               for m in cfg.methods) * len(cfg.models or [cfg.model])
 
 
 def task_row(task: str, title: str, config: str, reference: str, notes: dict) -> dict:

@@ -30,7 +30,7 @@ METHODS = (
     "  - {name: lora, train_sizes: [4, 8]}\n"
 )
 EXTRA = "seeds: [0, 1]\n"
-N_CELLS = 2 * (1 + 1 + 2)  # seeds x (zero_shot, few_shot, lora at two sizes)
+N_CELLS = 1 + 2 * (1 + 2)  # zero_shot once (it ignores the seed), seeds x (few_shot, lora x 2)
 CLI = [sys.executable, "-c", "from tunelab.cli.main import app; app()"]
 
 

@@ -133,6 +133,10 @@ class MethodSpec:
     """tune(ctx, system, user) -> (model, info, system): its training alone, for stages."""
     unset: dict[str, Callable[[Context], object]] | None = None
     """What a setting left unset (None) means, by name; None: PROMPTING or TRAINED."""
+    seeded: bool = True
+    """Its output depends on the cell's seed (a seeded draw of shots or of the training
+    subset, training itself). False: the same prompt decoded greedily whatever the seed, so
+    the grid runs it once (the first seed) and that cell stands for every seed."""
 
     @property
     def names(self) -> list[str]:

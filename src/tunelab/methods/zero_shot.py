@@ -8,4 +8,5 @@ def build(ctx: Context) -> Predictor:
     return chat_predictor(ctx, ctx.model, instruction(ctx), info=PredictorInfo(trainable_params=0))
 
 
-SPEC = MethodSpec("zero_shot", Prompted, trains=False, needs_local_model=False, build=build)
+SPEC = MethodSpec("zero_shot", Prompted, trains=False, needs_local_model=False, build=build,
+                  seeded=False)

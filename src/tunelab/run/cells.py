@@ -45,7 +45,8 @@ def sizes_of(m: MethodConfig, n_train_pool: int) -> list[int]:
 
 def cells(cfg: RunConfig, n_train_pool: int, scoring: str | None = None,
           task: dict | None = None) -> list[Cell]:
-    """All cells of the grid, smallest training size first (then model, method, seed).
+    """All cells of the grid, smallest training size first (then model, method, seed); a
+    method that ignores the seed (MethodSpec.seeded False: zero_shot) at the first seed only.
     `scoring`: the task's data-chosen scoring; classification (a changed prompt and metrics)
     enters the cell key, so such cells never resume from results scored the old way.
     `task`: the task's identity in the key (keys.task_identity; default: its name only)."""
@@ -63,8 +64,10 @@ def cells(cfg: RunConfig, n_train_pool: int, scoring: str | None = None,
                     f"{'trains' if is_trained(m) else 'generates itself'}), but model '{model.name}' "
                     "uses the openai backend (prompting only: "
                     f"{', '.join(n for n, s in METHODS.items() if not s.needs_local_model)})")
+            # a method that ignores the seed runs once: its other seeds would repeat it
+            seeds = cfg.seeds if get_spec(m.name).seeded else cfg.seeds[:1]
             for size in sizes_of(m, n_train_pool):
-                for seed in cfg.seeds:
+                for seed in seeds:
                     k = key(cfg, m, settings, is_trained(m), model, size, seed, task)
                     out.append(((size, m_order, order, seed), Cell(m, size, seed, k, model)))
     names = {m.name for m in grid_models(cfg)}
