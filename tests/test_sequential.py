@@ -177,3 +177,17 @@ def test_a_run_that_dies_between_rounds_keeps_what_it_scored(tmp_path, tiny_mode
     got = _scored(tmp_path / "s.db")
     why = "the run ended after 10 examples, before the headline was decided"
     assert got == {"zero_shot": (10, why), "oracle": (10, why)}, got
+
+
+def test_a_rerun_of_a_cell_stopped_early_scores_the_examples_it_was_scored_on(
+        tmp_path, tiny_model_dir, fake):
+    # `tunelab rerun` scored the whole slice (60) against a cell stored on the first 10-50:
+    # every metric differed and a reproduced run read "NOT reproduced"
+    from tunelab.run.rerun import rerun
+
+    run_grid(load_config(_grid(tmp_path, tiny_model_dir)), fail_fast=True, settle=rule)
+    n = _scored(tmp_path / "s.db")["oracle"][0]
+    assert n < N_TEST
+    cell = next(r for r in Store(tmp_path / "s.db").runs("done") if r["method"] == "oracle")
+    got = rerun(str(tmp_path / "s.db"), cell["id"], tmp_path / "re")
+    assert got.predictions_total == n and got.identical, got

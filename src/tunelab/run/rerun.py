@@ -57,6 +57,15 @@ def cell_config(stored: dict, out_dir: Path) -> RunConfig:
     return cfg
 
 
+def stop_at(n: int):
+    """A stopping rule that ends scoring once n examples are scored: a cell that sequential
+    evaluation stopped early is rerun on the examples it was scored on (rounds score the
+    slice in order; n is one of its round ends), not on the whole slice."""
+    def settle(cells: list[dict], looks: int, primary: str, margin: float) -> str | None:
+        return f"the stored run was scored on {n}" if min(len(c["rows"]) for c in cells) >= n else None
+    return settle
+
+
 def rerun(store_path: str, run_id: str, out_dir: str | Path) -> Comparison:
     store = Store(store_path, create=False)
     old = store.run(run_id)
@@ -69,7 +78,8 @@ def rerun(store_path: str, run_id: str, out_dir: str | Path) -> Comparison:
                            "(settings: tunelab show --json)")
     out = Path(out_dir) / old["id"]
     cfg = cell_config(stored, out)
-    keys = run_grid(cfg, fail_fast=True)
+    n_scored = json.loads(old["info"] or "{}").get("n_scored")
+    keys = run_grid(cfg, fail_fast=True, settle=None if n_scored is None else stop_at(n_scored))
     new_store = Store(cfg.store)
     new = new_store.run(keys[0])
     old_m, new_m = store.metrics(old["id"]), new_store.metrics(new["id"])
