@@ -70,6 +70,20 @@ def task_row(task: str, title: str, config: str, reference: str, notes: dict) ->
     return row(task, title, config, reference, fingerprint, shipped, ref, notes.get(task), cells(ref_cfg))
 
 
+def measured_coverage(task: str, results: Path = Path("results")) -> dict | None:
+    """What bench/coverage.py measured on this task's reference run
+    (results/bench_coverage_<task>.json): the coverage of the interval the report prints
+    (the paired percentile bootstrap) by slice size, the pair it was measured on and the
+    replicates; None where it has not been measured."""
+    path = results / f"bench_coverage_{task}.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    rows = [r for r in data["rows"] if r["method"] == "percentile"]
+    return {"source": data["source"], "nominal": data["nominal"], "reps": min(r["reps"] for r in rows),
+            "by_n": {str(r["n"]): r["coverage"] for r in rows}, "file": path.name}
+
+
 def read_notes(path: Path) -> dict[str, str]:
     """configs/reference/notes.yaml: task -> why its verdicts disagree (none: {})."""
     notes = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
@@ -87,7 +101,8 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--out", default=str(PATH), help="where the table goes (default: the package data)")
     args = ap.parse_args(argv)
     notes = read_notes(Path(args.notes))
-    rows = [task_row(task, *spec, notes) for task, spec in SHIPPED.items()]
+    rows = [task_row(task, *spec, notes) | {"coverage": measured_coverage(task)}
+            for task, spec in SHIPPED.items()]
     agreed, compared, _ = agreement(rows)
     data = {"bench": "track_record", "figures": {"tasks": len(rows), "compared": compared, "agreed": agreed},
             "rows": rows, "provenance": provenance(argv if argv is not None else sys.argv[1:],

@@ -128,13 +128,24 @@ def _wall(s: dict | None) -> str:
     return f"{s['wall_s']:,.0f} s" if s else "—"
 
 
+def _coverage(r: dict) -> str:
+    """The printed interval's measured coverage by slice size (bench/coverage.py), or —."""
+    cov = r.get("coverage")
+    if not cov:
+        return "—"
+    return " / ".join(f"{100 * cov['by_n'][n]:.1f}%" for n in sorted(cov["by_n"], key=int)) + \
+        f" ({' / '.join(sorted(cov['by_n'], key=int))})"
+
+
 def track(data: dict) -> str:
     """The track record (bench/track_record.py): one row per shipped task, its shipped and
     reference verdicts, whether they agree, both headline leads (points, best fine-tuned
-    minus best prompting) with their intervals, test examples x seeds, and wall times."""
+    minus best prompting) with their intervals, test examples x seeds, wall times, and the
+    coverage of the printed interval measured on the reference run."""
     lines = ["| task | shipped verdict | reference verdict | agreed | shipped lead (points) | "
              "reference lead (points) | test examples x seeds (shipped / reference) | "
-             "wall time (shipped / reference) | note |", "|---|---|---|---|---|---|---|---|---|"]
+             "wall time (shipped / reference) | interval coverage (slice size) | note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in data["rows"]:
         s, ref = r["shipped"], r["reference"]
         agreed = {True: "yes", False: "**no**", None: "—"}[r["agreed"]]
@@ -142,7 +153,7 @@ def track(data: dict) -> str:
         note = note if r["agreed"] is not None else r["status"]
         lines.append(f"| {r['title']} (`{r['config']}`) | {(s or {}).get('verdict', '—')} | "
                      f"{(ref or {}).get('verdict', '—')} | {agreed} | {_lead(s)} | {_lead(ref)} | "
-                     f"{_size(s)} / {_size(ref)} | {_wall(s)} / {_wall(ref)} | {note} |")
+                     f"{_size(s)} / {_size(ref)} | {_wall(s)} / {_wall(ref)} | {_coverage(r)} | {note} |")
     return "\n".join(lines + ["", provenance(data)])
 
 

@@ -213,6 +213,18 @@ def test_the_bench_script_reads_the_stores_the_configs_name(tmp_path, monkeypatc
     others = {t: "reference not run yet" for t in bench.SHIPPED if t != "viggo"}
     assert status == {"viggo": "agreed", **others}
     assert data["figures"] == {"tasks": 7, "compared": 1, "agreed": 1}
+    assert {r["coverage"] for r in data["rows"]} == {None}  # no coverage measured yet
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "bench_coverage_viggo.json").write_text(json.dumps({
+        "source": "store viggo_demo.db: lora n=500 - few_shot on slot_f1, 400 examples", "nominal": 0.95,
+        "rows": [{"n": n, "method": m, "coverage": c, "mean_width": 0.1, "reps": 1000}
+                 for n, m, c in ((40, "percentile", 0.921), (40, "t", 0.95), (100, "percentile", 0.944))]}))
+    viggo = json.loads(bench.main(["--out", str(tmp_path / "tr.json")]).read_text())["rows"][0]
+    assert viggo["coverage"]["by_n"] == {"40": 0.921, "100": 0.944}  # the printed interval's only
+    said = track_record.row_sentence(viggo)
+    assert said.endswith("held the difference of all the examples in 92.1% of 1000 drawn slices of 40 "
+                         "examples, 94.4% of 100 (nominal 95%); at 40 that is 2.9 points short: read its "
+                         "intervals as somewhat too narrow there."), said
     assert data["provenance"]["command"].startswith("python bench/track_record.py")
     (tmp_path / "notes.yaml").write_text("viggo_demo: budget\n")
     with pytest.raises(SystemExit, match=r"notes\.yaml: 'viggo_demo': expected task"):
@@ -228,9 +240,13 @@ def test_the_docs_view_shows_one_row_per_task(record):
         "python": "3.11", "packages": {}}}).splitlines()
     assert table[2].startswith("| ViGGO demo (`configs/demo.yaml`) | fine-tune | fine-tune | yes | +40.0 "
                                "(simultaneous 95% CI ")
-    assert table[2].endswith("| 100 x 1 / 400 x 3 | 3 s / 9 s |  |")
-    assert table[3] == ("| SQL (`configs/sql.yaml`) | — | — | — | — | — | — / — | — / — | "
+    assert table[2].endswith("| 100 x 1 / 400 x 3 | 3 s / 9 s | — |  |")
+    assert table[3] == ("| SQL (`configs/sql.yaml`) | — | — | — | — | — | — / — | — / — | — | "
                         "reference not run yet |")
+    record[0]["coverage"] = {"by_n": {"100": 0.944, "40": 0.921}, "nominal": 0.95, "reps": 1000}
+    again = render_results.track({"rows": record, "provenance": {
+        "command": "c", "machine": "m", "code_version": "0", "python": "3", "packages": {}}})
+    assert "| 92.1% / 94.4% (40 / 100) |  |" in again.splitlines()[2]
 
 
 def test_a_side_against_fine_tuning_on_an_unconverged_arm_says_so(tmp_path):
