@@ -64,10 +64,10 @@ SHORT = 0.02
 def coverage_sentence(cov: dict | None) -> str:
     """What the coverage measured on a task's reference run says of the intervals printed.
 
-    >>> coverage_sentence({"by_n": {"40": 0.93, "100": 0.9475}, "nominal": 0.95, "reps": 2000})
-    ' On its reference run, the interval tunelab prints (paired percentile bootstrap) held the difference of all the examples in 93.0% of 2000 drawn slices of 40 examples, 94.8% of 100 (nominal 95%).'
-    >>> coverage_sentence({"by_n": {"40": 0.91}, "nominal": 0.95, "reps": 500})[-110:]
-    'of 40 examples (nominal 95%); at 40 that is 4.0 points short: read its intervals as somewhat too narrow there.'
+    >>> coverage_sentence({"by_n": {"40": 0.93, "100": 0.9475}, "nominal": 0.95, "reps": 2000})[-90:]
+    'all the examples in 93.0% of 2000 drawn slices of 40 examples, 94.8% of 100 (nominal 95%).'
+    >>> coverage_sentence({"by_n": {"40": 0.91}, "nominal": 0.95, "reps": 500})[-90:]
+    'nal 95%); at 40 that is 4.0 points short: read its intervals as somewhat too narrow there.'
     """
     if not cov:
         return ""
