@@ -191,3 +191,19 @@ def test_a_rerun_of_a_cell_stopped_early_scores_the_examples_it_was_scored_on(
     cell = next(r for r in Store(tmp_path / "s.db").runs("done") if r["method"] == "oracle")
     got = rerun(str(tmp_path / "s.db"), cell["id"], tmp_path / "re")
     assert got.predictions_total == n and got.identical, got
+
+
+def test_trained_copies_that_would_not_fit_in_memory_fall_back_to_the_whole_slice(
+        tmp_path, tiny_model_dir, fake, monkeypatch, capsys):
+    # lockstep rounds keep every trained cell's copy of the weights until the last round:
+    # ten trained arms of a 1B model are ten copies. Where they would not fit, each arm is
+    # scored in full one after another, and the run says why
+    cfg = _grid(tmp_path, tiny_model_dir)
+    cfg.write_text(cfg.read_text().replace("train_sizes: [8]", "train_sizes: [4, 8]"))
+    monkeypatch.setattr("tunelab.run.sequential.free_bytes", lambda model: 2**20)  # 1 MiB free
+    run_grid(load_config(cfg), fail_fast=True, settle=rule)
+    said = capsys.readouterr()
+    assert "sequential evaluation would hold 2 trained copies of the weights at once" in said.out + said.err
+    s = Store(tmp_path / "s.db")
+    assert {len(s.predictions(r["id"])) for r in s.runs("done")} == {N_TEST}
+    assert len(s.runs("done")) == 3

@@ -20,7 +20,7 @@ from tunelab.run.cell_store import Grid, begin, complete, record, record_failure
 from tunelab.run.cells import Cell
 from tunelab.run.compute_cell import compute_cell
 from tunelab.run.ray_executor import run_ray
-from tunelab.run.sequential import run_sequential
+from tunelab.run.sequential import run_sequential, too_big
 
 Executor = Callable[[Grid, list[Cell], bool], None]
 
@@ -59,11 +59,16 @@ def loader() -> Callable[[Cell], tuple]:
 def run_local(grid: Grid, todo: list[Cell], fail_fast: bool) -> None:
     """Cells in this process, each model loaded once: in lockstep rounds until the verdict
     is settled (eval.sequential, run/sequential.py), else one after another on the whole
-    slice."""
+    slice; also so where the rounds' trained copies of the weights would not fit in memory
+    (sequential.too_big)."""
     load = loader()
     if sequential(grid):
-        run_sequential(grid, todo, load, fail_fast)
-        return
+        why = too_big(todo, load)
+        if why is None:
+            run_sequential(grid, todo, load, fail_fast)
+            return
+        console.print(f"note: {why}; each arm is scored on the whole test slice instead, one after "
+                      "another (as with eval.sequential: false)", highlight=False, soft_wrap=True)
     for cell in todo:
         if complete(grid, cell.key):  # another grid on this store did it meanwhile
             continue

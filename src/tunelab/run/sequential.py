@@ -34,6 +34,41 @@ or None. The verdict's rule (decide/sequential.rule) sits above this layer: the 
 that runs the grid hands it in (Grid.settle)."""
 
 
+FIT = 0.5
+"""Lockstep rounds hold every trained cell's copy of the weights at once: they run only if
+those copies take at most this share of the memory free on the model's device (the rest is
+for the base weights, training and generation)."""
+
+
+def free_bytes(model) -> int:
+    """Memory free on the device the model's weights are on (CUDA: the card's; else RAM)."""
+    import psutil
+    import torch
+
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return psutil.virtual_memory().available
+
+
+def too_big(todo: list[Cell], load: Loader) -> str | None:
+    """Why lockstep rounds would not fit in memory (a sentence), or None where they fit.
+    Each trained cell keeps its own copy of its model's weights until the last round
+    (methods/finetune.py copies them), so ten trained arms of a 1B model need ten copies."""
+    trained = [c for c in todo if is_trained(c.method)]
+    if len(trained) < 2:  # one copy at a time either way
+        return None
+    need, free = 0, None
+    for c in trained:
+        model = load(c)[0]
+        need += sum(p.numel() * p.element_size() for p in model.parameters())
+        free = free_bytes(model) if free is None else free
+    if need <= FIT * free:
+        return None
+    return (f"sequential evaluation would hold {len(trained)} trained copies of the weights at once "
+            f"({need / 2**30:.1f} GiB), more than {FIT:.0%} of the {free / 2**30:.1f} GiB free")
+
+
 @dataclass
 class Live:
     """A cell whose predictor is built and being scored round by round."""
