@@ -209,6 +209,9 @@ def test_provenance_names_the_machine_kind_and_a_portable_command(monkeypatch):
     monkeypatch.chdir(ROOT)
     p = payload.provenance(["run", str(ROOT / "configs" / "demo.yaml"), "--store", "/elsewhere/x.db"])
     assert p["command"] == "tunelab run configs/demo.yaml --store x.db"
+    # an argument with a space is quoted, so the command retyped passes it as one
+    q = payload.provenance(["--a", "lora n=500", "--b", "few_shot"], program="python bench/coverage.py")
+    assert q["command"] == "python bench/coverage.py --a 'lora n=500' --b few_shot"
     assert p["code_version"].startswith(__version__)
     assert re.fullmatch(r"\d+-core [\w-]+ CPU( \([\w-]+\))?, .+", p["machine"]), p["machine"]
     assert not find_forbidden({"machine": p["machine"]})

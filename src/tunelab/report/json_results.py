@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -99,7 +100,8 @@ def command_line(argv: list[str] | None = None, program: str = "tunelab") -> str
     paths made relative to the current folder (or cut to their name): a result file names
     no folder of the machine it was measured on."""
     args = sys.argv[1:] if argv is None else argv
-    return " ".join([program, *(_portable(a) for a in args)])
+    # quoted where needed: `--a "lora n=500"` retyped stays one argument
+    return " ".join([program, *(shlex.quote(_portable(a)) for a in args)])
 
 
 def _portable(arg: str) -> str:
