@@ -463,3 +463,21 @@ def test_picked_arms_across_models_and_against_base_get_simultaneous_intervals(t
     assert len(lost) == 1
     assert "big lora n=50 is worse than big zero_shot by 10.0 points (simultaneous 95% CI" in lost[0]
     assert "every one of the 4 fine-tuned arms it was picked from" in lost[0], lost
+
+
+def test_a_look_adjusted_interval_stays_where_a_difference_of_scores_can_be():
+    """20 examples of 0/1 scores, five looks planned: the look-adjusted, Student-widened
+    bound of a 75-point lead would pass +100 points, a difference no two arms can have."""
+    from types import SimpleNamespace
+
+    from tunelab.decide.compare import in_family
+
+    ids = [str(i) for i in range(20)]
+    a = SimpleNamespace(name="lora", looks=5, scores={"m": {e: float(int(e) < 17) for e in ids}})
+    b = SimpleNamespace(name="few", looks=5, scores={"m": {e: float(e in ("2", "16")) for e in ids}})
+    c = in_family([(a, b)], "m")
+    assert c.d == pytest.approx(0.75)
+    assert -1.0 <= c.lo < c.d < c.hi <= 1.0 and -1.0 <= c.lo90 < c.hi90 <= 1.0
+    assert c.d + c.z95 * c.sd / math.sqrt(20) > 1.0 and c.hi == 1.0  # clipped there, not narrowed
+    wide = SimpleNamespace(name="x", looks=5, scores={"m": {e: 4.0 * v for e, v in a.scores["m"].items()}})
+    assert in_family([(wide, b)], "m").hi > 1.0  # a score outside [0, 1]: nothing to clip to

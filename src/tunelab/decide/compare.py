@@ -194,8 +194,14 @@ def in_family(pairs: list[tuple[Arm, Arm]], metric: str, margin: float = MARGIN)
     fam = max_t(diffs, (a95, a90), n_resamples=resamples_for(a95))
     if looks > 1:  # early looks are small: Student tails (looks.expand)
         fam = replace(fam, crit={a: expand(c, len(common), a) for a, c in fam.crit.items()})
-    lo, hi = fam.interval(0, a95)
-    lo90, hi90 = fam.interval(0, a90)
+    # every tunelab metric scores an example in [0, 1], so a mean difference lies in [-1, 1];
+    # the t-shaped bounds (max-|t|, Student-widened early looks) can pass it at small n, and
+    # clipping to where the difference can be loses no coverage. Scores outside [0, 1] (a
+    # metric of the user's own): left as they are.
+    reach = (-1.0, 1.0) if all(0.0 <= v <= 1.0 for x in arms for v in x.scores[metric].values()) \
+        else (-np.inf, np.inf)
+    lo, hi = np.clip(fam.interval(0, a95), *reach).tolist()
+    lo90, hi90 = np.clip(fam.interval(0, a90), *reach).tolist()
     sd = float(np.std(diffs[:, 0], ddof=1)) if len(common) > 1 else 0.0
     return Comparison(pairs[0][0].name, pairs[0][1].name, metric, margin, float(fam.d[0]), lo, hi,
                       lo90, hi90, len(common), sd, fam.crit[a95], fam.crit[a90], len(pairs), looks)
