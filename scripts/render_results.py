@@ -94,7 +94,7 @@ def table(data: dict) -> str:
 def recommendation(data: dict) -> str:
     """The report's recommendation, quoted (its first line is the verdict), then its
     track-record sentence where the run has one."""
-    quoted = data["recommendation"] + [data.get("track_record", {}).get("sentence") or ""]
+    quoted = [*data["recommendation"], data.get("track_record", {}).get("sentence")]
     return "\n".join(f"> {line}" for line in quoted if line)
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from tunelab import TunelabError
 from tunelab.decide.looks import expand, look_alpha, resamples_for
 from tunelab.decide.simultaneous import max_t
-from tunelab.tasks.metrics import paired_bootstrap
+from tunelab.tasks.metrics import paired_bootstrap, unit_scores
 
 Z90, Z95 = NormalDist().inv_cdf(0.95), NormalDist().inv_cdf(0.975)
 """Half-widths of two-sided 90% and 95% normal intervals, in standard errors."""
@@ -194,12 +194,11 @@ def in_family(pairs: list[tuple[Arm, Arm]], metric: str, margin: float = MARGIN)
     fam = max_t(diffs, (a95, a90), n_resamples=resamples_for(a95))
     if looks > 1:  # early looks are small: Student tails (looks.expand)
         fam = replace(fam, crit={a: expand(c, len(common), a) for a, c in fam.crit.items()})
-    # every tunelab metric scores an example in [0, 1], so a mean difference lies in [-1, 1];
-    # the t-shaped bounds (max-|t|, Student-widened early looks) can pass it at small n, and
-    # clipping to where the difference can be loses no coverage. Scores outside [0, 1] (a
-    # metric of the user's own): left as they are.
-    reach = (-1.0, 1.0) if all(0.0 <= v <= 1.0 for x in arms for v in x.scores[metric].values()) \
-        else (-np.inf, np.inf)
+    # the t-shaped bounds (max-|t|, Student-widened early looks) can pass what a difference
+    # of two 0-1 metrics can be at small n; clipping to [-1, 1] loses no coverage. Scores
+    # outside [0, 1] (a metric of the user's own): left as they are.
+    unit = unit_scores(*(list(x.scores[metric].values()) for x in arms))
+    reach = (-1.0, 1.0) if unit else (-np.inf, np.inf)
     lo, hi = np.clip(fam.interval(0, a95), *reach).tolist()
     lo90, hi90 = np.clip(fam.interval(0, a90), *reach).tolist()
     sd = float(np.std(diffs[:, 0], ddof=1)) if len(common) > 1 else 0.0

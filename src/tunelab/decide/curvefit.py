@@ -22,6 +22,8 @@ import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
 from scipy.stats import chi2
 
+from tunelab.tasks.metrics import unit_scores
+
 C_MIN, C_MAX = 0.05, 2.0
 """Bounds of the power law's exponent: flatter than n^-0.05 is indistinguishable from a
 log-linear trend over any range measured here; steeper than n^-2 is a step, not a curve."""
@@ -173,7 +175,7 @@ def candidates(sizes, per_size: list[np.ndarray], shared_seeds: bool = True, n_b
     the data reject every one or a form cannot be tested: (used, power law first; all by
     name)."""
     sizes = np.asarray(sizes, dtype=float)
-    bounded = bool(all(((y >= 0) & (y <= 1)).all() for y in per_size))
+    bounded = unit_scores(*per_size)
     y = np.array([m.mean() for m in per_size])
     rows = resampled_means(per_size, n_boot, seed, shared_seeds)
     cov = np.cov(rows.T)

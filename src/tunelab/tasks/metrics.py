@@ -200,6 +200,19 @@ def get_metric(name: str) -> Metric:
     return METRICS[name]
 
 
+def unit_scores(*groups) -> bool:
+    """Whether every score of every group lies in [0, 1], the range of every tunelab metric
+    (a metric of the user's own may leave it): a mean of them then lies in [0, 1] and a
+    difference of two means in [-1, 1].
+
+    >>> unit_scores([0, 0.5, 1], [1.0])
+    True
+    >>> unit_scores([0.2, 4.0])
+    False
+    """
+    return all(bool(((g >= 0) & (g <= 1)).all()) for g in (np.asarray(x, dtype=float) for x in groups))
+
+
 def bootstrap_ci(
     values, n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05
 ) -> tuple[float, float, float]:
