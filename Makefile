@@ -42,8 +42,9 @@ demo: install
 	$(BIN)/tunelab run configs/demo.yaml
 
 # pytest exits 5 when it collected no tests: that must fail, and it does (non-zero).
+# --durations lists the slowest tests, so a suite that grows past ~10 minutes shows where.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 	$(BIN)/ruff check src tests bench scripts
 
 # results/demo.json, behind README's demo table: run it alone on the machine whose kind it names.
