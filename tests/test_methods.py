@@ -248,3 +248,15 @@ def test_few_shot_draw_chooses_which_shots_and_a_search_can_choose_it(tiny, vigg
     m = from_dict(MethodConfig, {"name": "few_shot", "search": {"draw": [0]}}, "m")
     ctx = Context(None, None, None, [], m, method_train(RunConfig(methods=[m]), m), 4, None)
     assert default_setting(ctx, m.search) == {"draw": 4}
+
+
+def test_dpo_keeps_stdout_for_the_json(tmp_path, tiny_model_dir, viggo_dir):
+    """TRL's trainer, with its tqdm bar off, printed a dict per logged step on stdout,
+    ahead of `tunelab run --json`'s document: stdout must parse as JSON alone."""
+    store = tmp_path / "runs" / "t.db"
+    cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, viggo_dir, store,
+                       "  - {name: dpo, train_sizes: [8], beta: 0.2}\n")
+    r = runner.invoke(app, ["run", str(cfg), "--json", "--fail-fast"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert [a["method"] for a in data["arms"]] == ["dpo"]

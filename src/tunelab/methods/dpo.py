@@ -22,6 +22,7 @@ from tunelab.backends.hf import fingerprint
 from tunelab.backends.local_model import cache_root
 from tunelab.backends.prompt import messages, render
 from tunelab.core.cache import cached_json, digest
+from tunelab.core.ui import progress
 from tunelab.data.readers import Example
 from tunelab.eval.predictor import Predictor, PredictorInfo
 from tunelab.methods.base import Context, MethodSpec, Prompted, chat_predictor, instruction
@@ -89,8 +90,38 @@ def _trainer(ctx: Context, model, data: list[dict]):
         bf16=False, fp16=False, use_cpu=of(model).type == "cpu",
         activation_checkpointing=False,
     )
-    return DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(data),
-                      processing_class=ctx.tok, peft_config=lora_config(cfg))
+    trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(data),
+                         processing_class=ctx.tok, peft_config=lora_config(cfg))
+    # with its tqdm bar off, transformers prints every log dict to stdout (PrinterCallback),
+    # which broke `tunelab run --json`; tunelab's own bar (stderr) takes both their places
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    for callback in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(callback)
+    trainer.add_callback(_bar_callback())
+    return trainer
+
+
+def _bar_callback():
+    """A TrainerCallback driving a tunelab progress bar on stderr: steps, and the last loss."""
+    from transformers import TrainerCallback
+
+    class Bar(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.bar = progress()
+            self.bar.start()
+            self.task = self.bar.add_task("dpo", total=state.max_steps, info="")
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.bar.update(self.task, info=f"loss {float(logs['loss']):.4f}")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.bar.update(self.task, completed=state.global_step)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.bar.stop()
+
+    return Bar()
 
 
 def tune(ctx: Context, system: str | None = None, user=None):
