@@ -93,33 +93,27 @@ def _trainer(ctx: Context, model, data: list[dict]):
     trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(data),
                          processing_class=ctx.tok, peft_config=lora_config(cfg))
     # with its tqdm bar off, transformers prints every log dict to stdout (PrinterCallback),
-    # which broke `tunelab run --json`; tunelab's own bar (stderr) takes both their places
+    # which broke `tunelab run --json`; tunelab's own bar (stderr, in tune) takes both places
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     for callback in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(callback)
-    trainer.add_callback(_bar_callback())
     return trainer
 
 
-def _bar_callback():
-    """A TrainerCallback driving a tunelab progress bar on stderr: steps, and the last loss."""
+def _bar_callback(bar):
+    """A TrainerCallback driving `bar` (a tunelab progress bar): steps, and the last loss."""
     from transformers import TrainerCallback
 
     class Bar(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
-            self.bar = progress()
-            self.bar.start()
-            self.task = self.bar.add_task("dpo", total=state.max_steps, info="")
+            self.task = bar.add_task("dpo", total=state.max_steps, info="")
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
-                self.bar.update(self.task, info=f"loss {float(logs['loss']):.4f}")
+                bar.update(self.task, info=f"loss {float(logs['loss']):.4f}")
 
         def on_step_end(self, args, state, control, **kwargs):
-            self.bar.update(self.task, completed=state.global_step)
-
-        def on_train_end(self, args, state, control, **kwargs):
-            self.bar.stop()
+            bar.update(self.task, completed=state.global_step)
 
     return Bar()
 
@@ -139,7 +133,8 @@ def tune(ctx: Context, system: str | None = None, user=None):
     t0 = time.perf_counter()
     t = ctx.train_cfg
     with out_of_memory(model, "dpo training", f"train.batch_size ({t.batch_size}) or "
-                       f"train.max_length ({t.max_length})"):
+                       f"train.max_length ({t.max_length})"), progress() as bar:
+        trainer.add_callback(_bar_callback(bar))  # the bar stops on an error too
         trainer.train()
     seconds = time.perf_counter() - t0
     tuned = trainer.model
