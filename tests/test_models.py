@@ -52,3 +52,23 @@ def test_plain_fallback_for_base_models_starts_with_bos_and_stops_at_next_sectio
             return {"input_ids": [7] if text == "###" else [8, 9]}
 
     assert stop_ids(Base()) == [1, 7]
+
+
+def test_cache_copy_never_replaces_a_complete_one_and_mends_a_broken_one(tiny, tmp_path):
+    """Two processes building the same cached copy at once (a parallel run, a test worker):
+    the second keeps the first's files, which a load may be reading; a copy without its
+    config.json (left by a crash in an older version) is replaced."""
+    from tunelab.backends.local_model import _save_plain
+
+    model, tok = tiny
+    dest = tmp_path / "models" / "tiny"
+    _save_plain(model, tok, dest)
+    first = (dest / "model.safetensors").stat().st_ino
+    _save_plain(model, tok, dest)
+    assert (dest / "model.safetensors").stat().st_ino == first
+    assert [p.name for p in dest.parent.iterdir()] == ["tiny"]  # no temp dir left behind
+
+    (dest / "config.json").unlink()
+    _save_plain(model, tok, dest)
+    assert (dest / "config.json").exists()
+    assert (dest / "model.safetensors").stat().st_ino != first

@@ -87,7 +87,8 @@ def _from_gguf(gguf: Path, dtype: torch.dtype):
 
 def _save_plain(model, tok, dest: Path) -> None:
     """Save an HF safetensors copy; written to a temp dir and renamed, so a crash never
-    leaves a half-written cache that later loads would trust."""
+    leaves a half-written cache that later loads would trust, and a process that builds
+    the same copy at the same time never replaces one another process is reading."""
     # save_pretrained refuses a model that still carries its GGUF quantizer, though the
     # weights are already dequantized.
     model.hf_quantizer = None
@@ -97,9 +98,12 @@ def _save_plain(model, tok, dest: Path) -> None:
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".tmp-"))
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
+    if dest.exists() and not (dest / "config.json").exists():
+        shutil.rmtree(dest)  # a copy left incomplete by an older version
+    try:
+        tmp.rename(dest)
+    except OSError:  # another process (a parallel run, a test worker) finished first:
+        shutil.rmtree(tmp)  # its copy is complete and may be in use, so keep it
 
 
 def packaged_path(alias: str, dtype: torch.dtype = torch.float32) -> Path:
