@@ -62,6 +62,14 @@ def test_a_row_compares_the_two_headlines(tmp_path):
     assert s["wall_s"] == 3.0 and ref["wall_s"] == 9.0  # eval 1 s per cell, no training
 
 
+def test_a_row_prints_the_lead_the_report_prints(tmp_path):
+    """The row keeps points to one decimal, as the reports print them: rounded to two first,
+    a lead of 45.9499 points (a report's +45.9) rendered as +46.0 in the track record."""
+    cfg = stored("configs/demo.yaml")
+    side = store_side(fill(tmp_path / "s.db", cfg, [0.459499] * 100, [0.0] * 100))[0]
+    assert f"{side['lead']:+.1f}" == f"{100 * 0.459499:+.1f}" == "+45.9"
+
+
 def test_a_disagreement_carries_its_note(tmp_path):
     r = demo_row(tmp_path, pattern(400, [(0, 161)]), reason="the seconds budget")
     assert (r["status"], r["agreed"], r["reference"]["verdict"]) == ("disagreed", False, "within margin")

@@ -116,10 +116,12 @@ def side(arms: list[Arm]) -> dict:
     # as verdict.headline: a verdict against fine-tuning on an arm that did not converge or
     # collapsed is not a reliable one; the row carries why
     caveat = (bt.convergence or bt.collapsed) if c.kind != "better" else None
+    # points to one decimal, as every report prints them: rounding to two here and to one
+    # when rendered turned a report's +45.9 (45.9499) into the row's +46.0
+    pts = {k: round(100 * getattr(c, k), 1) for k in ("d", "lo", "hi", "lo90", "hi90")}
     return {**out, "verdict": VERDICT[c.kind], "kind": c.kind, "metric": metric,
-            "tuned": c.a, "prompted": c.b, "lead": round(100 * c.d, 2), "lo": round(100 * c.lo, 2),
-            "hi": round(100 * c.hi, 2), "ci": c.ci95, "lo90": round(100 * c.lo90, 2),
-            "hi90": round(100 * c.hi90, 2), "margin": c.margin, "n_test": c.n,
+            "tuned": c.a, "prompted": c.b, "lead": pts["d"], "lo": pts["lo"], "hi": pts["hi"],
+            "ci": c.ci95, "lo90": pts["lo90"], "hi90": pts["hi90"], "margin": c.margin, "n_test": c.n,
             "caveat": f"{bt.name}: {caveat}" if caveat else None}
 
 
