@@ -72,3 +72,20 @@ def test_cache_copy_never_replaces_a_complete_one_and_mends_a_broken_one(tiny, t
     _save_plain(model, tok, dest)
     assert (dest / "config.json").exists()
     assert (dest / "model.safetensors").stat().st_ino != first
+
+
+def test_cache_copy_that_cannot_be_put_in_place_is_an_error(tiny, tmp_path, monkeypatch):
+    """A rename that fails for another reason than a finished copy already there (here:
+    permissions) is raised, not taken for another process's copy."""
+    from pathlib import Path
+
+    from tunelab.backends.local_model import _save_plain
+
+    def denied(self, target):
+        raise PermissionError(13, "Permission denied", str(target))
+
+    monkeypatch.setattr(Path, "rename", denied)
+    dest = tmp_path / "models" / "tiny"
+    with pytest.raises(PermissionError):
+        _save_plain(*tiny, dest)
+    assert list(dest.parent.iterdir()) == []  # its temp copy is cleaned up

@@ -102,8 +102,12 @@ def _save_plain(model, tok, dest: Path) -> None:
         shutil.rmtree(dest)  # a copy left incomplete by an older version
     try:
         tmp.rename(dest)
-    except OSError:  # another process (a parallel run, a test worker) finished first:
-        shutil.rmtree(tmp)  # its copy is complete and may be in use, so keep it
+    except OSError:
+        shutil.rmtree(tmp)
+        if not (dest / "config.json").exists():
+            raise  # not another process's finished copy: a real error (permissions, disk)
+        # else another process (a parallel run, a test worker) finished first: its copy is
+        # complete and may be in use, so it is kept
 
 
 def packaged_path(alias: str, dtype: torch.dtype = torch.float32) -> Path:
