@@ -177,6 +177,13 @@ def test_a_run_that_dies_between_rounds_keeps_what_it_scored(tmp_path, tiny_mode
     got = _scored(tmp_path / "s.db")
     why = "the run ended after 10 examples, before the headline was decided"
     assert got == {"zero_shot": (10, why), "oracle": (10, why)}, got
+    # resumed, the cells left between rounds are scored on until the headline is decided or
+    # the slice is used up: a resumed GSM8k run once drew its verdict on the 20 examples its
+    # prompted arms were scored on before a crash, its split holding 50
+    monkeypatch.setattr(ev, "generate", real)
+    run_grid(load_config(_grid(tmp_path, tiny_model_dir)), fail_fast=True, settle=rule)
+    got = _scored(tmp_path / "s.db")
+    assert got == {m: (N_TEST, "test slice used up") for m in ("zero_shot", "oracle")}, got
 
 
 def test_a_rerun_of_a_cell_stopped_early_scores_the_examples_it_was_scored_on(

@@ -43,16 +43,26 @@ def sequential(grid: Grid) -> bool:
     return grid.cfg.eval.sequential and grid.cfg.executor == "local" and grid.settle is not None
 
 
+UNFINISHED = "the run ended after {n} examples, before the headline was decided"
+"""Why scoring stopped, as stored for a cell between rounds of sequential evaluation
+(run/sequential.save): what a run that dies there leaves."""
+
+
 def complete(grid: Grid, key: str) -> bool:
-    """Whether a cell is finished in the store. With `eval.sequential: false` a cell that
-    sequential evaluation stopped early (fewer examples scored than the slice holds) is
-    not: a fixed-slice run scores it again on the whole slice."""
+    """Whether a cell is finished in the store. A cell left between rounds by a run that
+    died is not: resuming scores it again until the headline is decided, as the run would
+    have (left as it was, a resumed grid drew its verdict on the few examples scored before
+    the crash). With `eval.sequential: false` a cell that sequential evaluation stopped
+    early (fewer examples scored than the slice holds) is not either: a fixed-slice run
+    scores it again on the whole slice."""
     if grid.store.status(key) != "done":
+        return False
+    info = run_info(grid.store.run(key))
+    if (info.stopped or "").startswith(UNFINISHED.split("{")[0]):
         return False
     if sequential(grid):
         return True
-    n = run_info(grid.store.run(key)).n_scored
-    return n is None or n >= len(grid.splits.test)
+    return info.n_scored is None or info.n_scored >= len(grid.splits.test)
 
 
 def begin(grid: Grid, cell: Cell, tok, replace: bool = False) -> bool:

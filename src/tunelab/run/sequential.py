@@ -8,8 +8,9 @@ verdict's rule (Grid.settle: decide/sequential.rule) checks the headline with in
 adjusted for the planned looks (decide/looks.py), and the next round is scored only if it
 is not decided and the slice is not used up. Every cell is stored after every round with
 how many examples it was scored on and why it stopped (info: n_scored, stopped, looks),
-so a run that dies keeps what it trained and scored. Cells already finished in the store
-take part with the examples they were scored on, as stored.
+so a run that dies keeps what it scored; resuming it builds and scores such a cell again
+(cell_store.complete). Cells already finished in the store take part with the examples
+they were scored on, as stored.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tunelab.core.store import StoreError
 from tunelab.core.ui import console
 from tunelab.eval.evaluate import EvalResult, evaluate, joined
 from tunelab.methods import is_trained
-from tunelab.run.cell_store import Grid, begin, complete, record, record_failure
+from tunelab.run.cell_store import UNFINISHED, Grid, begin, complete, record, record_failure
 from tunelab.run.cells import Cell
 from tunelab.run.compute_cell import CellResult, build_cell, cell_result
 from tunelab.run.rounds import planned_looks, round_ends
@@ -145,7 +146,7 @@ def save(grid: Grid, live: list[Live]) -> list[Live]:
     stop for any reason is covered by the look adjustment); the last round overwrites it."""
     for lv in live:
         n = sum(len(p.rows) for p in lv.parts)
-        res = result(grid, lv, f"the run ended after {n} examples, before the headline was decided")
+        res = result(grid, lv, UNFINISHED.format(n=n))
         grid.store.finish(lv.cell.key, res.fields, res.metrics, res.higher, res.rows)
     return live
 
