@@ -79,6 +79,23 @@ def test_a_disagreement_carries_its_note(tmp_path):
     assert sentence.endswith("Why: the seconds budget.")
 
 
+def test_two_undecided_verdicts_agree_and_say_that_neither_picks_a_side(tmp_path):
+    # GSM8k: shipped and reference both undecided. "agreed" alone reads as if the reference
+    # had confirmed a side; the sentence says the agreement is on recommending neither
+    cfg = stored("configs/demo.yaml")
+    shipped = fill(tmp_path / "s.db", cfg, pattern(100, [(0, 50)]), pattern(100, [(25, 75)]))
+    ref = fill(tmp_path / "r.db", stored("configs/reference/viggo_demo.yaml"), pattern(400, [(0, 200)]),
+               pattern(400, [(100, 300)]), seeds=3)
+    r = row("viggo", "ViGGO demo", "c", "r", flat(cfg), store_side(shipped)[0], store_side(ref)[0],
+            expected=9)
+    verdicts = (r["shipped"]["verdict"], r["reference"]["verdict"], r["agreed"])
+    assert verdicts == ("undecided", "undecided", True)
+    sentence = track_record.row_sentence(r)
+    assert "the verdict agreed" in sentence and "Both runs are undecided" in sentence, sentence
+    decided = track_record.row_sentence(demo_row(tmp_path, pattern(400, [(0, 320)])))
+    assert "Both runs are undecided" not in decided
+
+
 def test_no_reference_or_an_unfinished_one_gives_no_values(tmp_path):
     cfg = stored("configs/demo.yaml")
     shipped = store_side(fill(tmp_path / "demo.db", cfg, pattern(100, [(0, 80)]), pattern(100, [(0, 40)])))[0]

@@ -54,11 +54,16 @@ def row_sentence(r: dict) -> str:
             f"{s['n_test']} x {s['seeds']}): shipped {described(s)}; reference {described(ref)}.")
     if not r["agreed"]:
         text += f" Why: {r['reason'] or 'not found yet'}."
+    elif s["verdict"] == "undecided":
+        text += (" Both runs are undecided: the shipped config is right to recommend neither side, "
+                 "and neither run tells which side is better.")
     return text + coverage_sentence(r.get("coverage"))
 
 
 SHORT = 0.02
 """Coverage more than this below nominal is a shortfall the report states."""
+FAR = 0.05
+"""A shortfall larger than this makes the intervals there much too narrow, not somewhat."""
 
 
 def coverage_sentence(cov: dict | None) -> str:
@@ -68,6 +73,9 @@ def coverage_sentence(cov: dict | None) -> str:
     'all the examples in 93.0% of 2000 drawn slices of 40 examples, 94.8% of 100 (nominal 95%).'
     >>> coverage_sentence({"by_n": {"40": 0.91}, "nominal": 0.95, "reps": 500})[-90:]
     'nal 95%); at 40 that is 4.0 points short: read its intervals as somewhat too narrow there.'
+    >>> far = coverage_sentence({"by_n": {"40": 0.70, "100": 0.92}, "nominal": 0.95, "reps": 500})
+    >>> far.split("; ")[1][:88]
+    'at 40 that is 25.0 points short, at 100 that is 3.0 points short: its intervals are much'
     """
     if not cov:
         return ""
@@ -78,8 +86,10 @@ def coverage_sentence(cov: dict | None) -> str:
     text = (f" On its reference run, the interval tunelab prints (paired percentile bootstrap) held the "
             f"difference of all the examples in {held} (nominal {100 * cov['nominal']:.0f}%)")
     if short:
-        text += "; " + ", ".join(f"at {n} that is {100 * d:.1f} points short" for n, d in short) + \
-            ": read its intervals as somewhat too narrow there"
+        how = ("its intervals are much too narrow there: read a decision drawn at those sizes with "
+               "caution" if max(d for _, d in short) > FAR else "read its intervals as somewhat too "
+               "narrow there")
+        text += "; " + ", ".join(f"at {n} that is {100 * d:.1f} points short" for n, d in short) + ": " + how
     return text + "."
 
 
