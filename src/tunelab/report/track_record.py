@@ -86,9 +86,8 @@ def coverage_sentence(cov: dict | None) -> str:
     text = (f" On its reference run, the interval tunelab prints (paired percentile bootstrap) held the "
             f"difference of all the examples in {held} (nominal {100 * cov['nominal']:.0f}%)")
     if short:
-        how = ("its intervals are much too narrow there: read a decision drawn at those sizes with "
-               "caution" if max(d for _, d in short) > FAR else "read its intervals as somewhat too "
-               "narrow there")
+        how = ("its intervals are much too narrow there: read a decision drawn at those sizes with caution"
+               if max(d for _, d in short) > FAR else "read its intervals as somewhat too narrow there")
         text += "; " + ", ".join(f"at {n} that is {100 * d:.1f} points short" for n, d in short) + ": " + how
     return text + "."
 

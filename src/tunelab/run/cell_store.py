@@ -58,7 +58,7 @@ def complete(grid: Grid, key: str) -> bool:
     if grid.store.status(key) != "done":
         return False
     info = run_info(grid.store.run(key))
-    if (info.stopped or "").startswith(UNFINISHED.split("{")[0]):
+    if info.stopped == UNFINISHED.format(n=info.n_scored):
         return False
     if sequential(grid):
         return True
