@@ -3,6 +3,7 @@ reference run (configs/reference/: 400 test examples or the whole split, three s
 training ended by validation loss).
 
     python bench/track_record.py          # read the stores the configs name; write the table
+    python bench/track_record.py --task gsm8k   # re-read one task's stores, keep the other rows
     python scripts/render_results.py      # then render it into docs/track-record.md
 
 For each task of SHIPPED, the store each config names (`store:`: runs/demo.db for the demo,
@@ -12,6 +13,12 @@ best prompting arm with its 95% CI as the report prints it (decide/verdict.py
 headline_comparison), test examples, seeds and wall time (train + eval seconds of all cells).
 A task whose reference store is missing or unfinished gets a row saying so, with no values.
 A disagreement carries the note of configs/reference/notes.yaml for its task.
+
+Stores are not in git, so a machine holds only those it ran. `--task` re-reads the named
+tasks and keeps every other row of the table at --out as it stands; for a named task whose
+shipped store is not here, the shipped side is kept from that table too, but only if it was
+read for the same shipped config (same fingerprint): its reference side is always re-read.
+Each side says which code version read it (`read_by`), so a kept side stays traceable.
 
 Writes src/tunelab/report/track_record.json: package data, the one source of truth. The
 report of a run quotes it from any install (report/track_record.py), and the docs page is
@@ -53,20 +60,29 @@ def cells(cfg) -> int:
                for m in cfg.methods) * len(cfg.models or [cfg.model])
 
 
-def task_row(task: str, title: str, config: str, reference: str, notes: dict) -> dict:
-    """One task's row from the stores its two configs name (missing ones: None)."""
+def task_row(task: str, title: str, config: str, reference: str, notes: dict, read_by: str,
+             earlier: dict | None = None) -> dict:
+    """One task's row from the stores its two configs name (missing ones: None). `earlier`:
+    this task's row of the table as it stands, whose shipped side stands in for a shipped
+    store that is not here if it was read for this same config; `read_by`: this code's version."""
     shipped_cfg, ref_cfg = read_config(config)[0], read_config(reference)[0]
     fingerprint = flat(to_dict(shipped_cfg))
     shipped = ref = None
-    if Path(shipped_cfg.store).exists():
+    if not Path(shipped_cfg.store).exists() and earlier and earlier.get("shipped") \
+            and not differences(earlier["fingerprint"], fingerprint):
+        shipped = earlier["shipped"]
+        print(f"{task}: {shipped_cfg.store} is not here; its side is kept from the table "
+              f"(read by {shipped['read_by']})", file=sys.stderr)
+    elif Path(shipped_cfg.store).exists():
         shipped, ran = store_side(shipped_cfg.store)
+        shipped["read_by"] = read_by
         # a store resumed across edits of its config may hold another config's runs: say so
         shipped["differs"] = differences(ran, fingerprint) if ran else []
         if shipped["differs"]:
             print(f"warning: {shipped_cfg.store} holds runs not of {config}: "
                   f"{'; '.join(shipped['differs'][:3])}", file=sys.stderr)
     if Path(ref_cfg.store).exists():
-        ref = store_side(ref_cfg.store)[0]
+        ref = store_side(ref_cfg.store)[0] | {"read_by": read_by}
     return row(task, title, config, reference, fingerprint, shipped, ref, notes.get(task), cells(ref_cfg))
 
 
@@ -84,6 +100,20 @@ def measured_coverage(task: str, results: Path = Path("results")) -> dict | None
             "by_n": {str(r["n"]): r["coverage"] for r in rows}, "file": path.name}
 
 
+def earlier_rows(path: Path) -> dict[str, dict]:
+    """The table at `path` as it stands, task -> row, each side marked with the code version
+    that read it (a table written before sides carried `read_by`: its file's version)."""
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    version = data["provenance"]["code_version"]
+    for r in data["rows"]:
+        for key in ("shipped", "reference"):
+            if r.get(key):
+                r[key].setdefault("read_by", version)
+    return {r["task"]: r for r in data["rows"]}
+
+
 def read_notes(path: Path) -> dict[str, str]:
     """configs/reference/notes.yaml: task -> why its verdicts disagree (none: {})."""
     notes = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
@@ -99,15 +129,23 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--notes", default="configs/reference/notes.yaml",
                     help="YAML: task -> why its shipped verdict disagrees with its reference")
     ap.add_argument("--out", default=str(PATH), help="where the table goes (default: the package data)")
+    ap.add_argument("--task", action="append", choices=list(SHIPPED), default=[],
+                    help="re-read only this task's stores (repeatable); other rows stay as --out has them")
     args = ap.parse_args(argv)
     notes = read_notes(Path(args.notes))
-    rows = [task_row(task, *spec, notes) | {"coverage": measured_coverage(task)}
+    out = Path(args.out)
+    prov = provenance(argv if argv is not None else sys.argv[1:], "python bench/track_record.py")
+    earlier = earlier_rows(out) if args.task else {}
+    missing = [t for t in SHIPPED if args.task and t not in args.task and t not in earlier]
+    if missing:
+        sys.exit(f"{out}: no row for '{missing[0]}' to keep: run without --task to read every store")
+    rows = [(earlier[task] if args.task and task not in args.task
+             else task_row(task, *spec, notes, prov["code_version"], earlier.get(task)))
+            | {"coverage": measured_coverage(task)}
             for task, spec in SHIPPED.items()]
     agreed, compared, _ = agreement(rows)
     data = {"bench": "track_record", "figures": {"tasks": len(rows), "compared": compared, "agreed": agreed},
-            "rows": rows, "provenance": provenance(argv if argv is not None else sys.argv[1:],
-                                                   "python bench/track_record.py")}
-    out = Path(args.out)
+            "rows": rows, "provenance": prov}
     out.write_text(json.dumps(data, indent=2) + "\n")
     for r in rows:
         print(f"{r['title']}: {r['status']}")

@@ -256,6 +256,45 @@ def test_the_bench_script_reads_the_stores_the_configs_name(tmp_path, monkeypatc
         bench.main(["--out", str(tmp_path / "tr.json"), "--notes", str(tmp_path / "notes.yaml")])
 
 
+def test_one_task_is_reread_and_the_other_rows_are_kept(tmp_path, monkeypatch):
+    """`--task`: a machine that holds only one task's stores re-reads that task and keeps the
+    other rows as the table has them; a shipped store that is not here keeps its side only
+    while the shipped config is the one it was read for, and the reference is always re-read."""
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    (tmp_path / "runs" / "reference").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    fill(tmp_path / "runs" / "demo.db", stored("configs/demo.yaml"), pattern(100, [(0, 80)]),
+         pattern(100, [(0, 40)]))
+    ref = fill(tmp_path / "runs" / "reference" / "viggo_demo.db", stored("configs/reference/viggo_demo.yaml"),
+               pattern(400, [(0, 320)]), pattern(400, [(0, 160)]), seeds=3)
+    bench, out = _bench(), tmp_path / "tr.json"
+    with pytest.raises(SystemExit, match=r"tr\.json: no row for 'viggo_act' to keep"):
+        bench.main(["--out", str(out), "--task", "viggo"])  # no table yet: nothing to keep
+    first = json.loads(bench.main(["--out", str(out)]).read_text())
+    version = first["provenance"]["code_version"]
+    assert first["rows"][0]["shipped"]["read_by"] == first["rows"][0]["reference"]["read_by"] == version
+    table = json.loads(out.read_text())
+    table["rows"][2]["status"] = "kept, not re-read"  # sql: must come back as it stands
+    out.write_text(json.dumps(table))
+    (tmp_path / "runs" / "demo.db").unlink()  # the shipped store is not on this machine
+    ref.unlink()  # the reference ran again: fine-tuning now wins by 10 points, not 40
+    fill(ref, stored("configs/reference/viggo_demo.yaml"), pattern(400, [(0, 200)]),
+         pattern(400, [(0, 160)]), seeds=3)
+    again = json.loads(bench.main(["--out", str(out), "--task", "viggo"]).read_text())
+    viggo = again["rows"][0]
+    assert viggo["status"] == "agreed"
+    assert viggo["shipped"] == first["rows"][0]["shipped"]  # kept from the table
+    assert (viggo["reference"]["lead"], first["rows"][0]["reference"]["lead"]) == (10.0, 40.0)
+    assert again["rows"][2]["status"] == "kept, not re-read"
+    assert again["rows"][1:] == [r | {"coverage": None} for r in table["rows"][1:]]
+    assert again["provenance"]["command"].endswith("--task viggo")
+    demo = tmp_path / "configs" / "demo.yaml"  # the shipped config changed since its side was read
+    demo.write_text(demo.read_text().replace("n_test: 100", "n_test: 60"))
+    assert "n_test: 60" in demo.read_text()
+    changed = json.loads(bench.main(["--out", str(out), "--task", "viggo"]).read_text())["rows"][0]
+    assert (changed["status"], changed["shipped"]) == ("shipped run not run yet", None)
+
+
 def test_the_docs_view_shows_one_row_per_task(record):
     sys.path.insert(0, str(ROOT / "scripts"))
     import render_results
