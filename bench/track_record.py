@@ -18,7 +18,8 @@ Stores are not in git, so a machine holds only those it ran. `--task` re-reads t
 tasks and keeps every other row of the table at --out as it stands; for a named task whose
 shipped store is not here, the shipped side is kept from that table too, but only if it was
 read for the same shipped config (same fingerprint): its reference side is always re-read.
-Each side says which code version read it (`read_by`), so a kept side stays traceable.
+Each side says which code version read it (`read_by`), and a side not read again says so
+(`kept`), so a kept side stays traceable.
 
 Writes src/tunelab/report/track_record.json: package data, the one source of truth. The
 report of a run quotes it from any install (report/track_record.py), and the docs page is
@@ -101,8 +102,9 @@ def measured_coverage(task: str, results: Path = Path("results")) -> dict | None
 
 
 def earlier_rows(path: Path) -> dict[str, dict]:
-    """The table at `path` as it stands, task -> row, each side marked with the code version
-    that read it (a table written before sides carried `read_by`: its file's version)."""
+    """The table at `path` as it stands, task -> row, each side marked as kept (not read
+    again) and with the code version that read it (a table written before sides carried
+    `read_by`: its file's version)."""
     if not path.exists():
         return {}
     data = json.loads(path.read_text())
@@ -111,6 +113,7 @@ def earlier_rows(path: Path) -> dict[str, dict]:
         for key in ("shipped", "reference"):
             if r.get(key):
                 r[key].setdefault("read_by", version)
+                r[key]["kept"] = True
     return {r["task"]: r for r in data["rows"]}
 
 

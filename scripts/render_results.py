@@ -156,7 +156,18 @@ def track(data: dict) -> str:
         lines.append(f"| {r['title']} (`{r['config']}`) | {(s or {}).get('verdict', '—')} | "
                      f"{(ref or {}).get('verdict', '—')} | {agreed} | {_lead(s)} | {_lead(ref)} | "
                      f"{_size(s)} / {_size(ref)} | {_wall(s)} / {_wall(ref)} | {_coverage(r)} | {note} |")
-    return "\n".join(lines + ["", provenance(data)])
+    return "\n".join(lines + ["", provenance(data) + _kept(data)])
+
+
+def _kept(data: dict) -> str:
+    """Where the command that wrote the table (`--task`) did not read every side itself:
+    which sides it read; the others are kept as an earlier read of their stores left them."""
+    sides = [(f"{r['title']} {key}", not r[key].get("kept"))
+             for r in data["rows"] for key in ("shipped", "reference") if r.get(key)]
+    if all(fresh for _, fresh in sides):
+        return ""
+    read = ", ".join(name for name, fresh in sides if fresh) or "no side"
+    return f" It read {read}; every other side is kept from an earlier read of its store."
 
 
 VIEWS: dict[str, Callable[[dict], str]] = {"table": table, "recommendation": recommendation,

@@ -283,11 +283,17 @@ def test_one_task_is_reread_and_the_other_rows_are_kept(tmp_path, monkeypatch):
     again = json.loads(bench.main(["--out", str(out), "--task", "viggo"]).read_text())
     viggo = again["rows"][0]
     assert viggo["status"] == "agreed"
-    assert viggo["shipped"] == first["rows"][0]["shipped"]  # kept from the table
+    assert viggo["shipped"] == first["rows"][0]["shipped"] | {"kept": True}  # from the table
     assert (viggo["reference"]["lead"], first["rows"][0]["reference"]["lead"]) == (10.0, 40.0)
     assert again["rows"][2]["status"] == "kept, not re-read"
     assert again["rows"][1:] == [r | {"coverage": None} for r in table["rows"][1:]]
     assert again["provenance"]["command"].endswith("--task viggo")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import render_results
+
+    assert render_results.track(again).endswith(
+        "It read ViGGO demo reference; every other side is kept from an earlier read of its store.")
+    assert "It read" not in render_results.track(first)
     demo = tmp_path / "configs" / "demo.yaml"  # the shipped config changed since its side was read
     demo.write_text(demo.read_text().replace("n_test: 100", "n_test: 60"))
     assert "n_test: 60" in demo.read_text()
