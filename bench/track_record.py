@@ -69,12 +69,7 @@ def task_row(task: str, title: str, config: str, reference: str, notes: dict, re
     shipped_cfg, ref_cfg = read_config(config)[0], read_config(reference)[0]
     fingerprint = flat(to_dict(shipped_cfg))
     shipped = ref = None
-    if not Path(shipped_cfg.store).exists() and earlier and earlier.get("shipped") \
-            and not differences(earlier["fingerprint"], fingerprint):
-        shipped = earlier["shipped"]
-        print(f"{task}: {shipped_cfg.store} is not here; its side is kept from the table "
-              f"(read by {shipped['read_by']})", file=sys.stderr)
-    elif Path(shipped_cfg.store).exists():
+    if Path(shipped_cfg.store).exists():
         shipped, ran = store_side(shipped_cfg.store)
         shipped["read_by"] = read_by
         # a store resumed across edits of its config may hold another config's runs: say so
@@ -82,6 +77,10 @@ def task_row(task: str, title: str, config: str, reference: str, notes: dict, re
         if shipped["differs"]:
             print(f"warning: {shipped_cfg.store} holds runs not of {config}: "
                   f"{'; '.join(shipped['differs'][:3])}", file=sys.stderr)
+    elif earlier and earlier.get("shipped") and not differences(earlier["fingerprint"], fingerprint):
+        shipped = earlier["shipped"]
+        print(f"{task}: {shipped_cfg.store} is not here; its side is kept from the table "
+              f"(read by {shipped['read_by']})", file=sys.stderr)
     if Path(ref_cfg.store).exists():
         ref = store_side(ref_cfg.store)[0] | {"read_by": read_by}
     return row(task, title, config, reference, fingerprint, shipped, ref, notes.get(task), cells(ref_cfg))
